@@ -1,0 +1,71 @@
+//! Messages a client sends to the server.
+
+use alloc::string::String;
+use serde::{Deserialize, Serialize};
+
+/// One client-to-server frame: a request and the number that names it.
+///
+/// The server echoes `request_id` in the answer to the request (joined, left,
+/// pong) and in any error it causes, so a client can match answers to requests
+/// without relying on ordering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ClientFrame {
+    /// Chosen by the client; the server never interprets it.
+    pub request_id: u32,
+    /// What the client asks for.
+    pub message: ClientMessage,
+}
+
+/// Everything a client can ask of the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ClientMessage {
+    /// The first frame of every session. The server answers with a welcome,
+    /// or closes with `UNSUPPORTED_VERSION`.
+    Hello {
+        /// The [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION) the client speaks.
+        protocol_version: u16,
+        /// Free-form client identification for logs, such as "wtchat-web/0.1".
+        client_name: String,
+    },
+    /// Join a room, creating it if it does not exist.
+    Join {
+        /// The room's name; see the server's limits for what is valid.
+        room: String,
+        /// The name other members see for this session in this room.
+        display_name: String,
+        /// Where the client left off in this room, so that it receives only
+        /// the messages it missed instead of the whole recent history.
+        resume: Option<Resume>,
+    },
+    /// Leave a room this session is in.
+    Leave {
+        /// The room to leave.
+        room: String,
+    },
+    /// Send a chat message to every member of a room the session is in.
+    Publish {
+        /// The room to publish to.
+        room: String,
+        /// The message text, at most the server's `max_message_bytes` long.
+        body: String,
+    },
+    /// Keep the session alive and measure the round trip. A client sends a
+    /// ping whenever it has sent nothing else for a heartbeat interval.
+    Ping {
+        /// Echoed in the pong.
+        nonce: u64,
+    },
+}
+
+/// A client's position in a room's message sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Resume {
+    /// The room epoch the client saw in its last joined answer. Sequence
+    /// numbers are only comparable within one epoch.
+    pub epoch: u64,
+    /// The highest sequence number the client has received in that epoch.
+    pub last_seq: u64,
+}

@@ -1,0 +1,208 @@
+//! Messages the server sends to a client.
+
+use alloc::{string::String, vec::Vec};
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorCode, ReasonCode};
+
+/// Everything the server can send to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ServerMessage {
+    /// The answer to hello: the session exists and these are its terms.
+    Welcome(Welcome),
+    /// The answer to join. It is followed by `history.count` [`ChatMessage`]s
+    /// of the same room before any live message of that room.
+    Joined(Joined),
+    /// The answer to leave.
+    Left(Left),
+    /// A chat message in a room the session is in.
+    Message(ChatMessage),
+    /// Someone joined or left a room the session is in.
+    Presence(Presence),
+    /// A request was refused; the session goes on.
+    Error(ErrorNotice),
+    /// The answer to ping.
+    Pong(Pong),
+    /// The server is about to close the session, and why. The transport's
+    /// close (a WebSocket close frame, a WebTransport session close) carries
+    /// the same code.
+    Closing(Closing),
+}
+
+/// The server's terms for a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Welcome {
+    /// Answers the hello's request id.
+    pub request_id: u32,
+    /// Unique among the server's live sessions; it identifies this session as
+    /// a sender and a member.
+    pub session_id: u64,
+    /// The protocol version the server speaks.
+    pub protocol_version: u16,
+    /// The server's name and version, for logs.
+    pub server: String,
+    /// The client must send a frame (a ping when it has nothing else to say)
+    /// at least this often.
+    pub heartbeat_interval_ms: u32,
+    /// The server closes a session it has heard nothing from for this long.
+    pub heartbeat_timeout_ms: u32,
+    /// The limits the server enforces on this session.
+    pub limits: Limits,
+}
+
+/// Per-session limits, announced so that a client can respect them up front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Limits {
+    /// The largest frame the server accepts; a larger one closes the session
+    /// with `FRAME_TOO_LARGE`.
+    pub max_frame_bytes: u32,
+    /// The largest message body; a larger one gets a `MESSAGE_TOO_LARGE` error.
+    pub max_message_bytes: u32,
+    /// How many rooms one session may be in at once.
+    pub max_rooms_per_session: u32,
+    /// The sustained number of publishes per second.
+    pub publish_rate_per_sec: u32,
+    /// How many publishes may exceed the sustained rate in a burst.
+    pub publish_burst: u32,
+    /// The longest room name, in bytes.
+    pub max_room_name_bytes: u32,
+    /// The longest display name, in bytes.
+    pub max_display_name_bytes: u32,
+    /// How many bytes may wait to be sent to this session before it is closed
+    /// as a slow consumer.
+    pub outbound_queue_bytes: u32,
+}
+
+/// The answer to a join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Joined {
+    /// Answers the join's request id.
+    pub request_id: u32,
+    /// The room joined.
+    pub room: String,
+    /// Identifies this incarnation of the room's sequence. It changes when the
+    /// room's history is lost (for example when the room was dropped because
+    /// it became empty), and a client must then not compare sequence numbers
+    /// across the change.
+    pub epoch: u64,
+    /// The sequence number the room's next message will carry.
+    pub next_seq: u64,
+    /// Everyone in the room, this session included.
+    pub members: Vec<Member>,
+    /// The history that follows this frame.
+    pub history: HistoryReplay,
+}
+
+/// Which past messages follow a joined answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct HistoryReplay {
+    /// How many [`ChatMessage`] frames of the room follow, in sequence order.
+    pub count: u32,
+    /// True when the client asked to resume but the server no longer holds
+    /// every message it missed (the history was trimmed, or the epoch
+    /// changed). The client has a gap and should say so to its user.
+    pub gap: bool,
+}
+
+/// The answer to a leave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Left {
+    /// Answers the leave's request id.
+    pub request_id: u32,
+    /// The room left.
+    pub room: String,
+}
+
+/// A member of a room as others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Member {
+    /// The member's session.
+    pub session_id: u64,
+    /// The display name it joined the room with.
+    pub name: String,
+}
+
+/// A chat message as delivered to every member of its room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ChatMessage {
+    /// The room it was published to.
+    pub room: String,
+    /// Its place in the room's order: consecutive, starting at 1 in each epoch.
+    pub seq: u64,
+    /// Who published it.
+    pub sender: Member,
+    /// When the server accepted it, in milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+    /// The text.
+    pub body: String,
+}
+
+/// A change in a room's membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Presence {
+    /// The room whose membership changed.
+    pub room: String,
+    /// What happened.
+    pub change: PresenceChange,
+    /// Who it happened to.
+    pub member: Member,
+}
+
+/// How a room's membership changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PresenceChange {
+    /// The member joined the room.
+    Joined,
+    /// The member left the room by asking to.
+    Left,
+    /// The member's session ended (closed, timed out or evicted).
+    Disconnected,
+}
+
+/// A refused request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ErrorNotice {
+    /// The request refused, or `None` when the frame could not be decoded far
+    /// enough to know it.
+    pub request_id: Option<u32>,
+    /// What went wrong, for programs.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub text: String,
+}
+
+/// The answer to a ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Pong {
+    /// Answers the ping's request id.
+    pub request_id: u32,
+    /// The ping's nonce.
+    pub nonce: u64,
+    /// The server's clock, in milliseconds since the Unix epoch.
+    pub server_time_ms: u64,
+}
+
+/// The server's last word on a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Closing {
+    /// Why the session ends.
+    pub code: ReasonCode,
+    /// Why the session ends, for people.
+    pub text: String,
+    /// When the client may reconnect, in milliseconds from now; `None` means
+    /// it should not reconnect without a change on its side.
+    pub retry_after_ms: Option<u32>,
+}
