@@ -1,1 +1,27 @@
-//! wip
+//! The wtchat server: a broadcast core and the transports that feed it.
+//!
+//! The core ([`hub`], [`session`], [`room`], [`room_registry`], [`history`],
+//! [`outbox`], [`frame`]) owns every chat rule and knows no transport. The
+//! [`transport`] module is the seam; [`websocket`] is an adapter over it;
+//! [`http`] routes the TCP listener; [`server`] ties them together.
+
+pub mod config;
+pub mod frame;
+pub mod history;
+pub mod http;
+pub mod hub;
+pub mod name;
+pub mod origin;
+pub mod outbox;
+pub mod room;
+pub mod room_registry;
+pub mod server;
+pub mod session;
+pub mod static_files;
+pub mod token_bucket;
+pub mod transport;
+pub mod websocket;
+
+pub use config::{Config, Settings};
+pub use hub::Hub;
+pub use server::Server;

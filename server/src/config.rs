@@ -1,0 +1,347 @@
+//! The server's configuration: defaults, a TOML file, environment variables
+//! and command-line flags, in rising order of precedence.
+//!
+//! [`Settings`] is the one list of options. Each field is optional; it derives
+//! both `clap::Args` (for flags and `WTCHAT_*` variables) and `Deserialize`
+//! (for the file), so the three sources cannot drift apart. [`Config`] is the
+//! resolved, validated result the server runs with.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wtchat_protocol::Limits;
+
+/// The resolved configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The TCP address for HTTP and WebSocket.
+    pub listen: SocketAddr,
+    /// The folder of static files served at `/`.
+    pub web_root: PathBuf,
+    /// Origins allowed to open a WebSocket besides the server's own; `*`
+    /// allows every origin.
+    pub allowed_origins: Vec<String>,
+    /// Limits each session is held to.
+    pub session: SessionLimits,
+    /// The most rooms the server holds at once.
+    pub max_rooms: usize,
+    /// How many recent messages each room keeps for joiners.
+    pub history_len: usize,
+    /// How often clients must send something.
+    #[serde(with = "millis")]
+    pub heartbeat_interval: Duration,
+    /// How long the server waits for a silent client before closing it.
+    #[serde(with = "millis")]
+    pub heartbeat_timeout: Duration,
+    /// How long a graceful shutdown waits for sessions to close.
+    #[serde(with = "millis")]
+    pub shutdown_timeout: Duration,
+    /// The smallest retry hint sent at shutdown; each session gets this plus
+    /// a random share of `shutdown_retry_spread`, so clients do not all come
+    /// back at the same instant.
+    #[serde(with = "millis")]
+    pub shutdown_retry_after: Duration,
+    /// The width of the random spread added to the shutdown retry hint.
+    #[serde(with = "millis")]
+    pub shutdown_retry_spread: Duration,
+}
+
+/// Limits each session is held to.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SessionLimits {
+    /// The largest frame accepted; a larger one closes the session.
+    pub max_frame_bytes: usize,
+    /// The largest message body accepted; a larger one is refused.
+    pub max_message_bytes: usize,
+    /// How many rooms one session may be in.
+    pub max_rooms_per_session: usize,
+    /// Sustained publishes per second.
+    pub publish_rate_per_sec: u32,
+    /// Publishes allowed above the sustained rate in a burst.
+    pub publish_burst: u32,
+    /// Refused publishes tolerated (refilling at one per second) before the
+    /// session is closed for flooding.
+    pub flood_tolerance: u32,
+    /// Other refused requests tolerated (refilling at one per second) before
+    /// the session is closed for a protocol violation.
+    pub error_tolerance: u32,
+    /// The byte bound of the outbound queue; past it the session is evicted.
+    pub outbound_queue_bytes: usize,
+    /// The longest room name in bytes.
+    pub max_room_name_bytes: usize,
+    /// The longest display name in bytes.
+    pub max_display_name_bytes: usize,
+}
+
+impl SessionLimits {
+    /// The limits as announced to clients in the welcome.
+    pub fn announced(&self) -> Limits {
+        let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Limits {
+            max_frame_bytes: narrow(self.max_frame_bytes),
+            max_message_bytes: narrow(self.max_message_bytes),
+            max_rooms_per_session: narrow(self.max_rooms_per_session),
+            publish_rate_per_sec: self.publish_rate_per_sec,
+            publish_burst: self.publish_burst,
+            max_room_name_bytes: narrow(self.max_room_name_bytes),
+            max_display_name_bytes: narrow(self.max_display_name_bytes),
+            outbound_queue_bytes: narrow(self.outbound_queue_bytes),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            web_root: default_web_root(),
+            allowed_origins: Vec::new(),
+            session: SessionLimits {
+                max_frame_bytes: 64 * 1024 + 1024,
+                max_message_bytes: 64 * 1024,
+                max_rooms_per_session: 32,
+                publish_rate_per_sec: 10,
+                publish_burst: 20,
+                flood_tolerance: 20,
+                error_tolerance: 20,
+                outbound_queue_bytes: 1024 * 1024,
+                max_room_name_bytes: 64,
+                max_display_name_bytes: 64,
+            },
+            max_rooms: 100_000,
+            history_len: 100,
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(25),
+            shutdown_timeout: Duration::from_secs(10),
+            shutdown_retry_after: Duration::from_secs(1),
+            shutdown_retry_spread: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The `web/` folder of a source checkout when the server runs from one,
+/// else `web` under the working directory.
+fn default_web_root() -> PathBuf {
+    let local = PathBuf::from("web");
+    if local.is_dir() {
+        return local;
+    }
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+    if checkout.is_dir() { checkout } else { local }
+}
+
+/// Every option, each optional: an unset option keeps the value from the
+/// source below it.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// TCP address for HTTP and WebSocket (default 127.0.0.1:8080).
+    #[arg(long, env = "WTCHAT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Folder of static files served at `/` (default: the checkout's `web/`).
+    #[arg(long, env = "WTCHAT_WEB_ROOT")]
+    pub web_root: Option<PathBuf>,
+    /// Origins allowed to open a WebSocket, comma-separated, besides the
+    /// server's own origin; `*` allows any (default: none).
+    #[arg(long, env = "WTCHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Largest frame a client may send, in bytes (default 66560).
+    #[arg(long, env = "WTCHAT_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Largest message body, in bytes (default 65536).
+    #[arg(long, env = "WTCHAT_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Rooms one session may be in at once (default 32).
+    #[arg(long, env = "WTCHAT_MAX_ROOMS_PER_SESSION")]
+    pub max_rooms_per_session: Option<usize>,
+    /// Sustained publishes per second per session (default 10).
+    #[arg(long, env = "WTCHAT_PUBLISH_RATE")]
+    pub publish_rate_per_sec: Option<u32>,
+    /// Publishes per session allowed above the rate in a burst (default 20).
+    #[arg(long, env = "WTCHAT_PUBLISH_BURST")]
+    pub publish_burst: Option<u32>,
+    /// Rate-limited publishes tolerated before closing for flooding (default 20).
+    #[arg(long, env = "WTCHAT_FLOOD_TOLERANCE")]
+    pub flood_tolerance: Option<u32>,
+    /// Other refused requests tolerated before closing for a protocol
+    /// violation (default 20).
+    #[arg(long, env = "WTCHAT_ERROR_TOLERANCE")]
+    pub error_tolerance: Option<u32>,
+    /// Bytes that may wait for a slow reader before it is evicted (default 1048576).
+    #[arg(long, env = "WTCHAT_OUTBOUND_QUEUE_BYTES")]
+    pub outbound_queue_bytes: Option<usize>,
+    /// Longest room name in bytes (default 64).
+    #[arg(long, env = "WTCHAT_MAX_ROOM_NAME_BYTES")]
+    pub max_room_name_bytes: Option<usize>,
+    /// Longest display name in bytes (default 64).
+    #[arg(long, env = "WTCHAT_MAX_DISPLAY_NAME_BYTES")]
+    pub max_display_name_bytes: Option<usize>,
+    /// Most rooms the server holds at once (default 100000).
+    #[arg(long, env = "WTCHAT_MAX_ROOMS")]
+    pub max_rooms: Option<usize>,
+    /// Recent messages each room keeps for joiners (default 100).
+    #[arg(long, env = "WTCHAT_HISTORY_LEN")]
+    pub history_len: Option<usize>,
+    /// How often clients must send something, in ms (default 10000).
+    #[arg(long, env = "WTCHAT_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Silence after which a client is closed, in ms (default 25000).
+    #[arg(long, env = "WTCHAT_HEARTBEAT_TIMEOUT_MS")]
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// Longest graceful shutdown, in ms (default 10000).
+    #[arg(long, env = "WTCHAT_SHUTDOWN_TIMEOUT_MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+    /// Smallest retry hint sent at shutdown, in ms (default 1000).
+    #[arg(long, env = "WTCHAT_SHUTDOWN_RETRY_AFTER_MS")]
+    pub shutdown_retry_after_ms: Option<u64>,
+    /// Random spread added to the shutdown retry hint, in ms (default 5000).
+    #[arg(long, env = "WTCHAT_SHUTDOWN_RETRY_SPREAD_MS")]
+    pub shutdown_retry_spread_ms: Option<u64>,
+}
+
+/// A configuration that cannot run, or a file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("invalid configuration file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// The values contradict each other or are out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Reads settings from a TOML file whose keys are the long flag names
+    /// with underscores (`max_message_bytes = 4096`).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
+    }
+}
+
+impl Config {
+    /// Applies every set option of `settings` over this configuration.
+    pub fn apply(mut self, settings: &Settings) -> Self {
+        let s = settings.clone();
+        let ms = Duration::from_millis;
+        let limits = &mut self.session;
+        macro_rules! set {
+            ($($target:expr => $value:expr),* $(,)?) => { $( if let Some(v) = $value { $target = v; } )* };
+        }
+        set! {
+            self.listen => s.listen,
+            self.web_root => s.web_root,
+            self.allowed_origins => s.allowed_origins,
+            limits.max_frame_bytes => s.max_frame_bytes,
+            limits.max_message_bytes => s.max_message_bytes,
+            limits.max_rooms_per_session => s.max_rooms_per_session,
+            limits.publish_rate_per_sec => s.publish_rate_per_sec,
+            limits.publish_burst => s.publish_burst,
+            limits.flood_tolerance => s.flood_tolerance,
+            limits.error_tolerance => s.error_tolerance,
+            limits.outbound_queue_bytes => s.outbound_queue_bytes,
+            limits.max_room_name_bytes => s.max_room_name_bytes,
+            limits.max_display_name_bytes => s.max_display_name_bytes,
+            self.max_rooms => s.max_rooms,
+            self.history_len => s.history_len,
+            self.heartbeat_interval => s.heartbeat_interval_ms.map(ms),
+            self.heartbeat_timeout => s.heartbeat_timeout_ms.map(ms),
+            self.shutdown_timeout => s.shutdown_timeout_ms.map(ms),
+            self.shutdown_retry_after => s.shutdown_retry_after_ms.map(ms),
+            self.shutdown_retry_spread => s.shutdown_retry_spread_ms.map(ms),
+        }
+        self
+    }
+
+    /// Checks that the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let limits = &self.session;
+        let fail = |why: String| Err(ConfigError::Invalid(why));
+        if self.heartbeat_interval.is_zero() || self.heartbeat_timeout <= self.heartbeat_interval {
+            return fail(format!(
+                "heartbeat_timeout ({:?}) must be longer than a non-zero heartbeat_interval ({:?})",
+                self.heartbeat_timeout, self.heartbeat_interval
+            ));
+        }
+        // A publish frame carries the body plus the room name and a few bytes
+        // of framing; the frame limit must leave room for the largest of each.
+        let publish_overhead = limits.max_room_name_bytes + 32;
+        if limits.max_frame_bytes < limits.max_message_bytes + publish_overhead {
+            return fail(format!(
+                "max_frame_bytes ({}) must be at least max_message_bytes + max_room_name_bytes + 32 ({})",
+                limits.max_frame_bytes,
+                limits.max_message_bytes + publish_overhead
+            ));
+        }
+        // The server's own frames (a message relayed with the sender's name)
+        // must fit the outbound queue, or every session would be evicted by
+        // the first large message.
+        let relay =
+            limits.max_message_bytes + limits.max_room_name_bytes + limits.max_display_name_bytes + 64;
+        if limits.outbound_queue_bytes < 2 * relay {
+            return fail(format!(
+                "outbound_queue_bytes ({}) must hold at least two of the largest messages ({})",
+                limits.outbound_queue_bytes,
+                2 * relay
+            ));
+        }
+        if limits.max_message_bytes == 0 || limits.max_rooms_per_session == 0 || self.max_rooms == 0 {
+            return fail("max_message_bytes, max_rooms_per_session and max_rooms must be at least 1".into());
+        }
+        if limits.max_room_name_bytes == 0 || limits.max_display_name_bytes == 0 {
+            return fail("name limits must be at least 1 byte".into());
+        }
+        Ok(())
+    }
+}
+
+/// Durations as whole milliseconds, matching the `*_ms` option names.
+mod millis {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_sources_override_earlier_ones() {
+        let file: Settings = toml::from_str("history_len = 7\nmax_message_bytes = 1000\n").unwrap();
+        let flags = Settings { history_len: Some(9), ..Settings::default() };
+        let config = Config::default().apply(&file).apply(&flags);
+        assert_eq!(config.history_len, 9);
+        assert_eq!(config.session.max_message_bytes, 1000);
+        assert_eq!(config.session.max_frame_bytes, Config::default().session.max_frame_bytes);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_contradictions_are_refused() {
+        assert!(toml::from_str::<Settings>("histroy_len = 7").is_err());
+        let small_frames = Settings { max_frame_bytes: Some(100), ..Settings::default() };
+        assert!(Config::default().apply(&small_frames).validate().is_err());
+        let inverted = Settings { heartbeat_timeout_ms: Some(1000), ..Settings::default() };
+        assert!(Config::default().apply(&inverted).validate().is_err());
+    }
+}

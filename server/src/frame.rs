@@ -1,0 +1,46 @@
+//! An encoded server message, shared by every recipient.
+//!
+//! A [`Frame`] is encoded once, with the stream length prefix in front, into a
+//! reference-counted [`Bytes`]. Cloning a frame copies a pointer and bumps a
+//! count; it never copies the message. Message-based transports send
+//! [`Frame::body`], stream transports send [`Frame::prefixed`]; both are views
+//! of the same allocation.
+
+use bytes::Bytes;
+use wtchat_protocol::{LENGTH_PREFIX_BYTES, ServerMessage, encode_prefixed};
+
+/// One encoded server message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The length prefix followed by the body, as one allocation.
+    prefixed: Bytes,
+}
+
+impl Frame {
+    /// Encodes a message. This is the only place the server serializes a
+    /// message; everything downstream moves the resulting bytes.
+    pub fn encode(message: &ServerMessage) -> Self {
+        Self { prefixed: Bytes::from(encode_prefixed(message)) }
+    }
+
+    /// The frame as a byte stream carries it: length prefix and body.
+    pub fn prefixed(&self) -> &Bytes {
+        &self.prefixed
+    }
+
+    /// The frame as a message-based transport carries it: the body alone. The
+    /// returned `Bytes` shares the frame's allocation.
+    pub fn body(&self) -> Bytes {
+        self.prefixed.slice(LENGTH_PREFIX_BYTES..)
+    }
+
+    /// The size the frame counts for in an outbound queue.
+    pub fn len(&self) -> usize {
+        self.prefixed.len()
+    }
+
+    /// Whether the frame is empty; no encoded message is.
+    pub fn is_empty(&self) -> bool {
+        self.prefixed.is_empty()
+    }
+}

@@ -1,0 +1,82 @@
+//! The TCP listener's HTTP side: routes, and nothing else.
+//!
+//! `GET /ws` hands over to the WebSocket adapter, `GET /healthz` answers
+//! whether the server takes sessions, and every other GET is a static file.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::hub::Hub;
+use crate::origin::OriginPolicy;
+use crate::static_files::{StaticFiles, text};
+use crate::websocket;
+
+/// A client must send its request headers within this time; this keeps idle
+/// half-open connections (slowloris) from holding sockets.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every HTTP connection shares.
+#[derive(Debug)]
+pub struct HttpState {
+    /// The core.
+    hub: Arc<Hub>,
+    /// The demo page's files.
+    static_files: StaticFiles,
+    /// Who may open a WebSocket.
+    origins: OriginPolicy,
+}
+
+impl HttpState {
+    /// The state for a hub, from its configuration.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        let config = hub.config();
+        Self {
+            static_files: StaticFiles::new(config.web_root.clone()),
+            origins: OriginPolicy::new(&config.allowed_origins),
+            hub,
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on one accepted connection until it closes or upgrades.
+pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<HttpState>) {
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(request, &state).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(error) = connection.await {
+        tracing::debug!(%peer, %error, "HTTP connection ended with an error");
+    }
+}
+
+async fn route(request: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    match (method, request.uri().path()) {
+        (Method::GET, "/ws") => websocket::upgrade(request, &state.hub, &state.origins),
+        (Method::GET | Method::HEAD, "/healthz") => {
+            if state.hub.is_draining() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                text(StatusCode::OK, "ok\n")
+            }
+        }
+        (method @ (Method::GET | Method::HEAD), path) => state.static_files.serve(&method, path).await,
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+    }
+}

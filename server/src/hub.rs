@@ -1,0 +1,136 @@
+//! The hub: the broadcast core's front door.
+//!
+//! A transport asks the hub for a [`Session`] per connection and feeds it what
+//! arrives; the hub owns the rooms and the list of live sessions, and knows no
+//! transport. Everything a chat server decides (names, limits, order,
+//! presence, eviction, shutdown) is decided in the core, once, for every
+//! transport.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wtchat_protocol::{Closing, ReasonCode};
+
+use crate::config::Config;
+use crate::outbox::Outbox;
+use crate::room_registry::RoomRegistry;
+use crate::session::Session;
+
+/// The broadcast core.
+#[derive(Debug)]
+pub struct Hub {
+    /// The configuration the hub was started with.
+    config: Config,
+    /// Every room.
+    rooms: RoomRegistry,
+    /// The outbox of every live session, so that shutdown can reach them. A
+    /// std mutex, taken once when a session opens and once when it ends,
+    /// never on the message path.
+    sessions: Mutex<HashMap<u64, Arc<Outbox>>>,
+    /// The next session id; ids are never reused within a process.
+    next_session_id: AtomicU64,
+    /// Set once shutdown begins; sessions opened after that are closed at once.
+    draining: AtomicBool,
+}
+
+impl Hub {
+    /// A hub with no sessions and no rooms.
+    pub fn new(config: Config) -> Arc<Self> {
+        Arc::new(Self {
+            rooms: RoomRegistry::new(config.max_rooms, config.history_len),
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            next_session_id: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The rooms.
+    pub fn rooms(&self) -> &RoomRegistry {
+        &self.rooms
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<u64, Arc<Outbox>>> {
+        // Insert and remove leave the map consistent if they panic.
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens a session for a new connection.
+    pub fn open_session(self: &Arc<Self>) -> Session {
+        let id = self.next_session_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox::new(self.config.session.outbound_queue_bytes));
+        self.sessions().insert(id, outbox.clone());
+        if self.draining.load(Ordering::Acquire) {
+            outbox.close(self.shutdown_notice());
+        }
+        Session::new(self.clone(), id, outbox)
+    }
+
+    /// Forgets a session that ended.
+    pub(crate) fn unregister(&self, session_id: u64) {
+        self.sessions().remove(&session_id);
+    }
+
+    /// How many sessions are live.
+    pub fn session_count(&self) -> usize {
+        self.sessions().len()
+    }
+
+    /// Begins a graceful shutdown: every session gets what is already queued
+    /// for it, then a `SERVER_SHUTDOWN` notice with its own retry hint, then
+    /// its transport is closed.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        let outboxes: Vec<Arc<Outbox>> = self.sessions().values().cloned().collect();
+        for outbox in outboxes {
+            outbox.close(self.shutdown_notice());
+        }
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Waits until every session has ended or `timeout` passes; returns
+    /// whether they all ended.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.session_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// A shutdown notice with a retry hint spread at random over the
+    /// configured window, so that a restart is not met by every client at
+    /// the same instant.
+    fn shutdown_notice(&self) -> Closing {
+        let spread = u64::try_from(self.config.shutdown_retry_spread.as_millis()).unwrap_or(u64::MAX);
+        let base = u64::try_from(self.config.shutdown_retry_after.as_millis()).unwrap_or(u64::MAX);
+        let retry = base.saturating_add(fastrand::u64(0..=spread));
+        Closing {
+            code: ReasonCode::SERVER_SHUTDOWN,
+            text: "the server is shutting down; reconnect after the retry hint".into(),
+            retry_after_ms: Some(u32::try_from(retry).unwrap_or(u32::MAX)),
+        }
+    }
+}
+
+/// The wall clock in milliseconds since the Unix epoch, for message
+/// timestamps.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

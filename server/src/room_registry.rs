@@ -1,0 +1,118 @@
+//! Every room on this server, by name.
+//!
+//! The registry is consulted on join and leave only; publishing goes straight
+//! to the room a session already holds. It is split into shards, each with its
+//! own lock, so that joins to different rooms rarely wait for each other.
+//!
+//! Lock order: a room's lock may be held while taking a shard lock (when the
+//! last member leaves and the room removes itself), never the other way round.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use wtchat_protocol::{PresenceChange, Resume};
+
+use crate::room::{Room, RoomMember, RoomRemoved};
+
+const SHARDS: usize = 32;
+
+/// One shard: the rooms whose names hash to it.
+type Shard = HashMap<Arc<str>, Arc<Room>>;
+
+/// The server holds as many rooms as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomLimitReached;
+
+/// Every room, by name.
+#[derive(Debug)]
+pub struct RoomRegistry {
+    /// Rooms by name, spread over shards by a hash of the name.
+    shards: Box<[Mutex<Shard>]>,
+    /// The hasher that picks a name's shard, seeded per process so that
+    /// nobody can choose names that all land in one shard.
+    hasher: RandomState,
+    /// How many rooms exist, kept apart from the shards so that checking the
+    /// limit needs no lock.
+    count: AtomicUsize,
+    /// The most rooms allowed.
+    max_rooms: usize,
+    /// History length of new rooms.
+    history_len: usize,
+}
+
+impl RoomRegistry {
+    /// An empty registry.
+    pub fn new(max_rooms: usize, history_len: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            count: AtomicUsize::new(0),
+            max_rooms,
+            history_len,
+        }
+    }
+
+    fn shard(&self, name: &str) -> MutexGuard<'_, Shard> {
+        let index = (self.hasher.hash_one(name) as usize) % SHARDS;
+        // Map operations leave the map consistent if they panic.
+        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Joins a member to the room of that name, creating the room if needed.
+    pub fn join(
+        &self,
+        name: &Arc<str>,
+        member: RoomMember,
+        request_id: u32,
+        resume: Option<Resume>,
+    ) -> Result<Arc<Room>, RoomLimitReached> {
+        loop {
+            let room = self.get_or_create(name)?;
+            match room.join(member.clone(), request_id, resume) {
+                Ok(()) => return Ok(room),
+                // The last member left between the look-up and the join, and
+                // the room is gone from the map already: the next look-up
+                // creates a fresh one.
+                Err(RoomRemoved) => continue,
+            }
+        }
+    }
+
+    fn get_or_create(&self, name: &Arc<str>) -> Result<Arc<Room>, RoomLimitReached> {
+        let mut shard = self.shard(name);
+        if let Some(room) = shard.get(name) {
+            return Ok(room.clone());
+        }
+        if self.count.fetch_add(1, Ordering::Relaxed) >= self.max_rooms {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return Err(RoomLimitReached);
+        }
+        let room = Arc::new(Room::new(name.clone(), self.history_len));
+        shard.insert(name.clone(), room.clone());
+        Ok(room)
+    }
+
+    /// Removes a member from a room, and the room from the registry when it
+    /// becomes empty. Returns whether the session was a member.
+    pub fn leave(&self, room: &Arc<Room>, session_id: u64, change: PresenceChange) -> bool {
+        room.leave(session_id, change, || {
+            let mut shard = self.shard(room.name());
+            if shard.get(room.name()).is_some_and(|current| Arc::ptr_eq(current, room)) {
+                shard.remove(room.name());
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        })
+    }
+
+    /// How many rooms exist.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Whether no room exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

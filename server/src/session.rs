@@ -1,0 +1,359 @@
+//! A session: one client's conversation with the core.
+//!
+//! The session turns each inbound frame into an action on the rooms and an
+//! answer in its own outbox. It is synchronous on purpose: handling a frame
+//! never waits, so the transport that feeds it decides nothing but how bytes
+//! move. Every limit a client meets (hello first, names, rooms per session,
+//! message size, publish rate, error budgets) is enforced here, once for all
+//! transports.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use wtchat_protocol::{
+    ClientFrame, ClientMessage, Closing, DecodeError, ErrorCode, ErrorNotice, Left, PROTOCOL_VERSION, Pong,
+    PresenceChange, ReasonCode, Resume, ServerMessage, Welcome, decode,
+};
+
+use crate::frame::Frame;
+use crate::hub::{Hub, unix_millis};
+use crate::name::{validate_display_name, validate_room_name};
+use crate::outbox::Outbox;
+use crate::room::{Room, RoomMember};
+use crate::room_registry::RoomLimitReached;
+use crate::token_bucket::TokenBucket;
+
+/// What arrives from a transport.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A frame body: version byte and postcard bytes.
+    Frame(Bytes),
+    /// A transport message the protocol does not use, such as WebSocket text.
+    Unsupported,
+    /// A frame longer than the limit, refused by the transport before it was
+    /// buffered.
+    TooLarge(usize),
+    /// Transport-level liveness (a WebSocket ping or pong): the peer is there.
+    Keepalive,
+}
+
+/// Whether the session goes on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// Send what is queued, then this notice, then close.
+    Close(Closing),
+}
+
+/// One room this session is in.
+#[derive(Debug)]
+struct Membership {
+    /// The room, held directly so that publishing needs no registry look-up.
+    room: Arc<Room>,
+    /// How the room knows this session.
+    member: RoomMember,
+}
+
+/// One client's state in the core.
+#[derive(Debug)]
+pub struct Session {
+    /// Unique among live sessions.
+    id: u64,
+    /// The core this session belongs to.
+    hub: Arc<Hub>,
+    /// Frames for this session's client.
+    outbox: Arc<Outbox>,
+    /// Whether the client has said hello.
+    greeted: bool,
+    /// The rooms this session is in; a handful, so a vector beats a map.
+    memberships: Vec<Membership>,
+    /// The publish rate limit.
+    publish_rate: TokenBucket,
+    /// How many rate-limited publishes are tolerated before closing.
+    flood_budget: TokenBucket,
+    /// How many other refused requests are tolerated before closing.
+    error_budget: TokenBucket,
+}
+
+impl Session {
+    pub(crate) fn new(hub: Arc<Hub>, id: u64, outbox: Arc<Outbox>) -> Self {
+        let limits = hub.config().session;
+        let now = Instant::now();
+        Self {
+            id,
+            outbox,
+            greeted: false,
+            memberships: Vec::new(),
+            publish_rate: TokenBucket::new(limits.publish_burst, f64::from(limits.publish_rate_per_sec), now),
+            flood_budget: TokenBucket::new(limits.flood_tolerance, 1.0, now),
+            error_budget: TokenBucket::new(limits.error_tolerance, 1.0, now),
+            hub,
+        }
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The session's outbound queue, which its transport drains.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// Handles one thing that arrived from the client.
+    pub fn receive(&mut self, inbound: Inbound, now: Instant) -> Flow {
+        let max_frame = self.hub.config().session.max_frame_bytes;
+        match inbound {
+            Inbound::Frame(body) => match decode::<ClientFrame>(&body, max_frame) {
+                Ok(frame) => self.handle(frame, now),
+                Err(DecodeError::TooLarge { len, max }) => Self::frame_too_large(len, max),
+                Err(DecodeError::UnknownVersion(version)) => Flow::Close(Closing {
+                    code: ReasonCode::UNSUPPORTED_VERSION,
+                    text: format!(
+                        "frame version {version} is not supported; this server speaks {PROTOCOL_VERSION}"
+                    ),
+                    retry_after_ms: None,
+                }),
+                Err(error) => {
+                    self.refuse(None, error.error_code(), format!("cannot decode the frame: {error}"), now)
+                }
+            },
+            Inbound::Unsupported => self.refuse(
+                None,
+                ErrorCode::UNSUPPORTED_FRAME,
+                "text messages are not part of the protocol; send binary frames".into(),
+                now,
+            ),
+            Inbound::TooLarge(len) => Self::frame_too_large(len, max_frame),
+            Inbound::Keepalive => Flow::Continue,
+        }
+    }
+
+    fn frame_too_large(len: usize, max: usize) -> Flow {
+        Flow::Close(Closing {
+            code: ReasonCode::FRAME_TOO_LARGE,
+            text: format!("a frame of {len} bytes is over the limit of {max}"),
+            retry_after_ms: None,
+        })
+    }
+
+    fn handle(&mut self, frame: ClientFrame, now: Instant) -> Flow {
+        let request_id = frame.request_id;
+        match frame.message {
+            ClientMessage::Hello { protocol_version, client_name } => {
+                self.hello(request_id, protocol_version, &client_name, now)
+            }
+            _ if !self.greeted => self.refuse(
+                Some(request_id),
+                ErrorCode::HELLO_REQUIRED,
+                "say hello before anything else".into(),
+                now,
+            ),
+            ClientMessage::Join { room, display_name, resume } => {
+                self.join(request_id, &room, &display_name, resume, now)
+            }
+            ClientMessage::Leave { room } => self.leave(request_id, &room, now),
+            ClientMessage::Publish { room, body } => self.publish(request_id, &room, body, now),
+            ClientMessage::Ping { nonce } => {
+                self.send(&ServerMessage::Pong(Pong { request_id, nonce, server_time_ms: unix_millis() }));
+                Flow::Continue
+            }
+        }
+    }
+
+    fn hello(&mut self, request_id: u32, protocol_version: u16, client_name: &str, now: Instant) -> Flow {
+        if self.greeted {
+            return self.refuse(
+                Some(request_id),
+                ErrorCode::ALREADY_GREETED,
+                "hello was already said".into(),
+                now,
+            );
+        }
+        if protocol_version != u16::from(PROTOCOL_VERSION) {
+            return Flow::Close(Closing {
+                code: ReasonCode::UNSUPPORTED_VERSION,
+                text: format!(
+                    "protocol version {protocol_version} is not supported; this server speaks {PROTOCOL_VERSION}"
+                ),
+                retry_after_ms: None,
+            });
+        }
+        self.greeted = true;
+        tracing::debug!(session = self.id, client = %client_name.escape_debug(), "hello");
+        let config = self.hub.config();
+        let millis = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        self.send(&ServerMessage::Welcome(Welcome {
+            request_id,
+            session_id: self.id,
+            protocol_version: u16::from(PROTOCOL_VERSION),
+            server: concat!("wtchat/", env!("CARGO_PKG_VERSION")).into(),
+            heartbeat_interval_ms: millis(config.heartbeat_interval),
+            heartbeat_timeout_ms: millis(config.heartbeat_timeout),
+            limits: config.session.announced(),
+        }));
+        Flow::Continue
+    }
+
+    fn join(
+        &mut self,
+        request_id: u32,
+        room: &str,
+        display_name: &str,
+        resume: Option<Resume>,
+        now: Instant,
+    ) -> Flow {
+        let limits = self.hub.config().session;
+        let room_name = match validate_room_name(room, limits.max_room_name_bytes) {
+            Ok(name) => name,
+            Err(why) => {
+                return self.refuse(Some(request_id), ErrorCode::INVALID_ROOM_NAME, why.to_string(), now);
+            }
+        };
+        let display_name = match validate_display_name(display_name, limits.max_display_name_bytes) {
+            Ok(name) => name,
+            Err(why) => {
+                return self.refuse(Some(request_id), ErrorCode::INVALID_DISPLAY_NAME, why.to_string(), now);
+            }
+        };
+        if self.membership(&room_name).is_some() {
+            return self.refuse(
+                Some(request_id),
+                ErrorCode::ALREADY_IN_ROOM,
+                format!("already in {room_name}"),
+                now,
+            );
+        }
+        if self.memberships.len() >= limits.max_rooms_per_session {
+            return self.refuse(
+                Some(request_id),
+                ErrorCode::TOO_MANY_ROOMS,
+                format!("a session may be in at most {} rooms", limits.max_rooms_per_session),
+                now,
+            );
+        }
+        let member = RoomMember { session_id: self.id, name: display_name, outbox: self.outbox.clone() };
+        match self.hub.rooms().join(&room_name, member.clone(), request_id, resume) {
+            Ok(room) => {
+                self.memberships.push(Membership { room, member });
+                Flow::Continue
+            }
+            Err(RoomLimitReached) => self.refuse(
+                Some(request_id),
+                ErrorCode::ROOM_LIMIT_REACHED,
+                "the server holds as many rooms as it may; try an existing room".into(),
+                now,
+            ),
+        }
+    }
+
+    fn leave(&mut self, request_id: u32, room: &str, now: Instant) -> Flow {
+        let Some(index) = self.membership(room) else {
+            return self.refuse(
+                Some(request_id),
+                ErrorCode::NOT_IN_ROOM,
+                format!("not in room {room:?}"),
+                now,
+            );
+        };
+        let membership = self.memberships.swap_remove(index);
+        self.hub.rooms().leave(&membership.room, self.id, PresenceChange::Left);
+        self.send(&ServerMessage::Left(Left { request_id, room: room.to_owned() }));
+        Flow::Continue
+    }
+
+    fn publish(&mut self, request_id: u32, room: &str, body: String, now: Instant) -> Flow {
+        let limits = self.hub.config().session;
+        let Some(index) = self.membership(room) else {
+            return self.refuse(
+                Some(request_id),
+                ErrorCode::NOT_IN_ROOM,
+                format!("not in room {room:?}; join it before publishing"),
+                now,
+            );
+        };
+        if body.is_empty() {
+            return self.refuse(
+                Some(request_id),
+                ErrorCode::EMPTY_MESSAGE,
+                "the message is empty".into(),
+                now,
+            );
+        }
+        if body.len() > limits.max_message_bytes {
+            return self.refuse(
+                Some(request_id),
+                ErrorCode::MESSAGE_TOO_LARGE,
+                format!(
+                    "the message is {} bytes; at most {} are allowed",
+                    body.len(),
+                    limits.max_message_bytes
+                ),
+                now,
+            );
+        }
+        if !self.publish_rate.try_take(now) {
+            self.send_error(
+                Some(request_id),
+                ErrorCode::RATE_LIMITED,
+                format!("at most {} messages per second; this one was dropped", limits.publish_rate_per_sec),
+            );
+            if !self.flood_budget.try_take(now) {
+                return Flow::Close(Closing {
+                    code: ReasonCode::FLOODING,
+                    text: "kept publishing over the rate limit".into(),
+                    retry_after_ms: Some(10_000),
+                });
+            }
+            return Flow::Continue;
+        }
+        let membership = &self.memberships[index];
+        membership.room.publish(&membership.member, body, unix_millis());
+        Flow::Continue
+    }
+
+    fn membership(&self, room: &str) -> Option<usize> {
+        self.memberships.iter().position(|m| &**m.room.name() == room)
+    }
+
+    /// Answers a refused request with an error frame and charges the error
+    /// budget; a client that exhausts it is closed.
+    fn refuse(&mut self, request_id: Option<u32>, code: ErrorCode, text: String, now: Instant) -> Flow {
+        self.send_error(request_id, code, text);
+        if self.error_budget.try_take(now) {
+            Flow::Continue
+        } else {
+            Flow::Close(Closing {
+                code: ReasonCode::PROTOCOL_VIOLATION,
+                text: "too many refused requests".into(),
+                retry_after_ms: None,
+            })
+        }
+    }
+
+    fn send_error(&self, request_id: Option<u32>, code: ErrorCode, text: String) {
+        self.send(&ServerMessage::Error(ErrorNotice { request_id, code, text }));
+    }
+
+    fn send(&self, message: &ServerMessage) {
+        self.outbox.push(&Frame::encode(message));
+    }
+}
+
+impl Drop for Session {
+    /// Leaving every room on drop means no path out of a session (a clean
+    /// close, an error, a timeout, an eviction, a panic in a transport) can
+    /// leave a ghost member behind.
+    fn drop(&mut self) {
+        for membership in self.memberships.drain(..) {
+            self.hub.rooms().leave(&membership.room, self.id, PresenceChange::Disconnected);
+        }
+        self.hub.unregister(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests;

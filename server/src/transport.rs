@@ -1,0 +1,175 @@
+//! The seam between the core and a transport.
+//!
+//! A transport adapter provides two things: a stream of [`Inbound`] items (what
+//! the client sent) and a [`FrameSink`] (how frames reach the client). [`serve`]
+//! connects them to a new [`Session`](crate::session::Session) and runs the
+//! connection to its end: it reads, enforces the heartbeat, drains the outbox
+//! in batches, and closes with a reason code. Adapters contain no chat logic
+//! and no timers; they only move bytes.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use tokio::time::Instant;
+use wtchat_protocol::{Closing, ReasonCode, ServerMessage};
+
+use crate::frame::Frame;
+use crate::hub::Hub;
+use crate::outbox::{Next, Outbox};
+use crate::session::{Flow, Inbound, Session};
+
+/// How long the server keeps trying to deliver what is queued and its closing
+/// notice to a session it is closing. A peer that does not take them in this
+/// time is cut off.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Batches of frames older than this many frames are not kept around: a
+/// session that once received a burst gives the buffer back.
+const BATCH_CAPACITY_KEPT: usize = 1024;
+
+/// How frames reach a client.
+pub trait FrameSink: Send {
+    /// Sends the frames in order, as few system calls as the transport
+    /// allows, and flushes them.
+    fn send_batch(&mut self, frames: &[Frame]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Closes the transport with a reason code and text.
+    fn close(&mut self, code: ReasonCode, text: &str) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// Why the reading half stopped.
+#[derive(Debug)]
+enum ReaderEnd {
+    /// The session is to close with this notice.
+    Close(Closing),
+    /// The peer closed or the connection broke; nobody is there to tell.
+    PeerGone,
+}
+
+/// Runs one connection from its first frame to its close.
+pub async fn serve<I, K>(hub: Arc<Hub>, mut inbound: I, mut sink: K)
+where
+    I: Stream<Item = Inbound> + Unpin + Send,
+    K: FrameSink,
+{
+    let mut session = hub.open_session();
+    let session_id = session.id();
+    let outbox = session.outbox().clone();
+    let heartbeat_timeout = hub.config().heartbeat_timeout;
+    {
+        let writer = pump(&outbox, &mut sink);
+        tokio::pin!(writer);
+        let reader = read(&mut session, &mut inbound, heartbeat_timeout);
+        tokio::pin!(reader);
+        tokio::select! {
+            end = &mut reader => {
+                match end {
+                    ReaderEnd::Close(closing) => {
+                        tracing::debug!(session = session_id, code = %closing.code, text = %closing.text, "closing");
+                        outbox.close(closing);
+                    }
+                    ReaderEnd::PeerGone => outbox.abandon(),
+                }
+                // The writer now sends what is queued and the notice; a peer
+                // that does not take them in time is cut off.
+                let _ = tokio::time::timeout(CLOSE_LINGER, &mut writer).await;
+            }
+            () = &mut writer => {}
+        }
+    }
+    drop(session);
+}
+
+/// Reads until the session closes, the peer goes, or the peer is silent for
+/// longer than the heartbeat timeout.
+async fn read<I>(session: &mut Session, inbound: &mut I, heartbeat_timeout: Duration) -> ReaderEnd
+where
+    I: Stream<Item = Inbound> + Unpin,
+{
+    // The timer is re-armed only when it fires, from the time of the last
+    // frame, rather than reset on every frame: a busy session costs one
+    // timestamp per frame instead of one timer update.
+    let mut last_heard = Instant::now();
+    let deadline = tokio::time::sleep_until(last_heard + heartbeat_timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            item = inbound.next() => {
+                let Some(item) = item else { return ReaderEnd::PeerGone };
+                last_heard = Instant::now();
+                if let Flow::Close(closing) = session.receive(item, last_heard) {
+                    return ReaderEnd::Close(closing);
+                }
+            }
+            () = &mut deadline => {
+                let due = last_heard + heartbeat_timeout;
+                if Instant::now() < due {
+                    deadline.as_mut().reset(due);
+                    continue;
+                }
+                return ReaderEnd::Close(Closing {
+                    code: ReasonCode::HEARTBEAT_TIMEOUT,
+                    text: format!("nothing received for {} ms", heartbeat_timeout.as_millis()),
+                    retry_after_ms: Some(0),
+                });
+            }
+        }
+    }
+}
+
+/// Drains the outbox into the sink until the outbox is closed or the
+/// transport fails.
+async fn pump<K: FrameSink>(outbox: &Outbox, sink: &mut K) {
+    let mut batch = Vec::new();
+    loop {
+        match outbox.next(&mut batch).await {
+            Next::Frames => {
+                let bytes = batch.iter().map(Frame::len).sum();
+                // A write to a peer that stopped reading can block for ever;
+                // eviction must still end it.
+                let sent = tokio::select! {
+                    biased;
+                    () = outbox.evicted() => None,
+                    result = sink.send_batch(&batch) => Some(result),
+                };
+                batch.clear();
+                if batch.capacity() > BATCH_CAPACITY_KEPT {
+                    batch = Vec::new();
+                }
+                match sent {
+                    Some(Ok(())) => outbox.written(bytes),
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "transport write failed");
+                        outbox.abandon();
+                        return;
+                    }
+                    // Evicted: the next call hands over the notice.
+                    None => {}
+                }
+            }
+            Next::Close(notice) => {
+                let _ = tokio::time::timeout(CLOSE_LINGER, say_goodbye(sink, notice)).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn say_goodbye<K: FrameSink>(sink: &mut K, notice: Option<Closing>) {
+    match notice {
+        Some(closing) => {
+            let code = closing.code;
+            let text = closing.text.clone();
+            let frame = Frame::encode(&ServerMessage::Closing(closing));
+            if sink.send_batch(&[frame]).await.is_ok() {
+                let _ = sink.close(code, &text).await;
+            }
+        }
+        None => {
+            let _ = sink.close(ReasonCode::NORMAL, "").await;
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The WebSocket transport: an adapter between tokio-tungstenite and the core.
+//!
+//! It answers the HTTP upgrade, turns WebSocket messages into [`Inbound`]
+//! items, and writes each batch of frames as binary messages with a single
+//! flush. Everything else (limits, heartbeat, closing) is the core's.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, Stream, StreamExt};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use wtchat_protocol::ReasonCode;
+
+use crate::config::SessionLimits;
+use crate::frame::Frame;
+use crate::hub::Hub;
+use crate::origin::OriginPolicy;
+use crate::session::Inbound;
+use crate::transport::{self, FrameSink};
+
+/// Bytes tungstenite reads from the socket at a time. Its default is 128 KiB,
+/// allocated up front for every connection; most chat frames are a few
+/// hundred bytes, and a larger frame grows the buffer only while it arrives.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Bytes tungstenite gathers before it writes to the socket on its own. A
+/// batch is flushed as a whole anyway; this only bounds how much one write
+/// call carries.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The tungstenite configuration for server sessions.
+pub fn config(limits: &SessionLimits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        // The outbound queue bounds what waits for a client; tungstenite's
+        // own buffer only needs room for one batch chunk and one frame.
+        .max_write_buffer_size(WRITE_BUFFER_BYTES + limits.outbound_queue_bytes)
+        .max_message_size(Some(limits.max_frame_bytes))
+        .max_frame_size(Some(limits.max_frame_bytes))
+}
+
+/// Answers a `GET /ws` request: refuses it with an HTTP status, or accepts it
+/// with `101 Switching Protocols` and runs the session on the upgraded
+/// connection in a task of its own.
+pub fn upgrade<B: Send + 'static>(
+    mut request: Request<B>,
+    hub: &Arc<Hub>,
+    origins: &OriginPolicy,
+) -> Response<Full<Bytes>> {
+    let headers = request.headers();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !origins.allows(origin, host) {
+        tracing::info!(origin, "refused WebSocket upgrade from a foreign origin");
+        return plain(StatusCode::FORBIDDEN, "this origin may not open a session; see allowed_origins\n");
+    }
+    let Some(key) = websocket_key(headers) else {
+        return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade (version 13) on /ws\n");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let config = config(&hub.config().session);
+                let stream =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                        .await;
+                serve(hub, stream).await;
+            }
+            Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// The `Sec-WebSocket-Key` of a well-formed version 13 upgrade request.
+fn websocket_key(headers: &HeaderMap) -> Option<&HeaderValue> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
+    };
+    let version_13 = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    (has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket") && version_13)
+        .then(|| headers.get(header::SEC_WEBSOCKET_KEY))
+        .flatten()
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Runs a session over an established WebSocket.
+pub async fn serve<S>(hub: Arc<Hub>, stream: WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = stream.split();
+    transport::serve(hub, WebSocketInbound { stream }, WebSocketSink { sink }).await;
+}
+
+/// WebSocket messages as the core sees them.
+struct WebSocketInbound<S> {
+    /// The reading half of the WebSocket.
+    stream: SplitStream<WebSocketStream<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketInbound<S> {
+    type Item = Inbound;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        let item = match ready!(self.stream.poll_next_unpin(cx)) {
+            Some(Ok(Message::Binary(body))) => Some(Inbound::Frame(body)),
+            Some(Ok(Message::Text(_))) => Some(Inbound::Unsupported),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Some(Inbound::Keepalive),
+            Some(Ok(Message::Close(_))) | None => None,
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
+                Some(Inbound::TooLarge(size))
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "WebSocket read failed");
+                None
+            }
+        };
+        Poll::Ready(item)
+    }
+}
+
+/// Frames as WebSocket binary messages.
+struct WebSocketSink<S> {
+    /// The writing half of the WebSocket.
+    sink: SplitSink<WebSocketStream<S>, Message>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameSink for WebSocketSink<S> {
+    async fn send_batch(&mut self, frames: &[Frame]) -> io::Result<()> {
+        // `feed` only buffers; the single flush at the end writes the whole
+        // batch, so a burst costs a handful of system calls, not one each.
+        for frame in frames {
+            self.sink.feed(Message::Binary(frame.body())).await.map_err(io::Error::other)?;
+        }
+        self.sink.flush().await.map_err(io::Error::other)
+    }
+
+    async fn close(&mut self, code: ReasonCode, text: &str) -> io::Result<()> {
+        let frame = CloseFrame { code: CloseCode::from(code.0), reason: close_reason(text).into() };
+        self.sink.send(Message::Close(Some(frame))).await.map_err(io::Error::other)?;
+        self.sink.close().await.map_err(io::Error::other)
+    }
+}
+
+/// A close frame's reason may hold at most 123 bytes of UTF-8.
+fn close_reason(text: &str) -> &str {
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
