@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use crate::hub::Hub;
 use crate::origin::OriginPolicy;
-use crate::static_files::{StaticFiles, text};
+use crate::static_files::StaticFiles;
 use crate::websocket;
 
 /// A client must send its request headers within this time; this keeps idle
@@ -79,4 +79,14 @@ async fn route(request: Request<Incoming>, state: &HttpState) -> Response<Full<B
         (method @ (Method::GET | Method::HEAD), path) => state.static_files.serve(&method, path).await,
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     }
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
 }

@@ -173,3 +173,6 @@ async fn say_goodbye<K: FrameSink>(sink: &mut K, notice: Option<Closing>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

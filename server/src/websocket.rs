@@ -26,6 +26,7 @@ use wtchat_protocol::ReasonCode;
 
 use crate::config::SessionLimits;
 use crate::frame::Frame;
+use crate::http::text;
 use crate::hub::Hub;
 use crate::origin::OriginPolicy;
 use crate::session::Inbound;
@@ -66,10 +67,10 @@ pub fn upgrade<B: Send + 'static>(
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if !origins.allows(origin, host) {
         tracing::info!(origin, "refused WebSocket upgrade from a foreign origin");
-        return plain(StatusCode::FORBIDDEN, "this origin may not open a session; see allowed_origins\n");
+        return text(StatusCode::FORBIDDEN, "this origin may not open a session; see allowed_origins\n");
     }
     let Some(key) = websocket_key(headers) else {
-        return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade (version 13) on /ws\n");
+        return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade (version 13) on /ws\n");
     };
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut request);
@@ -110,15 +111,6 @@ fn websocket_key(headers: &HeaderMap) -> Option<&HeaderValue> {
     (has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket") && version_13)
         .then(|| headers.get(header::SEC_WEBSOCKET_KEY))
         .flatten()
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
 }
 
 /// Runs a session over an established WebSocket.
