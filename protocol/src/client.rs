@@ -57,6 +57,13 @@ pub enum ClientMessage {
         /// Echoed in the pong.
         nonce: u64,
     },
+    /// Tell a room this session is typing. Ephemeral: never stored, never
+    /// answered, and dropped rather than queued when a reader is behind. On
+    /// WebTransport a client sends it as a datagram.
+    Typing {
+        /// The room, which the session must be in.
+        room: String,
+    },
 }
 
 /// A client's position in a room's message sequence.

@@ -30,7 +30,7 @@ pub use error_code::ErrorCode;
 pub use reason::ReasonCode;
 pub use server::{
     ChatMessage, Closing, ErrorNotice, HistoryReplay, Joined, Left, Limits, Member, Pong, Presence,
-    PresenceChange, ServerMessage, Welcome,
+    PresenceChange, ServerMessage, Typing, Welcome,
 };
 
 /// The protocol version this crate speaks.

@@ -28,6 +28,28 @@ pub enum ServerMessage {
     /// close (a WebSocket close frame, a WebTransport session close) carries
     /// the same code.
     Closing(Closing),
+    /// A member of a room is typing. Ephemeral: it travels as a datagram on
+    /// WebTransport and as an ordinary frame on WebSocket, is never stored in
+    /// history, and may be dropped under load.
+    Typing(Typing),
+}
+
+impl ServerMessage {
+    /// Whether the message is ephemeral: worth sending now, worthless later,
+    /// and never worth evicting a slow reader for.
+    pub fn is_ephemeral(&self) -> bool {
+        matches!(self, Self::Typing(_))
+    }
+}
+
+/// Someone is typing in a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Typing {
+    /// The room.
+    pub room: String,
+    /// Who is typing.
+    pub member: Member,
 }
 
 /// The server's terms for a session.

@@ -14,13 +14,22 @@ use wtchat_protocol::{LENGTH_PREFIX_BYTES, ServerMessage, encode_prefixed};
 pub struct Frame {
     /// The length prefix followed by the body, as one allocation.
     prefixed: Bytes,
+    /// Whether the message is ephemeral (a typing notice): transports that
+    /// have an unreliable channel send it there, and queues drop it rather
+    /// than hold it for a reader that is behind.
+    ephemeral: bool,
 }
 
 impl Frame {
     /// Encodes a message. This is the only place the server serializes a
     /// message; everything downstream moves the resulting bytes.
     pub fn encode(message: &ServerMessage) -> Self {
-        Self { prefixed: Bytes::from(encode_prefixed(message)) }
+        Self { prefixed: Bytes::from(encode_prefixed(message)), ephemeral: message.is_ephemeral() }
+    }
+
+    /// Whether the frame is ephemeral.
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
     }
 
     /// The frame as a byte stream carries it: length prefix and body.

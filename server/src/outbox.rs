@@ -19,6 +19,10 @@ use wtchat_protocol::{Closing, ReasonCode};
 
 use crate::frame::Frame;
 
+/// Ephemeral frames are queued only while less than this fraction (one
+/// over it) of the queue is in use.
+const EPHEMERAL_SHARE: usize = 4;
+
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
@@ -28,6 +32,9 @@ pub enum Push {
     Overflowed,
     /// The session is closing; the frame was dropped.
     Closed,
+    /// The frame was ephemeral and the reader is behind; it was dropped and
+    /// the session goes on.
+    Skipped,
 }
 
 /// What the writer is to do next.
@@ -99,6 +106,11 @@ impl Outbox {
         let mut state = self.lock();
         if !matches!(state.phase, Phase::Open) {
             return Push::Closed;
+        }
+        // An ephemeral frame (a typing notice) is only worth sending to a
+        // reader that keeps up; it never costs a session its place.
+        if frame.is_ephemeral() && state.queued_bytes + frame.len() > self.capacity_bytes / EPHEMERAL_SHARE {
+            return Push::Skipped;
         }
         if state.queued_bytes + frame.len() > self.capacity_bytes {
             let queued = state.queued_bytes;
@@ -273,6 +285,23 @@ mod tests {
             Next::Frames => panic!("an evicted outbox handed out frames"),
         }
         assert!(batch.is_empty());
+    }
+
+    #[tokio::test]
+    async fn ephemeral_frames_are_skipped_for_a_reader_that_is_behind() {
+        use wtchat_protocol::{Member, Typing};
+        let typing = Frame::encode(&ServerMessage::Typing(Typing {
+            room: "r".into(),
+            member: Member { session_id: 1, name: "n".into() },
+        }));
+        let one = frame(1).len();
+        let outbox = Outbox::new(one * 8);
+        assert_eq!(outbox.push(&typing), Push::Queued);
+        for nonce in 0..4 {
+            assert_eq!(outbox.push(&frame(nonce)), Push::Queued);
+        }
+        assert_eq!(outbox.push(&typing), Push::Skipped);
+        assert!(outbox.is_open(), "skipping an ephemeral frame does not evict");
     }
 
     #[tokio::test]

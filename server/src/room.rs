@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use wtchat_protocol::{
-    ChatMessage, HistoryReplay, Joined, Member, Presence, PresenceChange, Resume, ServerMessage,
+    ChatMessage, HistoryReplay, Joined, Member, Presence, PresenceChange, Resume, ServerMessage, Typing,
 };
 
 use crate::frame::Frame;
@@ -180,6 +180,19 @@ impl Room {
         }
         state.history.push(seq, frame);
         seq
+    }
+
+    /// Tells the other members that `sender` is typing. The notice is
+    /// encoded once and is ephemeral: not sequenced, not kept.
+    pub fn typing(&self, sender: &RoomMember) {
+        let state = self.lock();
+        let frame = Frame::encode(&ServerMessage::Typing(Typing {
+            room: self.name.to_string(),
+            member: sender.describe(),
+        }));
+        for member in state.members.iter().filter(|m| m.session_id != sender.session_id) {
+            member.outbox.push(&frame);
+        }
     }
 
     /// Removes a member and tells the others. When the room becomes empty it

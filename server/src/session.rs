@@ -24,6 +24,11 @@ use crate::room::{Room, RoomMember};
 use crate::room_registry::RoomLimitReached;
 use crate::token_bucket::TokenBucket;
 
+/// Typing notices a session may send in a burst, and per second after it.
+/// A client that shows a typing indicator sends one every few seconds.
+const TYPING_BURST: u32 = 5;
+const TYPING_RATE_PER_SEC: f64 = 2.0;
+
 /// What arrives from a transport.
 #[derive(Debug)]
 pub enum Inbound {
@@ -75,6 +80,9 @@ pub struct Session {
     flood_budget: TokenBucket,
     /// How many other refused requests are tolerated before closing.
     error_budget: TokenBucket,
+    /// Typing notices per second; the excess is dropped without an answer,
+    /// as ephemeral messages may be.
+    typing_rate: TokenBucket,
 }
 
 impl Session {
@@ -89,6 +97,7 @@ impl Session {
             publish_rate: TokenBucket::new(limits.publish_burst, f64::from(limits.publish_rate_per_sec), now),
             flood_budget: TokenBucket::new(limits.flood_tolerance, 1.0, now),
             error_budget: TokenBucket::new(limits.error_tolerance, 1.0, now),
+            typing_rate: TokenBucket::new(TYPING_BURST, TYPING_RATE_PER_SEC, now),
             hub,
         }
     }
@@ -157,6 +166,7 @@ impl Session {
             }
             ClientMessage::Leave { room } => self.leave(request_id, &room, now),
             ClientMessage::Publish { room, body } => self.publish(request_id, &room, body, now),
+            ClientMessage::Typing { room } => self.typing(request_id, &room, now),
             ClientMessage::Ping { nonce } => {
                 self.send(&ServerMessage::Pong(Pong { request_id, nonce, server_time_ms: unix_millis() }));
                 Flow::Continue
@@ -312,6 +322,22 @@ impl Session {
         }
         let membership = &self.memberships[index];
         membership.room.publish(&membership.member, body, unix_millis());
+        Flow::Continue
+    }
+
+    fn typing(&mut self, request_id: u32, room: &str, now: Instant) -> Flow {
+        let Some(index) = self.membership(room) else {
+            return self.refuse(
+                Some(request_id),
+                ErrorCode::NOT_IN_ROOM,
+                format!("not in room {room:?}"),
+                now,
+            );
+        };
+        if self.typing_rate.try_take(now) {
+            let membership = &self.memberships[index];
+            membership.room.typing(&membership.member);
+        }
         Flow::Continue
     }
 

@@ -450,3 +450,36 @@ fn a_long_history_is_trimmed_to_fit_the_joiners_queue() {
     );
     assert!(reader.session.outbox().is_open(), "the joiner was not evicted by its own history");
 }
+
+#[test]
+fn typing_reaches_the_others_and_is_never_stored() {
+    let hub = hub_with(|_| {});
+    let mut alice = Client::connect(&hub);
+    alice.join("desk", "alice");
+    let mut bob = Client::connect(&hub);
+    bob.join("desk", "bob");
+    alice.frames();
+    assert_eq!(alice.send(ClientMessage::Typing { room: "desk".into() }), Flow::Continue);
+    let frames = bob.frames();
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].is_ephemeral());
+    let ServerMessage::Typing(typing) = decode(&frames[0].body(), usize::MAX).unwrap() else { panic!() };
+    assert_eq!((typing.room.as_str(), typing.member.name.as_str()), ("desk", "alice"));
+    assert!(alice.frames().is_empty(), "the typist is not told about itself");
+    // A newcomer's history holds no typing notice.
+    let mut carol = Client::connect(&hub);
+    let messages = carol.join("desk", "carol");
+    assert!(matches!(&messages[..], [ServerMessage::Joined(j)] if j.history.count == 0 && j.next_seq == 1));
+    // Typing in a room one is not in is refused like any other request.
+    assert_eq!(carol.send(ClientMessage::Typing { room: "elsewhere".into() }), Flow::Continue);
+    assert_eq!(error_code(&carol.messages()), Some(ErrorCode::NOT_IN_ROOM));
+    // A burst past the typing rate is dropped silently.
+    alice.frames();
+    bob.frames();
+    for _ in 0..20 {
+        alice.send(ClientMessage::Typing { room: "desk".into() });
+    }
+    let notices = bob.frames().len();
+    assert!((1..20).contains(&notices), "{notices} of 20 typing notices went through");
+    assert!(alice.frames().is_empty(), "dropped typing notices get no error");
+}
