@@ -13,11 +13,32 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wtchat_protocol::Limits;
 
+use crate::certificate_store::CertificateSource;
+
 /// The resolved configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
-    /// The TCP address for HTTP and WebSocket.
+    /// The TCP address for HTTP and WebSocket. On a loopback address the
+    /// server also listens on the other family's loopback (`[::1]` beside
+    /// `127.0.0.1`), because browsers resolve `localhost` to either.
     pub listen: SocketAddr,
+    /// Whether to accept WebTransport over HTTP/3 (QUIC on UDP).
+    pub webtransport: bool,
+    /// The UDP address for QUIC; `None` means the TCP listener's address and
+    /// port.
+    pub quic_listen: Option<SocketAddr>,
+    /// The path WebTransport sessions are accepted at.
+    pub webtransport_path: String,
+    /// A PEM certificate chain from a CA; with `key_file`, it is served on
+    /// QUIC and makes the TCP listener serve HTTPS and `wss://`.
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Where generated development certificates are kept.
+    pub cert_dir: PathBuf,
+    /// Names added to generated certificates besides localhost, 127.0.0.1
+    /// and ::1.
+    pub cert_names: Vec<String>,
     /// The folder of static files served at `/`.
     pub web_root: PathBuf,
     /// Origins allowed to open a WebSocket besides the server's own; `*`
@@ -96,7 +117,14 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            web_root: default_web_root(),
+            webtransport: true,
+            quic_listen: None,
+            webtransport_path: "/wt".into(),
+            cert_file: None,
+            key_file: None,
+            cert_dir: checkout_folder("certs"),
+            cert_names: Vec::new(),
+            web_root: checkout_folder("web"),
             allowed_origins: Vec::new(),
             session: SessionLimits {
                 max_frame_bytes: 64 * 1024 + 1024,
@@ -121,14 +149,15 @@ impl Default for Config {
     }
 }
 
-/// The `web/` folder of a source checkout when the server runs from one,
-/// else `web` under the working directory.
-fn default_web_root() -> PathBuf {
-    let local = PathBuf::from("web");
+/// A top-level folder (`web`, `certs`) under the working directory when it
+/// has one, else the source checkout's when the server was built from one,
+/// else the relative name.
+fn checkout_folder(name: &str) -> PathBuf {
+    let local = PathBuf::from(name);
     if local.is_dir() {
         return local;
     }
-    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
     if checkout.is_dir() { checkout } else { local }
 }
 
@@ -140,6 +169,29 @@ pub struct Settings {
     /// TCP address for HTTP and WebSocket (default 127.0.0.1:8080).
     #[arg(long, env = "WTCHAT_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve WebSocket only, without WebTransport.
+    #[arg(long, env = "WTCHAT_NO_WEBTRANSPORT", num_args = 0..=1, default_missing_value = "true")]
+    pub no_webtransport: Option<bool>,
+    /// UDP address for QUIC/WebTransport (default: the TCP address and port).
+    #[arg(long, env = "WTCHAT_QUIC_LISTEN")]
+    pub quic_listen: Option<SocketAddr>,
+    /// Path of WebTransport sessions (default /wt).
+    #[arg(long, env = "WTCHAT_WEBTRANSPORT_PATH")]
+    pub webtransport_path: Option<String>,
+    /// PEM certificate chain from a CA; with --key-file it is used for QUIC,
+    /// HTTPS and wss:// (default: a generated development certificate).
+    #[arg(long, env = "WTCHAT_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key for --cert-file.
+    #[arg(long, env = "WTCHAT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Folder for generated development certificates (default: certs/).
+    #[arg(long, env = "WTCHAT_CERT_DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Extra names for generated certificates, comma-separated, besides
+    /// localhost, 127.0.0.1 and ::1.
+    #[arg(long, env = "WTCHAT_CERT_NAMES", value_delimiter = ',')]
+    pub cert_names: Option<Vec<String>>,
     /// Folder of static files served at `/` (default: the checkout's `web/`).
     #[arg(long, env = "WTCHAT_WEB_ROOT")]
     pub web_root: Option<PathBuf>,
@@ -247,6 +299,13 @@ impl Config {
         }
         set! {
             self.listen => s.listen,
+            self.webtransport => s.no_webtransport.map(|off| !off),
+            self.quic_listen => s.quic_listen.map(Some),
+            self.webtransport_path => s.webtransport_path,
+            self.cert_file => s.cert_file.map(Some),
+            self.key_file => s.key_file.map(Some),
+            self.cert_dir => s.cert_dir,
+            self.cert_names => s.cert_names,
             self.web_root => s.web_root,
             self.allowed_origins => s.allowed_origins,
             limits.max_frame_bytes => s.max_frame_bytes,
@@ -308,7 +367,25 @@ impl Config {
         if limits.max_room_name_bytes == 0 || limits.max_display_name_bytes == 0 {
             return fail("name limits must be at least 1 byte".into());
         }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return fail("cert_file and key_file go together: give both or neither".into());
+        }
+        if !self.webtransport_path.starts_with('/') {
+            return fail(format!("webtransport_path ({:?}) must start with /", self.webtransport_path));
+        }
         Ok(())
+    }
+
+    /// Where the server's certificates come from.
+    pub fn certificate_source(&self) -> CertificateSource {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => CertificateSource::Files { cert: cert.clone(), key: key.clone() },
+            _ => {
+                let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+                names.extend(self.cert_names.iter().cloned());
+                CertificateSource::SelfSigned { dir: self.cert_dir.clone(), names }
+            }
+        }
     }
 }
 

@@ -15,8 +15,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::certificate_store::CertificateStore;
 use crate::hub::Hub;
 use crate::origin::OriginPolicy;
 use crate::static_files::StaticFiles;
@@ -31,6 +32,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct HttpState {
     /// The core.
     hub: Arc<Hub>,
+    /// The certificates, for `/cert-hashes`.
+    certificates: Arc<CertificateStore>,
     /// The demo page's files.
     static_files: StaticFiles,
     /// Who may open a WebSocket.
@@ -39,9 +42,10 @@ pub struct HttpState {
 
 impl HttpState {
     /// The state for a hub, from its configuration.
-    pub fn new(hub: Arc<Hub>) -> Self {
+    pub fn new(hub: Arc<Hub>, certificates: Arc<CertificateStore>) -> Self {
         let config = hub.config();
         Self {
+            certificates,
             static_files: StaticFiles::new(config.web_root.clone()),
             origins: OriginPolicy::new(&config.allowed_origins),
             hub,
@@ -50,7 +54,10 @@ impl HttpState {
 }
 
 /// Serves HTTP/1.1 on one accepted connection until it closes or upgrades.
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<HttpState>) {
+pub async fn serve_connection<S>(stream: S, peer: SocketAddr, state: Arc<HttpState>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |request| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(route(request, &state).await) }
@@ -69,6 +76,7 @@ async fn route(request: Request<Incoming>, state: &HttpState) -> Response<Full<B
     let method = request.method().clone();
     match (method, request.uri().path()) {
         (Method::GET, "/ws") => websocket::upgrade(request, &state.hub, &state.origins),
+        (Method::GET, "/cert-hashes") => cert_hashes(&state.certificates),
         (Method::GET | Method::HEAD, "/healthz") => {
             if state.hub.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
@@ -79,6 +87,28 @@ async fn route(request: Request<Incoming>, state: &HttpState) -> Response<Full<B
         (method @ (Method::GET | Method::HEAD), path) => state.static_files.serve(&method, path).await,
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     }
+}
+
+/// The hashes a browser passes as `serverCertificateHashes`, current first:
+/// `[{"algorithm": "sha-256", "value": [32 bytes]}]`. A page turns each value
+/// into a `Uint8Array`. Empty when the certificate is CA-issued.
+fn cert_hashes(certificates: &CertificateStore) -> Response<Full<Bytes>> {
+    let hashes: Vec<serde_json::Value> = certificates
+        .hashes()
+        .iter()
+        .map(|hash| serde_json::json!({ "algorithm": "sha-256", "value": hash.to_vec() }))
+        .collect();
+    let body = serde_json::Value::Array(hashes).to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Hashes change at rotation; a cached answer would pin a page to a
+    // certificate that is no longer served.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // They are public (anyone can read the certificate), and pages served
+    // from other allowed origins need them too.
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
 }
 
 /// A plain-text response.

@@ -5,6 +5,8 @@
 //! [`transport`] module is the seam; [`websocket`] is an adapter over it;
 //! [`http`] routes the TCP listener; [`server`] ties them together.
 
+pub mod certificate;
+pub mod certificate_store;
 pub mod config;
 pub mod frame;
 pub mod history;
@@ -18,9 +20,11 @@ pub mod room_registry;
 pub mod server;
 pub mod session;
 pub mod static_files;
+pub mod tls;
 pub mod token_bucket;
 pub mod transport;
 pub mod websocket;
+pub mod webtransport;
 
 pub use config::{Config, Settings};
 pub use hub::Hub;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
+use wtchat_server::certificate::hex;
 use wtchat_server::{Config, Server, Settings};
 
 /// A real-time chat server for browsers: WebSocket now, WebTransport next,
@@ -22,6 +23,11 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no command is given).
     Serve(ServeArgs),
+    /// Print the certificate the server would present: its SHA-256 (what
+    /// browsers need as `serverCertificateHashes`) and its validity; with a
+    /// development certificate, also the announced next one. Generates the
+    /// development certificate if there is none yet.
+    Certs(ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,12 +56,14 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let (args, run): (ServeArgs, fn(Config) -> anyhow::Result<()>) = match cli.command {
+        Some(Command::Serve(args)) => (args, serve),
+        Some(Command::Certs(args)) => (args, print_certificates),
+        None => (cli.serve, serve),
     };
     init_logging(&args.log, args.log_format);
-    match serve(args) {
+    let outcome = resolve_config(&args).and_then(run);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -74,21 +82,64 @@ fn init_logging(filter: &str, format: LogFormat) {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn resolve_config(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut config = Config::default();
     if let Some(path) = &args.config {
         config = config.apply(&Settings::from_file(path)?);
     }
     let config = config.apply(&args.settings);
     config.validate()?;
+    Ok(config)
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let address = listener.local_addr()?;
-        eprintln!("wtchat is listening on http://{address}/ (WebSocket at ws://{address}/ws)");
-        Server::new(config).run(listener, shutdown_signal()).await?;
+        let path = config.webtransport_path.clone();
+        let server = Server::new(config)?;
+        let listeners = server.bind().await?;
+        let tcp = listeners.tcp_addresses()[0];
+        let scheme = if server.certificates().is_self_signed() { "http" } else { "https" };
+        let ws = if scheme == "http" { "ws" } else { "wss" };
+        eprintln!("wtchat is listening on {scheme}://{tcp}/ (WebSocket at {ws}://{tcp}/ws)");
+        if let Some(quic) = listeners.quic_addresses().first() {
+            eprintln!("WebTransport at https://{quic}{path}");
+            if server.certificates().is_self_signed() {
+                let current = server.certificates().current();
+                eprintln!(
+                    "development certificate sha-256 {} (pages get it from {scheme}://{tcp}/cert-hashes)",
+                    hex(&current.sha256())
+                );
+            }
+        }
+        server.run(listeners, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+fn print_certificates(config: Config) -> anyhow::Result<()> {
+    let server = Server::new(config)?;
+    let store = server.certificates();
+    let describe = |label: &str, identity: &wtchat_server::certificate::Identity| {
+        let sha256 = identity.sha256();
+        println!("{label}:");
+        println!("  sha-256 (hex):    {}", hex(&sha256));
+        println!(
+            "  sha-256 (base64): {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sha256)
+        );
+        println!("  valid from:       {}", httpdate::fmt_http_date(identity.not_before()));
+        println!("  valid until:      {}", httpdate::fmt_http_date(identity.not_after()));
+        println!("  names:            {}", identity.names().join(", "));
+    };
+    describe(
+        if store.is_self_signed() { "current (self-signed)" } else { "current (from files)" },
+        &store.current(),
+    );
+    if let Some(next) = store.next() {
+        describe("next (announced, served after rotation)", &next);
+    }
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

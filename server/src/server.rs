@@ -1,29 +1,69 @@
 //! The server: listeners in, a running core out, until shutdown.
 //!
-//! The entry point takes its listener and a shutdown future as arguments, so a
-//! test binds `127.0.0.1:0`, runs the real server in-process and stops it.
+//! The entry point takes its listeners and a shutdown future as arguments, so
+//! a test binds port 0, runs the real server in-process and stops it.
 
 use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
+use crate::certificate::CertificateError;
+use crate::certificate_store::CertificateStore;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::hub::Hub;
+use crate::origin::OriginPolicy;
+use crate::tls;
+use crate::webtransport::{self, WebTransportState};
+
+/// How often the certificate store looks for a due rotation or a changed file.
+const CERTIFICATE_CHECK: Duration = Duration::from_secs(60);
+
+/// A TLS handshake on the TCP listener must finish within this time.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sockets a server listens on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// HTTP (or HTTPS) and WebSocket.
+    pub tcp: Vec<TcpListener>,
+    /// QUIC for WebTransport.
+    pub quic: Vec<quinn::Endpoint>,
+}
+
+impl Listeners {
+    /// The TCP addresses, first the configured one.
+    pub fn tcp_addresses(&self) -> Vec<SocketAddr> {
+        self.tcp.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// The QUIC addresses, first the configured one.
+    pub fn quic_addresses(&self) -> Vec<SocketAddr> {
+        self.quic.iter().filter_map(|e| e.local_addr().ok()).collect()
+    }
+}
 
 /// A server and its core.
 #[derive(Debug, Clone)]
 pub struct Server {
     /// The core, shared with every connection.
     hub: Arc<Hub>,
+    /// The certificates for QUIC (and for TCP when they come from a CA).
+    certificates: Arc<CertificateStore>,
 }
 
 impl Server {
-    /// A server for a validated configuration.
-    pub fn new(config: Config) -> Self {
-        Self { hub: Hub::new(config) }
+    /// A server for a validated configuration. Opens the certificate store,
+    /// generating a development certificate if none is configured or kept.
+    pub fn new(config: Config) -> Result<Self, CertificateError> {
+        tls::install_crypto_provider();
+        let certificates = Arc::new(CertificateStore::open(config.certificate_source(), SystemTime::now())?);
+        Ok(Self { hub: Hub::new(config), certificates })
     }
 
     /// The core, for counts and for tests.
@@ -31,37 +71,93 @@ impl Server {
         &self.hub
     }
 
-    /// Accepts connections until `shutdown` completes, then drains: stops
-    /// accepting, sends every session its closing notice with a retry hint,
-    /// and returns once they are gone or the shutdown timeout passes.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        let state = Arc::new(HttpState::new(self.hub.clone()));
-        tracing::info!(address = %listener.local_addr()?, "listening for HTTP and WebSocket");
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        // Chat frames are small and latency matters more than
-                        // packet count; batching happens in the outbox instead.
-                        let _ = stream.set_nodelay(true);
-                        tokio::spawn(http::serve_connection(stream, peer, state.clone()));
-                    }
-                    Err(error) => {
-                        // Out of file descriptors or a similar passing
-                        // condition: back off briefly instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                () = &mut shutdown => break,
+    /// The certificate store.
+    pub fn certificates(&self) -> &Arc<CertificateStore> {
+        &self.certificates
+    }
+
+    /// Binds the configured addresses: TCP first (its port, if chosen by the
+    /// system, is then used for QUIC too), plus the other loopback family
+    /// when the address is a loopback one.
+    pub async fn bind(&self) -> io::Result<Listeners> {
+        let config = self.hub.config();
+        let primary = TcpListener::bind(config.listen).await?;
+        let port = primary.local_addr()?.port();
+        let mut tcp = vec![primary];
+        if let Some(twin) = loopback_twin(config.listen, port) {
+            match TcpListener::bind(twin).await {
+                Ok(listener) => tcp.push(listener),
+                Err(error) => tracing::warn!(%twin, %error, "cannot listen on the second loopback address"),
             }
         }
-        drop(listener);
+        let mut quic = Vec::new();
+        if config.webtransport {
+            let address = config.quic_listen.unwrap_or(SocketAddr::new(config.listen.ip(), port));
+            let endpoint = match webtransport::bind(address, self.certificates.clone(), &self.hub) {
+                Ok(endpoint) => endpoint,
+                // With a system-chosen TCP port (tests), the same UDP port
+                // may be taken; any free one will do there.
+                Err(_) if config.listen.port() == 0 && config.quic_listen.is_none() => webtransport::bind(
+                    SocketAddr::new(address.ip(), 0),
+                    self.certificates.clone(),
+                    &self.hub,
+                )?,
+                Err(error) => return Err(error),
+            };
+            let quic_port = endpoint.local_addr()?.port();
+            quic.push(endpoint);
+            if let Some(twin) = loopback_twin(address, quic_port) {
+                match webtransport::bind(twin, self.certificates.clone(), &self.hub) {
+                    Ok(endpoint) => quic.push(endpoint),
+                    Err(error) => {
+                        tracing::warn!(%twin, %error, "cannot listen for QUIC on the second loopback address")
+                    }
+                }
+            }
+        }
+        Ok(Listeners { tcp, quic })
+    }
+
+    /// Serves until `shutdown` completes, then drains: stops accepting, sends
+    /// every session its closing notice with a retry hint, and returns once
+    /// they are gone or the shutdown timeout passes.
+    pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let config = self.hub.config();
+        let tls = if self.certificates.is_self_signed() {
+            None
+        } else {
+            let config = tls::tcp_config(self.certificates.clone()).map_err(io::Error::other)?;
+            Some(TlsAcceptor::from(Arc::new(config)))
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let http_state = Arc::new(HttpState::new(self.hub.clone(), self.certificates.clone()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for listener in listeners.tcp {
+            tracing::info!(address = %listener.local_addr()?, scheme, "listening for HTTP and WebSocket");
+            tasks.spawn(accept_tcp(listener, http_state.clone(), tls.clone()));
+        }
+        let wt_state = Arc::new(WebTransportState {
+            hub: self.hub.clone(),
+            origins: OriginPolicy::new(&config.allowed_origins),
+            path: config.webtransport_path.clone(),
+        });
+        let endpoints = listeners.quic;
+        for endpoint in &endpoints {
+            tracing::info!(address = %endpoint.local_addr()?, path = %config.webtransport_path, "listening for WebTransport");
+            tasks.spawn(webtransport::serve(endpoint.clone(), wt_state.clone()));
+        }
+        tasks.spawn(refresh_certificates(self.certificates.clone()));
+
+        shutdown.await;
         let sessions = self.hub.session_count();
         tracing::info!(sessions, "shutting down: telling sessions to reconnect later");
+        // Accepting stops first; sessions already open get their notices.
+        tasks.abort_all();
+        for endpoint in &endpoints {
+            endpoint.set_server_config(None);
+        }
         self.hub.drain();
-        if self.hub.wait_idle(self.hub.config().shutdown_timeout).await {
+        if self.hub.wait_idle(config.shutdown_timeout).await {
             tracing::info!("every session closed");
         } else {
             tracing::warn!(
@@ -69,6 +165,62 @@ impl Server {
                 "shutdown timeout passed with sessions still open"
             );
         }
+        for endpoint in &endpoints {
+            endpoint.close(wtchat_protocol::ReasonCode::SERVER_SHUTDOWN.0.into(), b"server shutting down");
+        }
         Ok(())
+    }
+}
+
+/// `[::1]` beside `127.0.0.1` and the reverse, on the given port.
+fn loopback_twin(address: SocketAddr, port: u16) -> Option<SocketAddr> {
+    match address.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)),
+        IpAddr::V6(ip) if ip.is_loopback() => Some(SocketAddr::from(([127, 0, 0, 1], port))),
+        _ => None,
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, state: Arc<HttpState>, tls: Option<TlsAcceptor>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                // Chat frames are small and latency matters more than packet
+                // count; batching happens in the outbox instead.
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                match &tls {
+                    None => {
+                        tokio::spawn(http::serve_connection(stream, peer, state));
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => http::serve_connection(stream, peer, state).await,
+                                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
+            }
+            Err(error) => {
+                // Out of file descriptors or a similar passing condition:
+                // back off briefly instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn refresh_certificates(store: Arc<CertificateStore>) {
+    let mut interval = tokio::time::interval(CERTIFICATE_CHECK);
+    loop {
+        interval.tick().await;
+        if let Err(error) = store.refresh(SystemTime::now()) {
+            tracing::error!(%error, "certificate refresh failed; serving the old certificate");
+        }
     }
 }

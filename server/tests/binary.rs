@@ -134,6 +134,25 @@ async fn the_binary_chats_and_stops_gracefully_on_sigterm() {
 }
 
 #[test]
+fn certs_prints_the_hash_and_validity_and_keeps_the_certificate() {
+    let dir = std::env::temp_dir().join(format!("wtchat-certs-command-{}", std::process::id()));
+    let run = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_wtchat"))
+            .args(["certs", "--cert-dir", dir.to_str().unwrap(), "--cert-names", "chat.test"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let first = run();
+    for expected in ["sha-256 (hex)", "valid until", "localhost", "127.0.0.1", "::1", "chat.test"] {
+        assert!(first.contains(expected), "{expected} missing from:\n{first}");
+    }
+    assert_eq!(run(), first, "a second run reuses the kept certificate");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn a_bad_configuration_is_refused_with_a_reason() {
     let output = Command::new(env!("CARGO_BIN_EXE_wtchat"))
         .args(["--listen", "127.0.0.1:0", "--max-frame-bytes", "10"])

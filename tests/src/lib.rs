@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -19,6 +20,7 @@ use wtchat_protocol::{
     ChatMessage, ClientFrame, ClientMessage, Joined, PROTOCOL_VERSION, Resume, ServerMessage, Welcome,
     decode, encode,
 };
+use wtchat_server::certificate_store::CertificateStore;
 use wtchat_server::{Config, Hub, Server};
 
 /// How long a test waits for something it expects before failing. Generous,
@@ -27,10 +29,16 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The real server, listening on a free loopback port.
 pub struct TestServer {
-    /// Where it listens.
+    /// Where it listens for HTTP and WebSocket.
     pub address: SocketAddr,
+    /// Where it listens for WebTransport, if it does.
+    pub quic_address: Option<SocketAddr>,
     /// Its core, for counts.
     pub hub: Arc<Hub>,
+    /// Its certificates.
+    pub certificates: Arc<CertificateStore>,
+    /// Its certificate folder, removed when the server is dropped.
+    cert_dir: std::path::PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -38,22 +46,31 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with the default configuration, adjusted.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let cert_dir = std::env::temp_dir().join(format!(
+            "wtchat-test-certs-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         let mut config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shutdown_timeout: Duration::from_secs(5),
+            cert_dir: cert_dir.clone(),
             ..Config::default()
         };
         adjust(&mut config);
         config.validate().expect("the test configuration is valid");
-        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind a loopback port");
-        let address = listener.local_addr().expect("a bound address");
-        let server = Server::new(config);
+        let server = Server::new(config).expect("certificates");
+        let listeners = server.bind().await.expect("bind loopback ports");
+        let address = listeners.tcp_addresses()[0];
+        let quic_address = listeners.quic_addresses().first().copied();
         let hub = server.hub().clone();
+        let certificates = server.certificates().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(listener, async move {
+        let task = tokio::spawn(server.run(listeners, async move {
             let _ = stopped.await;
         }));
-        Self { address, hub, stop: Some(stop), task: Some(task) }
+        Self { address, quic_address, hub, certificates, cert_dir, stop: Some(stop), task: Some(task) }
     }
 
     /// Starts a server with the default configuration.
@@ -90,6 +107,7 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        let _ = std::fs::remove_dir_all(&self.cert_dir);
     }
 }
 
