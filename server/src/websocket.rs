@@ -160,7 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameSink for WebSocketSink<S> {
         // `feed` only buffers; the single flush at the end writes the whole
         // batch, so a burst costs a handful of system calls, not one each.
         for frame in frames {
-            self.sink.feed(Message::Binary(frame.body())).await.map_err(io::Error::other)?;
+            self.sink.feed(binary_message(frame)).await.map_err(io::Error::other)?;
         }
         self.sink.flush().await.map_err(io::Error::other)
     }
@@ -170,6 +170,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameSink for WebSocketSink<S> {
         self.sink.send(Message::Close(Some(frame))).await.map_err(io::Error::other)?;
         self.sink.close().await.map_err(io::Error::other)
     }
+}
+
+/// The WebSocket message for a frame: the body, as a view of the frame's
+/// shared allocation.
+pub(crate) fn binary_message(frame: &Frame) -> Message {
+    Message::Binary(frame.body())
 }
 
 /// A close frame's reason may hold at most 123 bytes of UTF-8.

@@ -352,6 +352,18 @@ impl Stream for InboundQueue {
     }
 }
 
+/// What goes on the session stream for a frame: the frame's own allocation,
+/// length prefix included.
+pub(crate) fn stream_bytes(frame: &Frame) -> &Bytes {
+    frame.prefixed()
+}
+
+/// What goes in a datagram for an ephemeral frame: the body, as a view of
+/// the frame's allocation (datagrams delimit themselves).
+pub(crate) fn datagram_payload(frame: &Frame) -> Bytes {
+    frame.body()
+}
+
 /// Frames as stream writes and datagrams.
 struct WebTransportSink {
     /// The session stream's sending half.
@@ -368,9 +380,9 @@ impl FrameSink for WebTransportSink {
             if frame.is_ephemeral() {
                 // Best effort by design: a typing notice that does not fit
                 // a datagram, or finds the datagram buffer full, is dropped.
-                let _ = self.datagrams.send_datagram(frame.body());
+                let _ = self.datagrams.send_datagram(datagram_payload(frame));
             } else {
-                self.send.write_all(frame.prefixed()).await?;
+                self.send.write_all(stream_bytes(frame)).await?;
             }
         }
         self.send.flush().await

@@ -167,3 +167,33 @@ async fn a_write_stuck_on_a_stalled_peer_ends_on_eviction() {
     assert_eq!(hub.session_count(), 1);
     assert_eq!(hub.rooms().len(), 1);
 }
+
+#[tokio::test]
+async fn websocket_and_webtransport_members_get_views_of_one_allocation() {
+    use tokio_tungstenite::tungstenite::Message;
+    let hub = Hub::new(Config::default());
+    let now = tokio::time::Instant::now();
+    let mut sessions: Vec<_> = (0..2).map(|_| hub.open_session()).collect();
+    for session in &mut sessions {
+        session.receive(hello(), now);
+        session.receive(join("shared"), now);
+    }
+    sessions[0]
+        .receive(frame(3, ClientMessage::Publish { room: "shared".into(), body: "one copy".into() }), now);
+    let last_frame = |session: &crate::session::Session| {
+        let mut batch = Vec::new();
+        futures_util::FutureExt::now_or_never(session.outbox().next(&mut batch));
+        batch.pop().unwrap()
+    };
+    // Member 0 is on WebSocket, member 1 on WebTransport.
+    let over_websocket = crate::websocket::binary_message(&last_frame(&sessions[0]));
+    let on_webtransport = last_frame(&sessions[1]);
+    let stream = crate::webtransport::stream_bytes(&on_webtransport);
+    let Message::Binary(body) = over_websocket else { panic!("not a binary message") };
+    assert_eq!(
+        body.as_ptr(),
+        stream.as_ptr().wrapping_add(wtchat_protocol::LENGTH_PREFIX_BYTES),
+        "the WebSocket body is not a view of the WebTransport member's frame"
+    );
+    assert_eq!(&stream[wtchat_protocol::LENGTH_PREFIX_BYTES..], &body[..]);
+}

@@ -1,0 +1,31 @@
+//! Plain HTTP/1.1 requests, written by hand so that tests see exactly what
+//! goes over the socket.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::server::PATIENCE;
+
+/// A GET with `Connection: close`; returns the status code and the body.
+pub async fn http_get(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address).await?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response)).await??;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status line in {response:?}"))?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
