@@ -112,6 +112,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 );
             }
         }
+        eprintln!("wtchat is ready; Ctrl-C or SIGTERM stops it gracefully");
         server.run(listeners, shutdown_signal()).await?;
         Ok(())
     })

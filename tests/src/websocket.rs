@@ -1,5 +1,7 @@
 //! The WebSocket wire: a real tokio-tungstenite client.
 
+use std::net::SocketAddr;
+
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -39,12 +41,21 @@ impl WsClient {
         origin: Option<&str>,
         recv_buffer: Option<u32>,
     ) -> Result<Self> {
-        let socket = TcpSocket::new_v4()?;
+        Self::connect_at(server.address, origin, recv_buffer).await
+    }
+
+    /// Connects to the server at a TCP address, saying nothing.
+    pub async fn connect_at(
+        address: SocketAddr,
+        origin: Option<&str>,
+        recv_buffer: Option<u32>,
+    ) -> Result<Self> {
+        let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size)?;
         }
-        let tcp = socket.connect(server.address).await?;
-        let mut request = server.ws_url().into_client_request()?;
+        let tcp = socket.connect(address).await?;
+        let mut request = format!("ws://{address}/ws").into_client_request()?;
         if let Some(origin) = origin {
             request.headers_mut().insert("origin", origin.parse()?);
         }

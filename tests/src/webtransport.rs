@@ -36,7 +36,12 @@ pub struct WtWire {
 /// The hashes the server publishes at `/cert-hashes`, as a browser page would
 /// fetch them.
 pub async fn published_hashes(server: &TestServer) -> Result<Vec<[u8; 32]>> {
-    let (status, body) = http_get(server.address, "/cert-hashes", &[]).await?;
+    published_hashes_at(server.address).await
+}
+
+/// The hashes published at `/cert-hashes` on a TCP address.
+pub async fn published_hashes_at(address: SocketAddr) -> Result<Vec<[u8; 32]>> {
+    let (status, body) = http_get(address, "/cert-hashes", &[]).await?;
     if status != 200 {
         bail!("/cert-hashes answered {status}");
     }

@@ -1,0 +1,113 @@
+//! The `wtchat` binary as an operator runs it, in a child process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The path of the `wtchat` binary, built by cargo if it is missing or
+/// stale. Asking cargo (rather than guessing a path under `target/`) means a
+/// test never runs an old binary.
+pub fn wtchat_binary() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let output = Command::new(cargo)
+            .current_dir(root)
+            .args([
+                "build",
+                "--quiet",
+                "--package",
+                "wtchat-server",
+                "--bin",
+                "wtchat",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(output.status.success(), "building wtchat failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|message| message["target"]["name"] == "wtchat")
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the wtchat executable")
+    })
+}
+
+/// A running `wtchat serve`.
+pub struct Binary {
+    /// The process.
+    pub child: Child,
+    /// The HTTP and WebSocket address it announced.
+    pub address: SocketAddr,
+    /// The WebTransport URL it announced, if any.
+    pub webtransport_url: Option<String>,
+}
+
+impl Binary {
+    /// Starts `wtchat serve` with these arguments and reads the addresses
+    /// it announces.
+    pub fn start(args: &[&str]) -> Result<Self> {
+        let mut child = Command::new(wtchat_binary())
+            .arg("serve")
+            .args(args)
+            .env("WTCHAT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().context("stderr is piped")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let mut address = None;
+        let mut webtransport_url = None;
+        for line in lines.by_ref() {
+            let line = line?;
+            let announced = line.strip_prefix("wtchat is listening on http://");
+            let announced = announced.or_else(|| line.strip_prefix("wtchat is listening on https://"));
+            if let Some(rest) = announced {
+                address = Some(rest.split('/').next().unwrap_or_default().parse()?);
+            } else if let Some(url) = line.strip_prefix("WebTransport at ") {
+                webtransport_url = Some(url.trim().to_owned());
+            } else if line.starts_with("wtchat is ready") {
+                break;
+            }
+        }
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let address = address.context("wtchat did not announce its address")?;
+        Ok(Self { child, address, webtransport_url })
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it
+    /// exited successfully.
+    pub fn terminate(&mut self) -> Result<bool> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill failed");
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(exit) = self.child.try_wait()? {
+                return Ok(exit.success());
+            }
+            if Instant::now() > deadline {
+                bail!("wtchat did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
