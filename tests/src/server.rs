@@ -22,6 +22,10 @@ pub struct TestServer {
     pub address: SocketAddr,
     /// Where it listens for WebTransport, if it does.
     pub quic_address: Option<SocketAddr>,
+    /// Every TCP address, the configured one first.
+    pub tcp_addresses: Vec<SocketAddr>,
+    /// Every QUIC address, the configured one first.
+    pub quic_addresses: Vec<SocketAddr>,
     /// Its core, for counts.
     pub hub: Arc<Hub>,
     /// Its certificates.
@@ -56,15 +60,27 @@ impl TestServer {
         config.validate().expect("the test configuration is valid");
         let server = Server::new(config).expect("certificates");
         let listeners = server.bind().await.expect("bind loopback ports");
-        let address = listeners.tcp_addresses()[0];
-        let quic_address = listeners.quic_addresses().first().copied();
+        let tcp_addresses = listeners.tcp_addresses();
+        let quic_addresses = listeners.quic_addresses();
+        let address = tcp_addresses[0];
+        let quic_address = quic_addresses.first().copied();
         let hub = server.hub().clone();
         let certificates = server.certificates().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(listeners, async move {
             let _ = stopped.await;
         }));
-        Self { address, quic_address, hub, certificates, cert_dir, stop: Some(stop), task: Some(task) }
+        Self {
+            address,
+            quic_address,
+            tcp_addresses,
+            quic_addresses,
+            hub,
+            certificates,
+            cert_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Starts a server with the default configuration.

@@ -88,8 +88,14 @@ impl WtClient {
         hashes: &[[u8; 32]],
         origin: Option<&str>,
     ) -> Result<(Connection, Endpoint<ClientSide>)> {
+        // Bind the loopback of the family the URL names.
+        let local = if url.contains("://[") {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        };
         let config = ClientConfig::builder()
-            .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .with_bind_address(local)
             .with_server_certificate_hashes(hashes.iter().map(|h| Sha256Digest::new(*h)))
             // A quiet client stays quiet: no QUIC keep-alives, so that a test
             // can play a client that vanished.

@@ -304,3 +304,29 @@ async fn ca_certificates_serve_https_and_wss_on_tcp_and_quic() -> Result<()> {
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }
+
+#[tokio::test]
+async fn a_loopback_server_answers_on_both_loopback_families() -> Result<()> {
+    let server = TestServer::start().await;
+    let v4 = server.quic_address.expect("QUIC is on");
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        // This host has no IPv6 loopback; there is nothing to bind there.
+        assert_eq!(server.quic_addresses.len(), 1);
+        return server.stop().await;
+    }
+    let v6 = *server.quic_addresses.iter().find(|a| a.is_ipv6()).expect("QUIC listens on [::1] too");
+    assert_eq!(v6.port(), v4.port(), "browsers reach localhost:PORT on either family");
+    let tcp_v6 = *server.tcp_addresses.iter().find(|a| a.is_ipv6()).expect("TCP listens on [::1] too");
+    assert_eq!(tcp_v6.port(), server.address.port());
+
+    let hashes = published_hashes(&server).await?;
+    let mut over_v6 = WtClient::open(&format!("https://[::1]:{}/wt", v6.port()), &hashes, None).await?;
+    over_v6.hello().await?;
+    over_v6.join("both", "six").await?;
+    let mut ws_v6 = WsClient::connect_at(tcp_v6, None, None).await?;
+    ws_v6.hello().await?;
+    ws_v6.join("both", "tcp-six").await?;
+    ws_v6.publish("both", "hello over ::1").await?;
+    assert_eq!(over_v6.chat(1).await?[0].body, "hello over ::1");
+    server.stop().await
+}
