@@ -21,10 +21,15 @@ use crate::hub::Hub;
 use crate::outbox::{Next, Outbox};
 use crate::session::{Flow, Inbound, Session};
 
-/// How long the server keeps trying to deliver what is queued and its closing
-/// notice to a session it is closing. A peer that does not take them in this
-/// time is cut off.
+/// How long the server keeps trying to deliver what is queued to a session
+/// it is closing. A peer that does not take it in this time is cut off.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// How long each step of saying goodbye (the closing notice, then the
+/// transport's close) may take. The close is attempted even when the notice
+/// could not be sent, because on some transports (QUIC) the close and its
+/// code travel outside the stalled stream.
+const GOODBYE_STEP: Duration = Duration::from_secs(1);
 
 /// Batches of frames older than this many frames are not kept around: a
 /// session that once received a burst gives the buffer back.
@@ -59,26 +64,36 @@ where
     let session_id = session.id();
     let outbox = session.outbox().clone();
     let heartbeat_timeout = hub.config().heartbeat_timeout;
-    {
+    let cut_off = {
         let writer = pump(&outbox, &mut sink);
         tokio::pin!(writer);
         let reader = read(&mut session, &mut inbound, heartbeat_timeout);
         tokio::pin!(reader);
         tokio::select! {
             end = &mut reader => {
-                match end {
+                let code = match end {
                     ReaderEnd::Close(closing) => {
                         tracing::debug!(session = session_id, code = %closing.code, text = %closing.text, "closing");
+                        let code = closing.code;
                         outbox.close(closing);
+                        code
                     }
-                    ReaderEnd::PeerGone => outbox.abandon(),
-                }
-                // The writer now sends what is queued and the notice; a peer
-                // that does not take them in time is cut off.
-                let _ = tokio::time::timeout(CLOSE_LINGER, &mut writer).await;
+                    ReaderEnd::PeerGone => {
+                        outbox.abandon();
+                        ReasonCode::NORMAL
+                    }
+                };
+                // The writer now sends what is queued, the notice and the
+                // close; a peer that does not take them in time is cut off.
+                let finished = tokio::time::timeout(CLOSE_LINGER, &mut writer).await.is_ok();
+                (!finished).then_some(code)
             }
-            () = &mut writer => {}
+            () = &mut writer => None,
         }
+    };
+    if let Some(code) = cut_off {
+        // The writer never reached the close: close now, with the code.
+        let _ = tokio::time::timeout(GOODBYE_STEP, sink.close(code, "closed while output was pending")).await;
     }
     drop(session);
 }
@@ -151,27 +166,28 @@ async fn pump<K: FrameSink>(outbox: &Outbox, sink: &mut K) {
                 }
             }
             Next::Close(notice) => {
-                let _ = tokio::time::timeout(CLOSE_LINGER, say_goodbye(sink, notice)).await;
+                say_goodbye(sink, notice).await;
                 return;
             }
         }
     }
 }
 
+/// Sends the closing notice (if any), then closes the transport with its
+/// code. Each step is bounded, and the close happens even if the notice
+/// could not be sent.
 async fn say_goodbye<K: FrameSink>(sink: &mut K, notice: Option<Closing>) {
-    match notice {
+    let (code, text) = match notice {
         Some(closing) => {
             let code = closing.code;
             let text = closing.text.clone();
             let frame = Frame::encode(&ServerMessage::Closing(closing));
-            if sink.send_batch(&[frame]).await.is_ok() {
-                let _ = sink.close(code, &text).await;
-            }
+            let _ = tokio::time::timeout(GOODBYE_STEP, sink.send_batch(&[frame])).await;
+            (code, text)
         }
-        None => {
-            let _ = sink.close(ReasonCode::NORMAL, "").await;
-        }
-    }
+        None => (ReasonCode::NORMAL, String::new()),
+    };
+    let _ = tokio::time::timeout(GOODBYE_STEP, sink.close(code, &text)).await;
 }
 
 #[cfg(test)]

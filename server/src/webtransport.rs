@@ -389,11 +389,15 @@ impl FrameSink for WebTransportSink {
     }
 
     async fn close(&mut self, code: ReasonCode, text: &str) -> io::Result<()> {
-        let _ = self.send.shutdown().await;
         // Give the client a moment to read the closing notice and close on
         // its own; closing first would discard the notice if it is still in
-        // flight.
-        let _ = tokio::time::timeout(CLOSE_WAIT, self.quic.closed()).await;
+        // flight. Both waits are bounded: a stalled stream must not keep the
+        // code from the client, and QUIC's close travels outside the stream.
+        let wait = async {
+            let _ = self.send.shutdown().await;
+            self.quic.closed().await;
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, wait).await;
         self.quic.close(code.0.into(), text.as_bytes());
         Ok(())
     }

@@ -55,8 +55,10 @@ async fn the_binary_chats_over_both_transports_and_stops_gracefully() -> Result<
     assert_eq!(bob.chat(1).await?[0].body, "hello bob");
 
     // SIGTERM: both sessions get the notice with the configured hint.
+    // Both read while the server drains, as live clients do.
     let terminate = tokio::task::spawn_blocking(move || binary.terminate());
-    for closing in [alice.until_closed().await?.0, bob.until_closed().await?.0] {
+    let (alice_closed, bob_closed) = tokio::join!(alice.until_closed(), bob.until_closed());
+    for closing in [alice_closed?.0, bob_closed?.0] {
         let closing = closing.expect("a closing notice");
         assert_eq!((closing.code, closing.retry_after_ms), (ReasonCode::SERVER_SHUTDOWN, Some(2000)));
     }

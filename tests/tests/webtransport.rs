@@ -200,8 +200,12 @@ async fn shutdown_reaches_webtransport_sessions_with_their_code() -> Result<()> 
     let server = TestServer::start().await;
     let mut client = WtClient::connect(&server).await?;
     client.join("lobby", "me").await?;
-    server.stop().await?;
-    let (notice, code) = client.until_closed().await?;
+    // A live client reads while the server shuts down (QUIC drops unread
+    // stream data once the connection closes, so reading afterwards could
+    // miss a notice that did arrive).
+    let (stopped, closed) = tokio::join!(server.stop(), client.until_closed());
+    stopped?;
+    let (notice, code) = closed?;
     let notice = notice.expect("a closing notice");
     assert_eq!(notice.code, ReasonCode::SERVER_SHUTDOWN);
     assert!(notice.retry_after_ms.is_some());
@@ -328,5 +332,56 @@ async fn a_loopback_server_answers_on_both_loopback_families() -> Result<()> {
     ws_v6.join("both", "tcp-six").await?;
     ws_v6.publish("both", "hello over ::1").await?;
     assert_eq!(over_v6.chat(1).await?[0].body, "hello over ::1");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn a_webtransport_reader_that_stops_is_evicted_while_others_keep_receiving() -> Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.session.outbound_queue_bytes = 256 * 1024;
+        c.session.publish_rate_per_sec = 10_000;
+        c.session.publish_burst = 10_000;
+    })
+    .await;
+    let mut publisher = WsClient::connect(&server).await?;
+    publisher.join("firehose", "publisher").await?;
+    let mut reader = WtClient::connect(&server).await?;
+    reader.join("firehose", "reader").await?;
+    // This member never reads again; QUIC flow control soon stops the
+    // server's writes to it, and its queue fills.
+    let mut stalled = WtClient::connect(&server).await?;
+    stalled.join("firehose", "stalled").await?;
+
+    let body = "q".repeat(8 * 1024);
+    let total = 600;
+    let publishing = async {
+        for _ in 0..total {
+            publisher.publish("firehose", &body).await?;
+            publisher.chat(1).await?;
+        }
+        anyhow::Ok(())
+    };
+    let (published, received) = tokio::join!(publishing, reader.chat(total));
+    published?;
+    assert!(received?.iter().map(|m| m.seq).eq(1..=total as u64), "the live reader missed nothing");
+    let gone = reader
+        .until(|m| match m {
+            ServerMessage::Presence(p) if p.member.name == "stalled" => Some(p.change),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(gone, PresenceChange::Disconnected);
+    server.wait_for_sessions(2).await?;
+
+    let mut seen = 0;
+    let code = loop {
+        match stalled.receive().await? {
+            Received::Message(ServerMessage::Message(_)) => seen += 1,
+            Received::Closed(code) => break code,
+            _ => {}
+        }
+    };
+    assert!(seen < total, "the stalled reader got all {seen} messages; it was not evicted");
+    assert_eq!(code, Some(ReasonCode::SLOW_CONSUMER.0));
     server.stop().await
 }

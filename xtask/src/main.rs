@@ -41,7 +41,33 @@ fn root() -> PathBuf {
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root());
+    // Cargo describes the package it ran (this xtask) in the environment;
+    // passed on, those variables reach build scripts that watch them (ring
+    // watches CARGO_MANIFEST_DIR) and force rebuilds whenever `cargo xtask`
+    // and plain `cargo` alternate.
+    for (name, _) in std::env::vars_os() {
+        if let Some(name) = name.to_str() {
+            if is_package_variable(name) {
+                command.env_remove(name);
+            }
+        }
+    }
     command
+}
+
+/// The variables cargo sets for the package it runs, as opposed to settings
+/// the user chose (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...).
+fn is_package_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_BIN_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "OUT_DIR"
+        )
 }
 
 fn step(title: &str, command: &mut Command) -> Result {
