@@ -261,13 +261,9 @@ impl Session {
     }
 
     fn leave(&mut self, request_id: u32, room: &str, now: Instant) -> Flow {
-        let Some(index) = self.membership(room) else {
-            return self.refuse(
-                Some(request_id),
-                ErrorCode::NOT_IN_ROOM,
-                format!("not in room {room:?}"),
-                now,
-            );
+        let index = match self.member_of(request_id, room, now) {
+            Ok(index) => index,
+            Err(flow) => return flow,
         };
         let membership = self.memberships.swap_remove(index);
         self.hub.rooms().leave(&membership.room, self.id, PresenceChange::Left);
@@ -277,13 +273,9 @@ impl Session {
 
     fn publish(&mut self, request_id: u32, room: &str, body: String, now: Instant) -> Flow {
         let limits = self.hub.config().session;
-        let Some(index) = self.membership(room) else {
-            return self.refuse(
-                Some(request_id),
-                ErrorCode::NOT_IN_ROOM,
-                format!("not in room {room:?}; join it before publishing"),
-                now,
-            );
+        let index = match self.member_of(request_id, room, now) {
+            Ok(index) => index,
+            Err(flow) => return flow,
         };
         if body.is_empty() {
             return self.refuse(
@@ -326,19 +318,24 @@ impl Session {
     }
 
     fn typing(&mut self, request_id: u32, room: &str, now: Instant) -> Flow {
-        let Some(index) = self.membership(room) else {
-            return self.refuse(
-                Some(request_id),
-                ErrorCode::NOT_IN_ROOM,
-                format!("not in room {room:?}"),
-                now,
-            );
+        let index = match self.member_of(request_id, room, now) {
+            Ok(index) => index,
+            Err(flow) => return flow,
         };
         if self.typing_rate.try_take(now) {
             let membership = &self.memberships[index];
             membership.room.typing(&membership.member);
         }
         Flow::Continue
+    }
+
+    /// The index of the session's membership in `room`, or the refusal of a
+    /// request that names a room the session is not in.
+    fn member_of(&mut self, request_id: u32, room: &str, now: Instant) -> Result<usize, Flow> {
+        self.membership(room).ok_or_else(|| {
+            let text = format!("not in room {room:?}; join it first");
+            self.refuse(Some(request_id), ErrorCode::NOT_IN_ROOM, text, now)
+        })
     }
 
     fn membership(&self, room: &str) -> Option<usize> {

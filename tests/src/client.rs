@@ -1,10 +1,12 @@
 //! A protocol client over any transport: what a test does with a session,
 //! written once for WebSocket and WebTransport alike.
 
+use std::time::Duration;
+
 use anyhow::{Result, bail};
 use wtchat_protocol::{
-    ChatMessage, ClientFrame, ClientMessage, Closing, Joined, PROTOCOL_VERSION, Resume, ServerMessage,
-    Welcome, encode,
+    ChatMessage, ClientFrame, ClientMessage, Closing, Joined, PROTOCOL_VERSION, PresenceChange, Resume,
+    ServerMessage, Welcome, encode,
 };
 
 /// What a client can receive.
@@ -148,6 +150,27 @@ impl<W: Wire> Client<W> {
             }
         }
         Ok(messages)
+    }
+
+    /// Pings every `every` (as a live client does) until the server reports
+    /// that `name` changed presence as given; fails if the session closes.
+    pub async fn ping_until_presence(
+        &mut self,
+        name: &str,
+        change: PresenceChange,
+        every: Duration,
+    ) -> Result<()> {
+        let mut nonce = 0;
+        loop {
+            nonce += 1;
+            self.send(ClientMessage::Ping { nonce }).await?;
+            if let ServerMessage::Presence(p) = self.next_message().await? {
+                if p.member.name == name && p.change == change {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
     }
 
     /// Receives until a message matches, skipping others.

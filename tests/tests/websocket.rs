@@ -245,20 +245,8 @@ async fn a_silent_client_is_closed_and_its_rooms_are_told() -> Result<()> {
     silent.join("pulse", "silent").await?;
 
     // The watcher pings on time; the silent client says nothing more.
-    let keep_alive = async {
-        let mut nonce = 0;
-        loop {
-            nonce += 1;
-            watcher.send(ClientMessage::Ping { nonce }).await?;
-            let message = watcher.next_message().await?;
-            if let ServerMessage::Presence(p) = message {
-                if p.member.name == "silent" && p.change == PresenceChange::Disconnected {
-                    return anyhow::Ok(());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let keep_alive =
+        watcher.ping_until_presence("silent", PresenceChange::Disconnected, Duration::from_millis(50));
     let (watched, closed) = tokio::join!(keep_alive, silent.until_closed());
     watched?;
     let (notice, code) = closed?;

@@ -138,20 +138,8 @@ async fn a_webtransport_client_that_goes_silent_is_removed_within_the_heartbeat(
     // browser tab that closed its session without telling the server does.
     let mut silent = WtClient::connect(&server).await?;
     silent.join("pulse", "silent").await?;
-    let keep_alive = async {
-        let mut nonce = 0;
-        loop {
-            nonce += 1;
-            watcher.send(ClientMessage::Ping { nonce }).await?;
-            let message = watcher.next_message().await?;
-            if let ServerMessage::Presence(p) = message {
-                if p.member.name == "silent" && p.change == PresenceChange::Disconnected {
-                    return anyhow::Ok(());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let keep_alive =
+        watcher.ping_until_presence("silent", PresenceChange::Disconnected, Duration::from_millis(50));
     let (watched, closed) = tokio::join!(keep_alive, silent.until_closed());
     watched?;
     let (notice, code) = closed?;
