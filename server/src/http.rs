@@ -38,13 +38,24 @@ pub struct HttpState {
     static_files: StaticFiles,
     /// Who may open a WebSocket.
     origins: OriginPolicy,
+    /// The QUIC port and path of WebTransport, if it is on.
+    webtransport: Option<(u16, String)>,
+    /// Whether the TCP listener speaks TLS.
+    tls: bool,
 }
 
 impl HttpState {
     /// The state for a hub, from its configuration.
-    pub fn new(hub: Arc<Hub>, certificates: Arc<CertificateStore>) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        certificates: Arc<CertificateStore>,
+        webtransport_port: Option<u16>,
+        tls: bool,
+    ) -> Self {
         let config = hub.config();
         Self {
+            webtransport: webtransport_port.map(|port| (port, config.webtransport_path.clone())),
+            tls,
             certificates,
             static_files: StaticFiles::new(config.web_root.clone()),
             origins: OriginPolicy::new(&config.allowed_origins),
@@ -77,6 +88,7 @@ async fn route(request: Request<Incoming>, state: &HttpState) -> Response<Full<B
     match (method, request.uri().path()) {
         (Method::GET, "/ws") => websocket::upgrade(request, &state.hub, &state.origins),
         (Method::GET, "/cert-hashes") => cert_hashes(&state.certificates),
+        (Method::GET, "/transports") => transports(&request, state),
         (Method::GET | Method::HEAD, "/healthz") => {
             if state.hub.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
@@ -89,16 +101,41 @@ async fn route(request: Request<Incoming>, state: &HttpState) -> Response<Full<B
     }
 }
 
-/// The hashes a browser passes as `serverCertificateHashes`, current first:
-/// `[{"algorithm": "sha-256", "value": [32 bytes]}]`. A page turns each value
-/// into a `Uint8Array`. Empty when the certificate is CA-issued.
-fn cert_hashes(certificates: &CertificateStore) -> Response<Full<Bytes>> {
-    let hashes: Vec<serde_json::Value> = certificates
-        .hashes()
-        .iter()
-        .map(|hash| serde_json::json!({ "algorithm": "sha-256", "value": hash.to_vec() }))
-        .collect();
-    let body = serde_json::Value::Array(hashes).to_string();
+/// Where a client finds each transport, for the host name it used to reach
+/// this listener: `{"webtransport": {"url", "certificateHashes"} or null,
+/// "websocket": {"url"}}`. One request tells a client everything it needs to
+/// race the two.
+fn transports<B>(request: &Request<B>, state: &HttpState) -> Response<Full<Bytes>> {
+    let authority = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| state.hub.config().listen.to_string());
+    let websocket = format!("{}://{authority}/ws", if state.tls { "wss" } else { "ws" });
+    let webtransport = state.webtransport.as_ref().map(|(port, path)| {
+        let host = host_of(&authority);
+        serde_json::json!({
+            "url": format!("https://{host}:{port}{path}"),
+            "certificateHashes": state.certificates.hashes().iter().map(|h| h.to_vec()).collect::<Vec<_>>(),
+        })
+    });
+    let body =
+        serde_json::json!({ "webtransport": webtransport, "websocket": { "url": websocket } }).to_string();
+    json(body)
+}
+
+/// The host part of an authority: `[::1]:8080` gives `[::1]`, `example.com:80`
+/// gives `example.com`.
+fn host_of(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    authority.rsplit_once(':').map_or(authority, |(host, _)| host)
+}
+
+fn json(body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -109,6 +146,18 @@ fn cert_hashes(certificates: &CertificateStore) -> Response<Full<Bytes>> {
     // from other allowed origins need them too.
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     response
+}
+
+/// The hashes a browser passes as `serverCertificateHashes`, current first:
+/// `[{"algorithm": "sha-256", "value": [32 bytes]}]`. A page turns each value
+/// into a `Uint8Array`. Empty when the certificate is CA-issued.
+fn cert_hashes(certificates: &CertificateStore) -> Response<Full<Bytes>> {
+    let hashes: Vec<serde_json::Value> = certificates
+        .hashes()
+        .iter()
+        .map(|hash| serde_json::json!({ "algorithm": "sha-256", "value": hash.to_vec() }))
+        .collect();
+    json(serde_json::Value::Array(hashes).to_string())
 }
 
 /// A plain-text response.

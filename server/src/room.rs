@@ -69,7 +69,8 @@ impl Room {
         Self {
             name,
             state: Mutex::new(RoomState {
-                epoch: fastrand::u64(1..),
+                // Below 2^53, so that JavaScript clients hold it exactly.
+                epoch: fastrand::u64(1..1 << 53),
                 next_seq: 1,
                 members: Vec::new(),
                 history: History::new(history_len),

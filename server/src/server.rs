@@ -130,7 +130,9 @@ impl Server {
             Some(TlsAcceptor::from(Arc::new(config)))
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let http_state = Arc::new(HttpState::new(self.hub.clone(), self.certificates.clone()));
+        let quic_port = listeners.quic_addresses().first().map(SocketAddr::port);
+        let http_state =
+            Arc::new(HttpState::new(self.hub.clone(), self.certificates.clone(), quic_port, tls.is_some()));
         let mut tasks = tokio::task::JoinSet::new();
         for listener in listeners.tcp {
             tracing::info!(address = %listener.local_addr()?, scheme, "listening for HTTP and WebSocket");

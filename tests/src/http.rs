@@ -12,7 +12,11 @@ use crate::server::PATIENCE;
 /// A GET with `Connection: close`; returns the status code and the body.
 pub async fn http_get(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(address).await?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    let has_host = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host"));
+    let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !has_host {
+        request.push_str(&format!("Host: {address}\r\n"));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -373,3 +373,28 @@ async fn a_webtransport_reader_that_stops_is_evicted_while_others_keep_receiving
     assert_eq!(code, Some(ReasonCode::SLOW_CONSUMER.0));
     server.stop().await
 }
+
+#[tokio::test]
+async fn transports_tell_a_client_where_each_transport_is() -> Result<()> {
+    let server = TestServer::start().await;
+    let quic_port = server.quic_address.expect("QUIC is on").port();
+    let (status, body) = wtchat_tests::http_get(server.address, "/transports", &[]).await?;
+    assert_eq!(status, 200);
+    let answer: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(answer["websocket"]["url"], format!("ws://{}/ws", server.address));
+    assert_eq!(answer["webtransport"]["url"], format!("https://127.0.0.1:{quic_port}/wt"));
+    let hashes: Vec<Vec<u8>> = serde_json::from_value(answer["webtransport"]["certificateHashes"].clone())?;
+    assert_eq!(hashes, server.certificates.hashes().iter().map(|h| h.to_vec()).collect::<Vec<_>>());
+    // The host the client used is the host it is told: a page on [::1]
+    // keeps to [::1].
+    let (_, body) = wtchat_tests::http_get(server.address, "/transports", &[("Host", "[::1]:9999")]).await?;
+    let answer: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(answer["webtransport"]["url"], format!("https://[::1]:{quic_port}/wt"));
+    server.stop().await?;
+
+    let websocket_only = TestServer::start_with(|c| c.webtransport = false).await;
+    let (_, body) = wtchat_tests::http_get(websocket_only.address, "/transports", &[]).await?;
+    let answer: serde_json::Value = serde_json::from_str(&body)?;
+    assert!(answer["webtransport"].is_null(), "{answer}");
+    websocket_only.stop().await
+}
