@@ -1,8 +1,35 @@
-//! The wtchat browser client.
+//! The wtchat browser client, compiled to wasm.
 //!
-//! A skeleton for now: it builds for `wasm32-unknown-unknown` against the
-//! protocol crate, which proves that the wire format compiles for the
-//! browser. The client itself (transport choice, reconnects, the page API)
-//! comes with the wasm client issue.
+//! A page creates a `Client`, listens for events, connects, joins rooms and
+//! sends messages. The client speaks the protocol crate's frames over
+//! WebTransport where it works and WebSocket where it does not
+//! (`transport_choice`), reconnects with backoff and jitter ([`backoff`]),
+//! and resumes every room without gaps or duplicates ([`ledger`]), whichever
+//! transport the reconnect lands on.
+//!
+//! The pure parts (backoff, ledger, framing) have no browser dependency and
+//! build everywhere, so they are tested natively and in headless Chromium;
+//! the rest needs a browser and builds for wasm32 only.
+
+pub mod backoff;
+pub mod framing;
+pub mod ledger;
+
+#[cfg(target_arch = "wasm32")]
+pub mod client;
+#[cfg(target_arch = "wasm32")]
+pub mod discovery;
+#[cfg(target_arch = "wasm32")]
+pub mod events;
+#[cfg(target_arch = "wasm32")]
+pub mod link;
+#[cfg(target_arch = "wasm32")]
+pub mod time;
+#[cfg(target_arch = "wasm32")]
+pub mod transport_choice;
+#[cfg(target_arch = "wasm32")]
+pub mod websocket;
+#[cfg(target_arch = "wasm32")]
+pub mod webtransport;
 
 pub use wtchat_protocol as protocol;

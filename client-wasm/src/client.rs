@@ -1,0 +1,568 @@
+//! The client a page uses: one object with a small API and events.
+//!
+//! ```js
+//! import init, { Client } from "./pkg/wtchat_client.js";
+//! await init();
+//! const chat = new Client({ server: location.origin });
+//! chat.on("message", (m) => console.log(m.sender.name, m.body));
+//! chat.on("transport", (t) => console.log("using", t.transport, t.reason));
+//! chat.connect();
+//! chat.join("lobby", "Ada");
+//! chat.send("lobby", "hello");
+//! ```
+//!
+//! One task (the driver) owns the connection's life: discover, choose a
+//! transport, greet, rejoin every room with its resume point, keep the
+//! heartbeat, and on loss wait (backoff with full jitter, never less than the
+//! server's hint) and do it again. The page's calls only record intent and
+//! send on the current link.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::future::FutureExt;
+use futures::{StreamExt, select};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+use wtchat_protocol::{
+    ClientFrame, ClientMessage, Closing, PROTOCOL_VERSION, PresenceChange, ServerMessage, Welcome, decode,
+    encode,
+};
+
+use crate::backoff::Backoff;
+use crate::discovery::{self, Plan, WebTransportPlan};
+use crate::events::{
+    ChatMember, ErrorEvent, JoinedEvent, MembersEvent, MessageEvent, PresenceEvent, RoomEvent, StateEvent,
+    TransportEvent, TypingEvent, to_js,
+};
+use crate::ledger::{Delivery, Ledger};
+use crate::link::{Link, LinkEvent, TransportKind};
+use crate::time::{now_ms, sleep};
+use crate::transport_choice::{Choice, establish};
+
+/// Where the winner of the transport race is remembered between visits.
+const REMEMBERED_TRANSPORT_KEY: &str = "wtchat.transport";
+
+/// The largest frame the client accepts from the server before the welcome
+/// says otherwise: the server's default limit with room for names.
+const DEFAULT_MAX_FRAME: usize = 128 * 1024;
+
+/// How the page configures the client. Every field is optional.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Options {
+    /// The server's base URL, such as `http://127.0.0.1:8080`; the page's
+    /// origin by default.
+    pub server: Option<String>,
+    /// Use WebSocket only.
+    pub force_websocket: bool,
+    /// How long WebTransport runs alone before WebSocket starts too.
+    pub head_start_ms: f64,
+    /// How long WebTransport may take to answer before it counts as failed.
+    pub webtransport_timeout_ms: f64,
+    /// Certificate hashes (hex) to trust instead of the server's, for pages
+    /// that pin them.
+    pub certificate_hashes: Option<Vec<String>>,
+    /// A WebTransport URL to use instead of the server's.
+    pub webtransport_url: Option<String>,
+    /// How the client names itself to the server.
+    pub client_name: String,
+    /// Whether to remember which transport won, for the next visit.
+    pub remember_transport: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            server: None,
+            force_websocket: false,
+            head_start_ms: 400.0,
+            webtransport_timeout_ms: 5_000.0,
+            certificate_hashes: None,
+            webtransport_url: None,
+            client_name: concat!("wtchat-web/", env!("CARGO_PKG_VERSION")).into(),
+            remember_transport: true,
+        }
+    }
+}
+
+/// A chat client.
+#[wasm_bindgen]
+pub struct Client {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    options: Options,
+    state: RefCell<State>,
+}
+
+struct State {
+    /// The current connection, while connected.
+    link: Option<Link>,
+    /// Rooms and resume points.
+    ledger: Ledger,
+    /// Event handlers, by event name.
+    handlers: Vec<(String, js_sys::Function)>,
+    /// The connection state as the page sees it.
+    connection: &'static str,
+    /// The transport in use.
+    transport: Option<TransportKind>,
+    /// The next request id.
+    next_request: u32,
+    /// Whether the driver runs.
+    running: bool,
+    /// Whether the page closed the client.
+    closed_by_user: bool,
+    /// When the client last sent anything, for the heartbeat.
+    last_sent_ms: f64,
+    /// The server's frame limit, from the welcome.
+    max_frame: usize,
+}
+
+/// Why a connection ended.
+enum End {
+    /// The page closed the client.
+    UserClosed,
+    /// The server said goodbye.
+    Notice(Closing),
+    /// The connection was lost.
+    Lost(String),
+}
+
+#[wasm_bindgen]
+impl Client {
+    /// Creates a client; `options` may be omitted.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue) -> Result<Client, JsValue> {
+        let options: Options = if options.is_undefined() || options.is_null() {
+            Options::default()
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| JsValue::from_str(&format!("bad options: {e}")))?
+        };
+        Ok(Self {
+            inner: Rc::new(Inner {
+                options,
+                state: RefCell::new(State {
+                    link: None,
+                    ledger: Ledger::default(),
+                    handlers: Vec::new(),
+                    connection: "idle",
+                    transport: None,
+                    next_request: 1,
+                    running: false,
+                    closed_by_user: false,
+                    last_sent_ms: 0.0,
+                    max_frame: DEFAULT_MAX_FRAME,
+                }),
+            }),
+        })
+    }
+
+    /// Calls `handler(payload)` on every event named `event`: "message",
+    /// "presence", "members", "joined", "left", "typing", "error",
+    /// "transport", "state", "gap".
+    pub fn on(&self, event: &str, handler: js_sys::Function) {
+        self.inner.state.borrow_mut().handlers.push((event.to_owned(), handler));
+    }
+
+    /// Starts connecting, and keeps reconnecting until [`Client::close`].
+    pub fn connect(&self) {
+        let mut state = self.inner.state.borrow_mut();
+        if state.running {
+            return;
+        }
+        state.running = true;
+        state.closed_by_user = false;
+        drop(state);
+        spawn_local(drive(self.inner.clone()));
+    }
+
+    /// Joins a room now (or as soon as connected), and again after every
+    /// reconnect, resuming where the client left off.
+    pub fn join(&self, room: &str, display_name: &str) {
+        self.inner.state.borrow_mut().ledger.want(room, display_name);
+        let resume = self.inner.state.borrow().ledger.rejoins().into_iter().find(|(r, _, _)| r == room);
+        if let Some((room, display_name, resume)) = resume {
+            self.inner.send(ClientMessage::Join { room, display_name, resume });
+        }
+    }
+
+    /// Leaves a room.
+    pub fn leave(&self, room: &str) {
+        self.inner.state.borrow_mut().ledger.forget(room);
+        self.inner.send(ClientMessage::Leave { room: room.to_owned() });
+    }
+
+    /// Sends a message to a room; returns whether it went out (false while
+    /// disconnected or before joining).
+    pub fn send(&self, room: &str, text: &str) -> bool {
+        if self.inner.state.borrow().ledger.room(room).is_none() {
+            return false;
+        }
+        self.inner.send(ClientMessage::Publish { room: room.to_owned(), body: text.to_owned() })
+    }
+
+    /// Tells a room this user is typing (a datagram on WebTransport).
+    pub fn typing(&self, room: &str) -> bool {
+        if self.inner.state.borrow().ledger.room(room).is_none() {
+            return false;
+        }
+        let body = self.inner.encode(ClientMessage::Typing { room: room.to_owned() });
+        let state = self.inner.state.borrow();
+        state.link.as_ref().is_some_and(|link| link.send_ephemeral(&body).is_ok())
+    }
+
+    /// Closes the connection and stops reconnecting.
+    pub fn close(&self) {
+        let link = {
+            let mut state = self.inner.state.borrow_mut();
+            state.closed_by_user = true;
+            state.link.take()
+        };
+        if let Some(link) = link {
+            link.close();
+        }
+        self.inner.set_state("closed", None, Some("closed by the page".into()));
+    }
+
+    /// The transport in use: "webtransport", "websocket", or undefined.
+    #[wasm_bindgen(getter)]
+    pub fn transport(&self) -> Option<String> {
+        self.inner.state.borrow().transport.map(|t| t.name().to_owned())
+    }
+
+    /// The connection state: "idle", "connecting", "connected",
+    /// "reconnecting" or "closed".
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.inner.state.borrow().connection.to_owned()
+    }
+
+    /// A room's members as last known.
+    pub fn members(&self, room: &str) -> JsValue {
+        let state = self.inner.state.borrow();
+        let members: Vec<ChatMember> = state
+            .ledger
+            .room(room)
+            .map(|r| r.members.iter().map(ChatMember::from).collect())
+            .unwrap_or_default();
+        to_js(&members)
+    }
+}
+
+impl Inner {
+    fn encode(&self, message: ClientMessage) -> Vec<u8> {
+        let mut state = self.state.borrow_mut();
+        let request_id = state.next_request;
+        state.next_request = state.next_request.wrapping_add(1);
+        encode(&ClientFrame { request_id, message })
+    }
+
+    /// Sends on the current link; false while disconnected.
+    fn send(&self, message: ClientMessage) -> bool {
+        let body = self.encode(message);
+        let mut state = self.state.borrow_mut();
+        let sent = state.link.as_ref().is_some_and(|link| link.send(&body).is_ok());
+        if sent {
+            state.last_sent_ms = now_ms();
+        }
+        sent
+    }
+
+    fn emit<T: Serialize>(&self, event: &str, payload: &T) {
+        // Handlers may call back into the client, so none may run while the
+        // state is borrowed.
+        let handlers: Vec<js_sys::Function> = self
+            .state
+            .borrow()
+            .handlers
+            .iter()
+            .filter(|(name, _)| name == event)
+            .map(|(_, h)| h.clone())
+            .collect();
+        if handlers.is_empty() {
+            return;
+        }
+        let payload = to_js(payload);
+        for handler in handlers {
+            if let Err(error) = handler.call1(&JsValue::NULL, &payload) {
+                web_sys::console::error_2(&JsValue::from_str("wtchat: an event handler threw"), &error);
+            }
+        }
+    }
+
+    fn set_state(&self, connection: &'static str, retry_in_ms: Option<f64>, reason: Option<String>) {
+        self.state.borrow_mut().connection = connection;
+        self.emit("state", &StateEvent { state: connection, retry_in_ms, reason });
+    }
+
+    fn error(&self, code: &str, text: String, request_id: Option<u32>) {
+        self.emit("error", &ErrorEvent { code: code.to_owned(), text, request_id });
+    }
+
+    fn closed_by_user(&self) -> bool {
+        self.state.borrow().closed_by_user
+    }
+
+    fn base_url(&self) -> String {
+        self.options
+            .server
+            .clone()
+            .unwrap_or_else(|| web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default())
+    }
+
+    async fn plan(&self) -> Plan {
+        let base = self.base_url();
+        let mut plan = match discovery::discover(&base).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.error("DISCOVERY_FAILED", error, None);
+                discovery::fallback(&base)
+            }
+        };
+        if let Some(url) = &self.options.webtransport_url {
+            let hashes = plan.webtransport.take().map(|wt| wt.certificate_hashes).unwrap_or_default();
+            plan.webtransport = Some(WebTransportPlan { url: url.clone(), certificate_hashes: hashes });
+        }
+        if let (Some(hashes), Some(wt)) = (&self.options.certificate_hashes, plan.webtransport.as_mut()) {
+            match discovery::parse_hex_hashes(hashes) {
+                Ok(hashes) => wt.certificate_hashes = hashes,
+                Err(error) => self.error("BAD_OPTIONS", error, None),
+            }
+        }
+        plan
+    }
+
+    fn remembered(&self) -> Option<TransportKind> {
+        let storage = web_sys::window()?.local_storage().ok()??;
+        match storage.get_item(REMEMBERED_TRANSPORT_KEY).ok()??.as_str() {
+            "webtransport" => Some(TransportKind::WebTransport),
+            "websocket" => Some(TransportKind::WebSocket),
+            _ => None,
+        }
+    }
+
+    fn remember(&self, kind: TransportKind) {
+        if !self.options.remember_transport || self.options.force_websocket {
+            return;
+        }
+        if let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
+            let _ = storage.set_item(REMEMBERED_TRANSPORT_KEY, kind.name());
+        }
+    }
+
+    /// Takes a new connection into use: announce it, then rejoin every room.
+    fn adopt(&self, link: Link, welcome: &Welcome, reason: String, other: Option<String>) {
+        let kind = link.kind();
+        {
+            let mut state = self.state.borrow_mut();
+            state.link = Some(link);
+            state.transport = Some(kind);
+            state.max_frame = welcome.limits.max_frame_bytes as usize;
+            state.last_sent_ms = now_ms();
+        }
+        self.remember(kind);
+        let fallback_reason = (kind == TransportKind::WebSocket).then_some(other).flatten();
+        self.emit("transport", &TransportEvent { transport: kind.name(), reason, fallback_reason });
+        self.set_state("connected", None, None);
+        let rejoins = self.state.borrow().ledger.rejoins();
+        for (room, display_name, resume) in rejoins {
+            self.send(ClientMessage::Join { room, display_name, resume });
+        }
+    }
+
+    /// Handles one server message on an adopted connection.
+    fn dispatch(&self, message: ServerMessage) {
+        match message {
+            ServerMessage::Joined(joined) => {
+                let outcome = self.state.borrow_mut().ledger.joined(&joined);
+                let Some(outcome) = outcome else { return };
+                let members = joined.members.iter().map(ChatMember::from).collect();
+                self.emit(
+                    "joined",
+                    &JoinedEvent {
+                        room: joined.room.clone(),
+                        members,
+                        rejoined: outcome.rejoined,
+                        gap: outcome.gap,
+                    },
+                );
+                if outcome.gap {
+                    self.emit("gap", &RoomEvent { room: joined.room });
+                }
+            }
+            ServerMessage::Message(message) => {
+                let delivery = self.state.borrow_mut().ledger.deliver(&message);
+                if delivery == Delivery::New {
+                    self.emit("message", &MessageEvent::from(&message));
+                }
+            }
+            ServerMessage::Presence(presence) => {
+                let members: Option<Vec<ChatMember>> = self
+                    .state
+                    .borrow_mut()
+                    .ledger
+                    .presence(&presence.room, presence.change, &presence.member)
+                    .map(|members| members.iter().map(ChatMember::from).collect());
+                let change = match presence.change {
+                    PresenceChange::Joined => "joined",
+                    PresenceChange::Left => "left",
+                    PresenceChange::Disconnected => "disconnected",
+                };
+                self.emit(
+                    "presence",
+                    &PresenceEvent {
+                        room: presence.room.clone(),
+                        change,
+                        member: ChatMember::from(&presence.member),
+                    },
+                );
+                if let Some(members) = members {
+                    self.emit("members", &MembersEvent { room: presence.room, members });
+                }
+            }
+            ServerMessage::Typing(typing) => {
+                self.emit(
+                    "typing",
+                    &TypingEvent { room: typing.room, member: ChatMember::from(&typing.member) },
+                );
+            }
+            ServerMessage::Left(left) => self.emit("left", &RoomEvent { room: left.room }),
+            ServerMessage::Error(error) => {
+                let code = error.code.name().map_or_else(|| error.code.0.to_string(), str::to_owned);
+                self.error(&code, error.text, error.request_id);
+            }
+            ServerMessage::Welcome(_) | ServerMessage::Pong(_) | ServerMessage::Closing(_) => {}
+        }
+    }
+}
+
+/// The connection's life, until the page closes the client or the server
+/// says not to come back.
+async fn drive(inner: Rc<Inner>) {
+    let backoff = Backoff::default();
+    let mut attempt: u32 = 0;
+    let mut retry_hint: Option<u32> = None;
+    loop {
+        if inner.closed_by_user() {
+            break;
+        }
+        inner.set_state(if attempt == 0 { "connecting" } else { "reconnecting" }, None, None);
+        let plan = inner.plan().await;
+        let choice = Choice {
+            force_websocket: inner.options.force_websocket,
+            head_start_ms: inner.options.head_start_ms,
+            webtransport_timeout_ms: inner.options.webtransport_timeout_ms,
+            remembered: inner.remembered(),
+            max_frame: DEFAULT_MAX_FRAME,
+        };
+        let hello = inner.encode(ClientMessage::Hello {
+            protocol_version: u16::from(PROTOCOL_VERSION),
+            client_name: inner.options.client_name.clone(),
+        });
+        match establish(&plan, &choice, hello).await {
+            Ok(established) => {
+                if inner.closed_by_user() {
+                    established.link.close();
+                    break;
+                }
+                attempt = 0;
+                inner.adopt(established.link, &established.welcome, established.reason, established.other);
+                let end = run_connection(&inner, established.events, &established.welcome).await;
+                let link = inner.state.borrow_mut().link.take();
+                if let Some(link) = link {
+                    link.close();
+                }
+                match end {
+                    End::UserClosed => break,
+                    End::Notice(closing) => {
+                        let reason = format!("{} ({})", closing.text, closing.code);
+                        if !closing.code.should_reconnect() {
+                            inner.set_state("closed", None, Some(reason));
+                            break;
+                        }
+                        retry_hint = closing.retry_after_ms;
+                        inner.error("CLOSED_BY_SERVER", reason, None);
+                    }
+                    End::Lost(why) => inner.error("CONNECTION_LOST", why, None),
+                }
+            }
+            Err(why) => inner.error("CONNECT_FAILED", why, None),
+        }
+        if inner.closed_by_user() {
+            break;
+        }
+        let delay = backoff.delay_ms(attempt, js_sys::Math::random(), retry_hint.take());
+        attempt = attempt.saturating_add(1);
+        inner.set_state("reconnecting", Some(delay), None);
+        sleep_unless_closed(&inner, delay).await;
+    }
+    let mut state = inner.state.borrow_mut();
+    state.running = false;
+    state.transport = None;
+}
+
+/// Sleeps, waking early if the page closes the client.
+async fn sleep_unless_closed(inner: &Inner, delay_ms: f64) {
+    let until = now_ms() + delay_ms;
+    while !inner.closed_by_user() && now_ms() < until {
+        sleep((until - now_ms()).min(250.0)).await;
+    }
+}
+
+/// Runs an adopted connection: dispatches what arrives, pings when the
+/// client has been quiet for a heartbeat interval, and gives up when the
+/// server has been silent past the heartbeat timeout.
+async fn run_connection(inner: &Inner, mut events: UnboundedReceiver<LinkEvent>, welcome: &Welcome) -> End {
+    let interval = f64::from(welcome.heartbeat_interval_ms.max(100));
+    let timeout = f64::from(welcome.heartbeat_timeout_ms.max(200));
+    let mut last_heard = now_ms();
+    let mut notice: Option<Closing> = None;
+    let mut nonce = 0u64;
+    loop {
+        if inner.closed_by_user() {
+            return End::UserClosed;
+        }
+        select! {
+            event = events.next() => match event {
+                Some(LinkEvent::Frame(body)) => {
+                    last_heard = now_ms();
+                    let max_frame = inner.state.borrow().max_frame;
+                    match decode::<ServerMessage>(&body, max_frame) {
+                        Ok(ServerMessage::Closing(closing)) => notice = Some(closing),
+                        Ok(message) => inner.dispatch(message),
+                        Err(error) => inner.error("BAD_FRAME", format!("a frame from the server: {error}"), None),
+                    }
+                }
+                Some(LinkEvent::Opened) => {}
+                Some(LinkEvent::Closed(why)) => return ended(inner, notice.take(), why),
+                None => return ended(inner, notice.take(), "the connection ended".into()),
+            },
+            () = sleep(interval / 4.0).fuse() => {
+                let now = now_ms();
+                if now - last_heard > timeout {
+                    return End::Lost(format!("the server was silent for {timeout} ms"));
+                }
+                let quiet = now - inner.state.borrow().last_sent_ms;
+                if quiet >= interval * 0.8 {
+                    nonce += 1;
+                    inner.send(ClientMessage::Ping { nonce });
+                }
+            }
+        }
+    }
+}
+
+fn ended(inner: &Inner, notice: Option<Closing>, why: String) -> End {
+    if inner.closed_by_user() {
+        return End::UserClosed;
+    }
+    match notice {
+        Some(closing) => End::Notice(closing),
+        None => End::Lost(why),
+    }
+}

@@ -1,0 +1,82 @@
+//! Finding the server's transports: `GET /transports` says where WebSocket
+//! and WebTransport are and which certificate hashes to trust.
+
+use serde::Deserialize;
+use wasm_bindgen::JsCast;
+use web_sys::Response;
+
+use crate::link::describe;
+
+/// Where each transport is.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// WebTransport, if the server offers it.
+    pub webtransport: Option<WebTransportPlan>,
+    /// WebSocket.
+    pub websocket: WebSocketPlan,
+}
+
+/// Where WebTransport is.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebTransportPlan {
+    /// The session URL.
+    pub url: String,
+    /// SHA-256 hashes of self-signed certificates to trust; empty when the
+    /// certificate is CA-issued.
+    #[serde(default)]
+    pub certificate_hashes: Vec<Vec<u8>>,
+}
+
+/// Where WebSocket is.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebSocketPlan {
+    /// The socket URL.
+    pub url: String,
+}
+
+/// Asks the server at `base` (an `http(s)://host:port` URL) for its plan.
+pub async fn discover(base: &str) -> Result<Plan, String> {
+    let url = format!("{}/transports", base.trim_end_matches('/'));
+    let global: web_sys::Window = js_sys::global().unchecked_into();
+    let response =
+        global.fetch_with_str(&url).await.map_err(|e| format!("cannot reach {url}: {}", describe(&e)))?;
+    let response: Response = response.unchecked_into();
+    if !response.ok() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    let json = response.json().map_err(|e| describe(&e))?;
+    let json = wasm_bindgen_futures::JsFuture::from(json).await.map_err(|e| describe(&e))?;
+    serde_wasm_bindgen::from_value(json).map_err(|e| format!("{url}: {e}"))
+}
+
+/// The plan when discovery is impossible: WebSocket at `/ws` of the same
+/// server, no WebTransport.
+pub fn fallback(base: &str) -> Plan {
+    let base = base.trim_end_matches('/');
+    let websocket = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}/ws")
+    } else {
+        format!("ws://{}/ws", base.strip_prefix("http://").unwrap_or(base))
+    };
+    Plan { webtransport: None, websocket: WebSocketPlan { url: websocket } }
+}
+
+/// Reads hex-encoded hashes (as a page may pin them).
+pub fn parse_hex_hashes(hashes: &[String]) -> Result<Vec<Vec<u8>>, String> {
+    hashes
+        .iter()
+        .map(|hash| {
+            let hash = hash.trim();
+            if hash.len() % 2 != 0 {
+                return Err(format!("{hash:?} is not hex"));
+            }
+            (0..hash.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hash[i..i + 2], 16).map_err(|_| format!("{hash:?} is not hex")))
+                .collect()
+        })
+        .collect()
+}

@@ -1,0 +1,133 @@
+//! What the page is told: event payloads as plain JavaScript objects.
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wtchat_protocol::{ChatMessage, Member};
+
+/// TypeScript types of the event payloads, for pages written in TypeScript.
+#[wasm_bindgen(typescript_custom_section)]
+const EVENT_TYPES: &str = r#"
+export interface ChatMember { id: number; name: string }
+export interface MessageEvent { room: string; seq: number; sender: ChatMember; sentAt: number; body: string }
+export interface PresenceEvent { room: string; change: "joined" | "left" | "disconnected"; member: ChatMember }
+export interface MembersEvent { room: string; members: ChatMember[] }
+export interface JoinedEvent { room: string; members: ChatMember[]; rejoined: boolean; gap: boolean }
+export interface TypingEvent { room: string; member: ChatMember }
+export interface ErrorEvent { code: string; text: string; requestId?: number }
+export interface TransportEvent { transport: "webtransport" | "websocket"; reason: string; fallbackReason?: string }
+export interface StateEvent { state: "connecting" | "connected" | "reconnecting" | "closed"; retryInMs?: number; reason?: string }
+export interface GapEvent { room: string }
+export type EventName = "message" | "presence" | "members" | "joined" | "left" | "typing" | "error" | "transport" | "state" | "gap";
+"#;
+
+/// A member as the page sees it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChatMember {
+    /// The member's session id.
+    pub id: u64,
+    /// The member's display name.
+    pub name: String,
+}
+
+impl From<&Member> for ChatMember {
+    fn from(member: &Member) -> Self {
+        Self { id: member.session_id, name: member.name.clone() }
+    }
+}
+
+/// A chat message.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEvent {
+    pub room: String,
+    pub seq: u64,
+    pub sender: ChatMember,
+    pub sent_at: u64,
+    pub body: String,
+}
+
+impl From<&ChatMessage> for MessageEvent {
+    fn from(message: &ChatMessage) -> Self {
+        Self {
+            room: message.room.clone(),
+            seq: message.seq,
+            sender: ChatMember::from(&message.sender),
+            sent_at: message.sent_at_ms,
+            body: message.body.clone(),
+        }
+    }
+}
+
+/// Someone joined or left.
+#[derive(Debug, Serialize)]
+pub struct PresenceEvent {
+    pub room: String,
+    pub change: &'static str,
+    pub member: ChatMember,
+}
+
+/// A room's members, after any change.
+#[derive(Debug, Serialize)]
+pub struct MembersEvent {
+    pub room: String,
+    pub members: Vec<ChatMember>,
+}
+
+/// A join (or rejoin after a reconnect) completed.
+#[derive(Debug, Serialize)]
+pub struct JoinedEvent {
+    pub room: String,
+    pub members: Vec<ChatMember>,
+    pub rejoined: bool,
+    pub gap: bool,
+}
+
+/// A room name alone.
+#[derive(Debug, Serialize)]
+pub struct RoomEvent {
+    pub room: String,
+}
+
+/// Someone is typing.
+#[derive(Debug, Serialize)]
+pub struct TypingEvent {
+    pub room: String,
+    pub member: ChatMember,
+}
+
+/// Something was refused or failed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorEvent {
+    pub code: String,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<u32>,
+}
+
+/// The transport in use, and why.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransportEvent {
+    pub transport: &'static str,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
+/// The connection state.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateEvent {
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Converts a payload for the page.
+pub fn to_js<T: Serialize>(payload: &T) -> JsValue {
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    payload.serialize(&serializer).unwrap_or(JsValue::NULL)
+}

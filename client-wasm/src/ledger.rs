@@ -1,0 +1,127 @@
+//! Where the client is in each room it has joined: what to rejoin after a
+//! reconnect, and which messages are new.
+//!
+//! A reconnect (on either transport) rejoins every room with the epoch and
+//! the last sequence number seen, and the server replays only what was
+//! missed. The ledger then drops anything it has already delivered, so the
+//! page sees every message exactly once, and reports a gap when the server
+//! says its history no longer reaches back far enough.
+
+use std::collections::BTreeMap;
+
+use wtchat_protocol::{ChatMessage, Joined, Member, PresenceChange, Resume};
+
+/// One room's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomState {
+    /// The name this client joined with.
+    pub display_name: String,
+    /// The room's epoch, once joined.
+    pub epoch: Option<u64>,
+    /// The highest sequence number delivered to the page in that epoch.
+    pub last_seq: u64,
+    /// The members as last known, in join order.
+    pub members: Vec<Member>,
+}
+
+/// What to do with an arriving chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// New: give it to the page.
+    New,
+    /// Already delivered (a replay overlapping what was seen): drop it.
+    Duplicate,
+    /// Not for a room this client is in: drop it.
+    Unknown,
+}
+
+/// What a joined answer means for the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinOutcome {
+    /// Messages may be missing before the replay (history trimmed, or the
+    /// room was recreated while this client was away).
+    pub gap: bool,
+    /// This was a rejoin after a reconnect, not the first join.
+    pub rejoined: bool,
+}
+
+/// Every room the client is in.
+#[derive(Debug, Default, Clone)]
+pub struct Ledger {
+    rooms: BTreeMap<String, RoomState>,
+}
+
+impl Ledger {
+    /// Records the wish to be in a room; it is joined now and rejoined after
+    /// every reconnect until left.
+    pub fn want(&mut self, room: &str, display_name: &str) {
+        self.rooms
+            .entry(room.to_owned())
+            .and_modify(|state| state.display_name = display_name.to_owned())
+            .or_insert_with(|| RoomState {
+                display_name: display_name.to_owned(),
+                epoch: None,
+                last_seq: 0,
+                members: Vec::new(),
+            });
+    }
+
+    /// Forgets a room.
+    pub fn forget(&mut self, room: &str) {
+        self.rooms.remove(room);
+    }
+
+    /// The rooms to join after connecting, with where to resume each.
+    pub fn rejoins(&self) -> Vec<(String, String, Option<Resume>)> {
+        self.rooms
+            .iter()
+            .map(|(room, state)| {
+                let resume = state.epoch.map(|epoch| Resume { epoch, last_seq: state.last_seq });
+                (room.clone(), state.display_name.clone(), resume)
+            })
+            .collect()
+    }
+
+    /// A room's state.
+    pub fn room(&self, room: &str) -> Option<&RoomState> {
+        self.rooms.get(room)
+    }
+
+    /// Takes in a joined answer.
+    pub fn joined(&mut self, joined: &Joined) -> Option<JoinOutcome> {
+        let state = self.rooms.get_mut(&joined.room)?;
+        let rejoined = state.epoch.is_some();
+        let mut gap = joined.history.gap && rejoined;
+        if state.epoch != Some(joined.epoch) {
+            // A new epoch restarts the numbering; numbers from the old one
+            // mean nothing now.
+            if state.epoch.is_some() && state.last_seq > 0 {
+                gap = true;
+            }
+            state.epoch = Some(joined.epoch);
+            state.last_seq = 0;
+        }
+        state.members = joined.members.clone();
+        Some(JoinOutcome { gap, rejoined })
+    }
+
+    /// Decides whether a chat message is new, and records it if it is.
+    pub fn deliver(&mut self, message: &ChatMessage) -> Delivery {
+        let Some(state) = self.rooms.get_mut(&message.room) else { return Delivery::Unknown };
+        if message.seq <= state.last_seq {
+            return Delivery::Duplicate;
+        }
+        state.last_seq = message.seq;
+        Delivery::New
+    }
+
+    /// Takes in a presence change; returns the room's members afterwards.
+    pub fn presence(&mut self, room: &str, change: PresenceChange, member: &Member) -> Option<&[Member]> {
+        let state = self.rooms.get_mut(room)?;
+        state.members.retain(|m| m.session_id != member.session_id);
+        if change == PresenceChange::Joined {
+            state.members.push(member.clone());
+        }
+        Some(&state.members)
+    }
+}

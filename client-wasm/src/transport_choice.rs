@@ -1,0 +1,212 @@
+//! Choosing the transport: WebTransport where it works, WebSocket where it
+//! does not, without making anyone wait for a full timeout.
+//!
+//! WebTransport starts first. If it has not answered the server's welcome
+//! within a short head start, WebSocket starts too, and whichever answers
+//! first wins; the other is closed. A WebTransport failure (no API, UDP
+//! blocked, certificate refused) starts WebSocket at once. The winner is
+//! remembered: a browser where WebSocket won last time gives WebTransport no
+//! head start, so its next visit is not slower for having tried.
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::future::{Fuse, FutureExt};
+use futures::{StreamExt, pin_mut, select};
+use wasm_bindgen_futures::spawn_local;
+use wtchat_protocol::{ServerMessage, Welcome, decode};
+
+use crate::discovery::Plan;
+use crate::link::{Link, LinkEvent, TransportKind};
+use crate::time::sleep;
+use crate::websocket::WebSocketLink;
+use crate::webtransport::{self, WebTransportLink};
+
+/// How the client chooses.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// Use WebSocket only.
+    pub force_websocket: bool,
+    /// How long WebTransport runs alone before WebSocket starts too.
+    pub head_start_ms: f64,
+    /// How long WebTransport may take before it counts as failed.
+    pub webtransport_timeout_ms: f64,
+    /// The winner of the last visit, if remembered.
+    pub remembered: Option<TransportKind>,
+    /// The largest frame the client accepts.
+    pub max_frame: usize,
+}
+
+/// An established, greeted connection.
+pub struct Established {
+    /// The connection.
+    pub link: Link,
+    /// Its events, after the welcome.
+    pub events: UnboundedReceiver<LinkEvent>,
+    /// The server's welcome.
+    pub welcome: Welcome,
+    /// Why this transport, and why not the other.
+    pub reason: String,
+    /// Why the other transport lost, if it was in the race.
+    pub other: Option<String>,
+}
+
+type Attempt = Result<(Link, UnboundedReceiver<LinkEvent>, Welcome), String>;
+
+/// Connects over the best transport that works, sending `hello` (an encoded
+/// frame) and waiting for the welcome.
+pub async fn establish(plan: &Plan, choice: &Choice, hello: Vec<u8>) -> Result<Established, String> {
+    let skip_webtransport = if choice.force_websocket {
+        Some("WebSocket was requested".to_owned())
+    } else if plan.webtransport.is_none() {
+        Some("the server offers no WebTransport".to_owned())
+    } else if !webtransport::available() {
+        Some(
+            "this browser has no WebTransport here (an old browser, or a page that is not a secure context)"
+                .to_owned(),
+        )
+    } else {
+        None
+    };
+    let websocket_url = plan.websocket.url.clone();
+    if let Some(why) = skip_webtransport {
+        let (link, events, welcome) = attempt_websocket(websocket_url, hello).await?;
+        return Ok(Established { link, events, welcome, reason: why.clone(), other: Some(why) });
+    }
+    let Some(wt) = plan.webtransport.clone() else { return Err("no transport".into()) };
+
+    let head_start = match choice.remembered {
+        Some(TransportKind::WebSocket) => 0.0,
+        _ => choice.head_start_ms,
+    };
+    let timeout = choice.webtransport_timeout_ms;
+    let wt_attempt = Box::pin(
+        {
+            let hello = hello.clone();
+            let max_frame = choice.max_frame;
+            async move {
+                select! {
+                    result = attempt_webtransport(wt.url, wt.certificate_hashes, max_frame, hello).fuse() => result,
+                    () = sleep(timeout).fuse() => Err(format!("WebTransport was not ready within {timeout} ms")),
+                }
+            }
+        }
+        .fuse(),
+    );
+    let mut wt_attempt = wt_attempt;
+    let websocket_start = sleep(head_start).fuse();
+    let websocket_attempt = Fuse::terminated();
+    pin_mut!(websocket_start, websocket_attempt);
+    let mut websocket_started = false;
+    let mut webtransport_error: Option<String> = None;
+    let mut websocket_error: Option<String> = None;
+    loop {
+        select! {
+            result = wt_attempt => match result {
+                Ok((link, events, welcome)) => {
+                    let other = if websocket_started {
+                        "WebTransport answered first".to_owned()
+                    } else {
+                        format!("WebTransport answered within its {head_start} ms head start")
+                    };
+                    return Ok(Established {
+                        link,
+                        events,
+                        welcome,
+                        reason: "WebTransport works here".into(),
+                        other: Some(other),
+                    });
+                }
+                Err(error) => {
+                    webtransport_error = Some(error);
+                    if !websocket_started {
+                        websocket_started = true;
+                        websocket_attempt.set(attempt_websocket(websocket_url.clone(), hello.clone()).fuse());
+                    } else if let Some(websocket_error) = &websocket_error {
+                        return Err(both_failed(webtransport_error.as_deref(), websocket_error));
+                    }
+                }
+            },
+            () = websocket_start => {
+                if !websocket_started {
+                    websocket_started = true;
+                    websocket_attempt.set(attempt_websocket(websocket_url.clone(), hello.clone()).fuse());
+                }
+            }
+            result = websocket_attempt => match result {
+                Ok((link, events, welcome)) => {
+                    let why = match webtransport_error.take() {
+                        Some(error) => format!("WebTransport failed: {error}"),
+                        None => {
+                            // Still trying: let it finish in the background
+                            // and close whatever it opens.
+                            spawn_local(async move {
+                                if let Ok((late, _, _)) = wt_attempt.await {
+                                    late.close();
+                                }
+                            });
+                            format!("WebSocket answered first (WebTransport not ready after a {head_start} ms head start)")
+                        }
+                    };
+                    return Ok(Established { link, events, welcome, reason: why.clone(), other: Some(why) });
+                }
+                Err(error) => {
+                    if let Some(webtransport_error) = &webtransport_error {
+                        return Err(both_failed(Some(webtransport_error), &error));
+                    }
+                    websocket_error = Some(error);
+                }
+            },
+        }
+    }
+}
+
+fn both_failed(webtransport: Option<&str>, websocket: &str) -> String {
+    format!("WebTransport failed ({}); WebSocket failed ({websocket})", webtransport.unwrap_or("not tried"))
+}
+
+async fn attempt_webtransport(
+    url: String,
+    hashes: Vec<Vec<u8>>,
+    max_frame: usize,
+    hello: Vec<u8>,
+) -> Attempt {
+    let (link, events) = WebTransportLink::open(&url, &hashes, max_frame).await?;
+    greet(Link::WebTransport(link), events, &hello, max_frame).await
+}
+
+async fn attempt_websocket(url: String, hello: Vec<u8>) -> Attempt {
+    let (link, mut events) = WebSocketLink::open(&url)?;
+    match events.next().await {
+        Some(LinkEvent::Opened) => {}
+        Some(LinkEvent::Closed(why)) => return Err(why),
+        _ => return Err("WebSocket closed before it opened".into()),
+    }
+    greet(Link::WebSocket(link), events, &hello, usize::MAX).await
+}
+
+/// Says hello on an open link and waits for the welcome.
+async fn greet(
+    link: Link,
+    mut events: UnboundedReceiver<LinkEvent>,
+    hello: &[u8],
+    max_frame: usize,
+) -> Attempt {
+    link.send(hello).map_err(|e| crate::link::describe(&e))?;
+    loop {
+        match events.next().await {
+            Some(LinkEvent::Frame(body)) => match decode::<ServerMessage>(&body, max_frame) {
+                Ok(ServerMessage::Welcome(welcome)) => return Ok((link, events, welcome)),
+                Ok(ServerMessage::Closing(closing)) => {
+                    return Err(format!(
+                        "the server closed the session: {} ({})",
+                        closing.text, closing.code
+                    ));
+                }
+                Ok(other) => return Err(format!("expected a welcome, got {other:?}")),
+                Err(error) => return Err(format!("bad frame from the server: {error}")),
+            },
+            Some(LinkEvent::Opened) => {}
+            Some(LinkEvent::Closed(why)) => return Err(why),
+            None => return Err("the connection ended before the welcome".into()),
+        }
+    }
+}
