@@ -51,12 +51,13 @@ const DEFAULT_MAX_FRAME: usize = 128 * 1024;
 
 /// How the page configures the client. Every field is optional.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Options {
     /// The server's base URL, such as `http://127.0.0.1:8080`; the page's
     /// origin by default.
     pub server: Option<String>,
     /// Use WebSocket only.
+    #[serde(rename = "forceWebSocket")]
     pub force_websocket: bool,
     /// How long WebTransport runs alone before WebSocket starts too.
     pub head_start_ms: f64,

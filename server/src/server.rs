@@ -153,8 +153,10 @@ impl Server {
         shutdown.await;
         let sessions = self.hub.session_count();
         tracing::info!(sessions, "shutting down: telling sessions to reconnect later");
-        // Accepting stops first; sessions already open get their notices.
-        tasks.abort_all();
+        // Accepting stops first (and the listening sockets are released,
+        // so that a restarted server can bind them); sessions already open
+        // get their notices.
+        tasks.shutdown().await;
         for endpoint in &endpoints {
             endpoint.set_server_config(None);
         }
@@ -169,6 +171,9 @@ impl Server {
         }
         for endpoint in &endpoints {
             endpoint.close(wtchat_protocol::ReasonCode::SERVER_SHUTDOWN.0.into(), b"server shutting down");
+        }
+        for endpoint in &endpoints {
+            let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
         }
         Ok(())
     }

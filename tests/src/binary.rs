@@ -60,6 +60,28 @@ pub fn wtchat_binary() -> &'static Path {
     })
 }
 
+/// Removes the variables cargo set for this test's package from a cargo
+/// command: passed on, they reach build scripts that watch them (ring
+/// watches CARGO_MANIFEST_DIR) and force rebuilds.
+pub fn without_package_variables(command: &mut Command) {
+    for (name, _) in std::env::vars() {
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_")
+            || matches!(
+                name.as_str(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            )
+        {
+            command.env_remove(name);
+        }
+    }
+}
+
 /// A running `wtchat serve`.
 pub struct Binary {
     /// The process.

@@ -4,6 +4,7 @@
 //! independent of the server's h3 stack), and a plain HTTP/3 client (h3).
 
 pub mod binary;
+pub mod browser;
 pub mod client;
 pub mod http;
 pub mod server;

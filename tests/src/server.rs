@@ -59,7 +59,19 @@ impl TestServer {
         adjust(&mut config);
         config.validate().expect("the test configuration is valid");
         let server = Server::new(config).expect("certificates");
-        let listeners = server.bind().await.expect("bind loopback ports");
+        // A server restarted on the ports of one that just stopped may find
+        // them held for a moment longer by the old one's last tasks.
+        let mut tries = 0;
+        let listeners = loop {
+            match server.bind().await {
+                Ok(listeners) => break listeners,
+                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && tries < 40 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("bind loopback ports: {error}"),
+            }
+        };
         let tcp_addresses = listeners.tcp_addresses();
         let quic_addresses = listeners.quic_addresses();
         let address = tcp_addresses[0];

@@ -1,6 +1,14 @@
-//! The project's build driver. `cargo xtask run` starts the server with the
-//! demo page; `cargo xtask test` runs every check CI runs. Each installs what
-//! it needs when it is missing, so both work on a fresh machine.
+//! The project's build driver.
+//!
+//! - `cargo xtask run [-- ARGS]`: build the browser client and start the
+//!   server with the demo page.
+//! - `cargo xtask test`: every check CI runs.
+//! - `cargo xtask build-client [--out DIR]`: build the wasm client into
+//!   `web/pkg` (or `DIR/pkg` with a copy of the page).
+//!
+//! Each installs what it needs when it is missing (the wasm target,
+//! wasm-bindgen-cli at the pinned version, Chromium and chromedriver), so
+//! all of them work on a fresh machine.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,12 +21,17 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
+        Some("build-client") => {
+            let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+            build_client(out.as_deref())
+        }
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 run [-- ARGS]  build and start the server on its embedded default (ARGS go to `wtchat serve`)\n  \
-                 test           run every check: formatting, clippy, the wasm build and all tests"
+                 run [-- ARGS]              build the client and start the server with the demo page (ARGS go to `wtchat serve`)\n  \
+                 test                       run every check: formatting, clippy, the wasm build, all tests (browser ones too)\n  \
+                 build-client [--out DIR]   build the wasm client into web/pkg, or into DIR with a copy of the page"
             );
             return ExitCode::from(2);
         }
@@ -36,6 +49,10 @@ type Result<T = ()> = std::result::Result<T, String>;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
 }
 
 fn cargo() -> Command {
@@ -98,7 +115,108 @@ fn ensure_toolchain() -> Result {
     Ok(())
 }
 
+/// The wasm-bindgen version the workspace pins (`wasm-bindgen = "=X"`): the
+/// CLI must be exactly that version.
+fn pinned_wasm_bindgen() -> Result<String> {
+    let manifest =
+        std::fs::read_to_string(root().join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
+    manifest
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("wasm-bindgen = \"=")?.split('"').next().map(str::to_owned))
+        .ok_or_else(|| "Cargo.toml pins no wasm-bindgen version (wasm-bindgen = \"=X\")".into())
+}
+
+fn wasm_bindgen_command() -> Command {
+    let local = home_bin("wasm-bindgen");
+    Command::new(if local.exists() { local } else { PathBuf::from("wasm-bindgen") })
+}
+
+fn home_bin(name: &str) -> PathBuf {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .unwrap_or_default();
+    cargo_home.join("bin").join(name)
+}
+
+/// Installs wasm-bindgen-cli at the pinned version when it is missing or
+/// another version. It builds from source (a few minutes); `--locked` is not
+/// used because the published lock file of some versions names a yanked
+/// dependency.
+fn ensure_wasm_bindgen_cli() -> Result {
+    let version = pinned_wasm_bindgen()?;
+    let installed = output(wasm_bindgen_command().arg("--version"));
+    if installed.split_whitespace().nth(1) == Some(version.as_str()) {
+        return Ok(());
+    }
+    step(
+        &format!("install wasm-bindgen-cli {version} (builds from source, a few minutes)"),
+        cargo().args(["install", "wasm-bindgen-cli", "--version", &version]),
+    )
+}
+
+/// Builds the wasm client (release) and generates its JavaScript glue and
+/// TypeScript types into `web/pkg`, or into `out/pkg` beside a copy of the
+/// page's files.
+fn build_client(out: Option<&Path>) -> Result {
+    ensure_toolchain()?;
+    ensure_wasm_bindgen_cli()?;
+    step(
+        "build the wasm client",
+        cargo().args(["build", "--release", "--package", "wtchat-client-wasm", "--target", WASM_TARGET]),
+    )?;
+    let web = root().join("web");
+    let site = match out {
+        Some(out) => {
+            std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+            for entry in std::fs::read_dir(&web).map_err(|e| format!("{}: {e}", web.display()))? {
+                let path = entry.map_err(|e| e.to_string())?.path();
+                if path.is_file() {
+                    let name = path.file_name().unwrap_or_default();
+                    std::fs::copy(&path, out.join(name)).map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+            }
+            out.to_path_buf()
+        }
+        None => web,
+    };
+    let wasm = target_dir().join(WASM_TARGET).join("release").join("wtchat_client.wasm");
+    step(
+        "generate the client's JavaScript bindings",
+        wasm_bindgen_command().args(["--target", "web", "--out-dir"]).arg(site.join("pkg")).arg(wasm),
+    )
+}
+
+/// Makes sure Debian's Chromium and chromedriver are installed, installing
+/// them with apt-get when they are missing. Debian's clean-up hook deletes
+/// downloaded packages between dpkg runs, which can break a large install
+/// halfway; keeping the archives in a folder of our own avoids that.
+fn ensure_chromium() -> Result {
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        return Ok(());
+    }
+    let archives = std::env::temp_dir().join("wtchat-apt-archives");
+    std::fs::create_dir_all(archives.join("partial")).map_err(|e| e.to_string())?;
+    let apt = |args: &[&str]| {
+        let mut command = Command::new("apt-get");
+        command
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-o", "DPkg::Lock::Timeout=300", "-o"])
+            .arg(format!("Dir::Cache::archives={}", archives.display()))
+            .args(args);
+        command
+    };
+    step("apt-get update", &mut apt(&["update"]))?;
+    let install = ["install", "-y", "chromium", "chromium-driver"];
+    if step("install Chromium and chromedriver", &mut apt(&install)).is_err() {
+        step("repair the interrupted install", &mut apt(&["-f", "install", "-y"]))?;
+        step("install Chromium and chromedriver again", &mut apt(&install))?;
+    }
+    Ok(())
+}
+
 fn run(args: &[String]) -> Result {
+    build_client(None)?;
     let args = args.strip_prefix(&["--".to_string()]).unwrap_or(args);
     step(
         "build and start wtchat",
@@ -110,34 +228,59 @@ fn run(args: &[String]) -> Result {
 
 fn test() -> Result {
     ensure_toolchain()?;
+    ensure_wasm_bindgen_cli()?;
+    ensure_chromium()?;
     step("formatting", cargo().args(["fmt", "--all", "--", "--check"]))?;
     step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     step(
-        "wasm build of the protocol and the client",
+        "clippy for the browser",
         cargo().args([
-            "build",
+            "clippy",
             "--package",
             "wtchat-protocol",
             "--package",
             "wtchat-client-wasm",
+            "--all-targets",
             "--target",
             WASM_TARGET,
+            "--",
+            "-D",
+            "warnings",
         ]),
     )?;
-    run_tests(cargo().args(["test", "--workspace"]))
+    build_client(None)?;
+    let mut totals = Totals::default();
+    let native = run_tests("tests", cargo().args(["test", "--workspace"]), &mut totals);
+    let browser = run_tests(
+        "the client's tests in headless Chromium",
+        cargo()
+            .args(["test", "--package", "wtchat-client-wasm", "--target", WASM_TARGET])
+            .current_dir(root().join("client-wasm"))
+            .env("CHROMEDRIVER", "/usr/bin/chromedriver"),
+        &mut totals,
+    );
+    println!("\ntotal: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    native.and(browser)
 }
 
-/// Runs the test suites, echoing their output, and ends with one line that
-/// totals them: cargo prints a result line per test binary, the last of which
-/// is often an empty doc-test run that says nothing about the whole.
-fn run_tests(command: &mut Command) -> Result {
-    eprintln!("\n==> tests");
+/// Test counts across runs.
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs a test command, echoing its output and adding up its result lines:
+/// cargo prints one per test binary, the last of which is often an empty
+/// doc-test run that says nothing about the whole.
+fn run_tests(title: &str, command: &mut Command, totals: &mut Totals) -> Result {
+    eprintln!("\n==> {title}");
     let mut child =
-        command.stdout(Stdio::piped()).spawn().map_err(|e| format!("tests: cannot start: {e}"))?;
-    let stdout = child.stdout.take().ok_or("tests: no output")?;
-    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+        command.stdout(Stdio::piped()).spawn().map_err(|e| format!("{title}: cannot start: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no output")?;
     for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| format!("tests: {e}"))?;
+        let line = line.map_err(|e| format!("{title}: {e}"))?;
         println!("{line}");
         if let Some(summary) = line.strip_prefix("test result: ") {
             for part in summary.split(';') {
@@ -145,15 +288,14 @@ fn run_tests(command: &mut Command) -> Result {
                 let (Some(label), Some(count)) = (words.next(), words.next()) else { continue };
                 let count: u64 = count.parse().unwrap_or(0);
                 match label {
-                    "passed" => passed += count,
-                    "failed" => failed += count,
-                    "ignored" => ignored += count,
+                    "passed" => totals.passed += count,
+                    "failed" => totals.failed += count,
+                    "ignored" => totals.ignored += count,
                     _ => {}
                 }
             }
         }
     }
-    let status = child.wait().map_err(|e| format!("tests: {e}"))?;
-    println!("\ntotal: {passed} passed, {failed} failed, {ignored} skipped");
-    if status.success() { Ok(()) } else { Err(format!("tests failed ({status})")) }
+    let status = child.wait().map_err(|e| format!("{title}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{title} failed ({status})")) }
 }

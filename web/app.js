@@ -1,0 +1,192 @@
+// The demo page: a thin view over the wasm client. Everything about
+// transports, reconnects and resuming lives in the client.
+//
+// Query parameters: name, room (join at once), transport=websocket (force
+// WebSocket), and for trying failure modes: wt (another WebTransport URL),
+// certHash (hex hashes to trust instead of the server's), headStart and
+// wtTimeout (ms).
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const forceWebSocket = params.get("transport") === "websocket";
+
+// What tests and curious people can inspect from the console.
+const demo = (window.wtchatDemo = { messages: [], events: [], client: null, ready: false });
+
+function show(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = !text;
+}
+
+let init, Client;
+try {
+  ({ default: init, Client } = await import("./pkg/wtchat_client.js"));
+  await init();
+} catch (error) {
+  show("The wasm client is not built. Run `cargo xtask run`, which builds it. (" + error + ")");
+  throw error;
+}
+
+$("force-websocket").checked = forceWebSocket;
+$("force-websocket").addEventListener("change", (event) => {
+  const next = new URLSearchParams(location.search);
+  if (event.target.checked) next.set("transport", "websocket");
+  else next.delete("transport");
+  location.search = next.toString();
+});
+
+const options = { forceWebSocket };
+if (params.get("wt")) options.webtransportUrl = params.get("wt");
+if (params.get("certHash")) options.certificateHashes = params.getAll("certHash");
+if (params.get("headStart")) options.headStartMs = Number(params.get("headStart"));
+if (params.get("wtTimeout")) options.webtransportTimeoutMs = Number(params.get("wtTimeout"));
+const client = new Client(options);
+demo.client = client;
+
+let room = null;
+let me = null;
+const typists = new Map();
+
+client.on("state", (event) => {
+  demo.events.push({ type: "state", ...event });
+  $("state").textContent = event.state + (event.retryInMs ? ` (retry in ${Math.round(event.retryInMs)} ms)` : "");
+  $("state").dataset.state = event.state;
+  if (event.state === "closed" && event.reason) show("Disconnected: " + event.reason);
+});
+
+client.on("transport", (event) => {
+  demo.events.push({ type: "transport", ...event });
+  const badge = $("badge");
+  badge.dataset.transport = event.transport;
+  badge.textContent = event.transport === "webtransport" ? "WebTransport" : "WebSocket";
+  badge.title = event.reason;
+  const fallback = $("fallback");
+  fallback.hidden = !event.fallbackReason;
+  fallback.textContent = event.fallbackReason ? "Using WebSocket: " + event.fallbackReason : "";
+});
+
+client.on("joined", (event) => {
+  demo.events.push({ type: "joined", ...event });
+  if (event.room !== room) return;
+  renderMembers(event.members);
+  if (event.gap) system("Some earlier messages are no longer available.");
+  demo.ready = true;
+});
+
+client.on("members", (event) => {
+  if (event.room === room) renderMembers(event.members);
+});
+
+client.on("presence", (event) => {
+  demo.events.push({ type: "presence", ...event });
+  if (event.room !== room) return;
+  const verb = { joined: "joined", left: "left", disconnected: "disconnected" }[event.change];
+  system(`${event.member.name} ${verb}`);
+  typists.delete(event.member.id);
+  renderTyping();
+});
+
+client.on("message", (event) => {
+  demo.messages.push(event);
+  if (event.room !== room) return;
+  typists.delete(event.sender.id);
+  renderTyping();
+  const item = document.createElement("li");
+  item.dataset.seq = event.seq;
+  const time = document.createElement("time");
+  time.dateTime = new Date(event.sentAt).toISOString();
+  time.textContent = new Date(event.sentAt).toLocaleTimeString();
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = event.sender.name;
+  item.append(time, who, document.createTextNode(event.body));
+  append(item);
+});
+
+client.on("typing", (event) => {
+  if (event.room !== room) return;
+  typists.set(event.member.id, { name: event.member.name, until: Date.now() + 3000 });
+  renderTyping();
+});
+
+client.on("error", (event) => {
+  demo.events.push({ type: "error", ...event });
+  console.warn("wtchat:", event.code, event.text);
+  if (["INVALID_ROOM_NAME", "INVALID_DISPLAY_NAME", "MESSAGE_TOO_LARGE", "RATE_LIMITED"].includes(event.code)) {
+    system(event.text);
+  }
+});
+
+client.connect();
+
+function append(item) {
+  const list = $("messages");
+  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  list.append(item);
+  if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
+function system(text) {
+  const item = document.createElement("li");
+  item.className = "system";
+  item.textContent = text;
+  append(item);
+}
+
+function renderMembers(members) {
+  const list = $("members");
+  list.replaceChildren(
+    ...members.map((member) => {
+      const item = document.createElement("li");
+      item.textContent = member.name;
+      if (member.name === me) item.className = "me";
+      return item;
+    }),
+  );
+}
+
+function renderTyping() {
+  const now = Date.now();
+  for (const [id, typist] of typists) if (typist.until < now) typists.delete(id);
+  const names = [...typists.values()].map((t) => t.name);
+  $("typing").textContent =
+    names.length === 0 ? "" : names.length === 1 ? `${names[0]} is typing…` : `${names.join(", ")} are typing…`;
+}
+setInterval(renderTyping, 1000);
+
+function enter(name, roomName) {
+  me = name;
+  room = roomName;
+  $("room-title").textContent = "#" + room;
+  $("join").hidden = true;
+  $("chat").hidden = false;
+  client.join(room, name);
+  $("text").focus();
+}
+
+$("join").addEventListener("submit", (event) => {
+  event.preventDefault();
+  enter($("name").value.trim(), $("room").value.trim());
+});
+
+let lastTyping = 0;
+$("text").addEventListener("input", () => {
+  if (Date.now() - lastTyping > 2000 && $("text").value) {
+    lastTyping = Date.now();
+    client.typing(room);
+  }
+});
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("text").value;
+  if (!text) return;
+  if (client.send(room, text)) {
+    $("text").value = "";
+    lastTyping = 0;
+  } else {
+    system("Not connected; the message was not sent.");
+  }
+});
+
+if (params.get("name") && params.get("room")) enter(params.get("name"), params.get("room"));
