@@ -47,15 +47,19 @@ let room = null;
 let me = null;
 const typists = new Map();
 
+// Events are stamped with the page's clock (ms since navigation), so that
+// tests can tell how long the transport choice took.
+const at = () => Math.round(performance.now());
+
 client.on("state", (event) => {
-  demo.events.push({ type: "state", ...event });
+  demo.events.push({ type: "state", at: at(), ...event });
   $("state").textContent = event.state + (event.retryInMs ? ` (retry in ${Math.round(event.retryInMs)} ms)` : "");
   $("state").dataset.state = event.state;
   if (event.state === "closed" && event.reason) show("Disconnected: " + event.reason);
 });
 
 client.on("transport", (event) => {
-  demo.events.push({ type: "transport", ...event });
+  demo.events.push({ type: "transport", at: at(), ...event });
   const badge = $("badge");
   badge.dataset.transport = event.transport;
   badge.textContent = event.transport === "webtransport" ? "WebTransport" : "WebSocket";
