@@ -28,6 +28,14 @@ enum Command {
     /// development certificate, also the announced next one. Generates the
     /// development certificate if there is none yet.
     Certs(ServeArgs),
+    /// A terminal chat client: joins a room, prints what happens, and sends
+    /// what is typed (`/join ROOM`, `/leave`, `/quit`).
+    Chat(wtchat_tools::chat::ChatArgs),
+    /// Load-test a running server: S subscribers, P publishers, B-byte
+    /// messages at R messages per second for D seconds (or a ramp, or idle
+    /// connections), with latency percentiles, loss, and CPU and memory
+    /// costs.
+    Bench(wtchat_tools::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +67,10 @@ fn main() -> ExitCode {
     let (args, run): (ServeArgs, fn(Config) -> anyhow::Result<()>) = match cli.command {
         Some(Command::Serve(args)) => (args, serve),
         Some(Command::Certs(args)) => (args, print_certificates),
+        Some(Command::Chat(args)) => return client_tool(async move { wtchat_tools::chat::run(args).await }),
+        Some(Command::Bench(args)) => {
+            return client_tool(async move { wtchat_tools::bench::run(args).await.map(drop) });
+        }
         None => (cli.serve, serve),
     };
     init_logging(&args.log, args.log_format);
@@ -67,6 +79,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
+            eprintln!("wtchat: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one of the client tools on a runtime of its own.
+fn client_tool(tool: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(tool));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
             eprintln!("wtchat: {error:#}");
             ExitCode::FAILURE
         }

@@ -1,0 +1,141 @@
+//! The client tools against the real server: a short benchmark run, and the
+//! terminal client exchanging lines with another client.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use wtchat_tests::binary::wtchat_binary;
+use wtchat_tests::{PATIENCE, TestServer, WsClient};
+use wtchat_tools::bench::{BenchArgs, Mode, run};
+use wtchat_tools::dial::Transport;
+
+fn bench_args(server: &TestServer, transport: Transport) -> BenchArgs {
+    BenchArgs {
+        server: server.address,
+        transport,
+        mode: Mode::Run,
+        subscribers: 20,
+        publishers: 3,
+        bytes: 128,
+        rate: 60.0,
+        duration: 1.0,
+        ramp_factor: 1.5,
+        ramp_max: 1_000.0,
+        connections: 10,
+        hold: 0.1,
+        server_pid: Some(std::process::id()),
+        connect_concurrency: 8,
+        room: "bench".into(),
+        json: None,
+        plot: None,
+        quiet: true,
+    }
+}
+
+async fn fast_server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.session.publish_rate_per_sec = 10_000;
+        c.session.publish_burst = 10_000;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_short_bench_run_delivers_everything_exactly_once() -> Result<()> {
+    for transport in [Transport::Ws, Transport::Wt] {
+        let server = fast_server().await;
+        let reports = run(bench_args(&server, transport)).await?;
+        let [report] = &reports[..] else { panic!("one step, got {reports:?}") };
+        assert!(report.messages_sent >= 50, "{transport:?}: only {} messages sent", report.messages_sent);
+        assert_eq!(report.delivery_ratio, 1.0, "{transport:?}: {report:?}");
+        assert_eq!((report.lost, report.duplicated, report.disconnected), (0, 0, 0), "{transport:?}");
+        assert_eq!(report.achieved_deliveries_per_s * report.duration_s, (report.messages_sent * 20) as f64);
+        assert!(report.latency_ms.p50 > 0.0 && report.latency_ms.p50 <= report.latency_ms.max);
+        assert!(report.server_cpu_s.is_some() && report.loadgen_cpu_s > 0.0);
+        server.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_ramp_reports_every_step_and_draws_its_plot() -> Result<()> {
+    let server = fast_server().await;
+    let plot = wtchat_tests::server::temp_dir("plot").join("ramp.png");
+    let json = plot.with_file_name("ramp.jsonl");
+    let args = BenchArgs {
+        mode: Mode::Ramp,
+        rate: 40.0,
+        ramp_factor: 2.0,
+        ramp_max: 160.0,
+        duration: 0.5,
+        plot: Some(plot.clone()),
+        json: Some(json.clone()),
+        ..bench_args(&server, Transport::Ws)
+    };
+    let reports = run(args).await?;
+    let rates: Vec<f64> = reports.iter().map(|r| r.offered_messages_per_s).collect();
+    assert_eq!(rates, [40.0, 80.0, 160.0]);
+    assert!(reports.iter().all(|r| r.delivery_ratio == 1.0 && r.duplicated == 0));
+    let png = std::fs::read(&plot)?;
+    assert_eq!(&png[1..4], b"PNG");
+    assert_eq!(std::fs::read_to_string(&json)?.lines().count(), 3, "one JSON line per step");
+    std::fs::remove_dir_all(plot.parent().context("a folder")?).ok();
+    server.stop().await
+}
+
+#[tokio::test]
+async fn idle_mode_reports_memory_per_connection() -> Result<()> {
+    let server = fast_server().await;
+    let args = BenchArgs { mode: Mode::Idle, connections: 50, ..bench_args(&server, Transport::Ws) };
+    assert!(run(args).await?.is_empty());
+    server.wait_for_sessions(0).await?;
+    server.stop().await
+}
+
+#[tokio::test]
+async fn the_terminal_client_exchanges_lines_with_another_client() -> Result<()> {
+    for transport in ["ws", "wt"] {
+        let server = TestServer::start().await;
+        let mut other = WsClient::connect(&server).await?;
+        other.join("lobby", "other").await?;
+        let mut chat = tokio::process::Command::new(wtchat_binary())
+            .args(["chat", "--server", &server.address.to_string(), "--name", "terminal", "--room", "lobby"])
+            .args(["--transport", transport])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = chat.stdin.take().context("stdin")?;
+        let mut lines = BufReader::new(chat.stdout.take().context("stdout")?).lines();
+        let mut until = async |wanted: &str| -> Result<String> {
+            loop {
+                let line = tokio::time::timeout(PATIENCE, lines.next_line()).await??.context("chat ended")?;
+                if line.contains(wanted) {
+                    return Ok(line);
+                }
+            }
+        };
+        let connected = until("connected over").await?;
+        let expected = if transport == "wt" { "WebTransport" } else { "WebSocket" };
+        assert!(connected.contains(expected), "{connected}");
+        until("* joined lobby").await?;
+
+        stdin.write_all(b"hello from the terminal\n").await?;
+        let heard = other.chat(1).await?.remove(0);
+        assert_eq!(
+            (heard.sender.name.as_str(), heard.body.as_str()),
+            ("terminal", "hello from the terminal")
+        );
+        other.publish("lobby", "hello, terminal").await?;
+        let line = until("hello, terminal").await?;
+        assert!(line.contains("other: hello, terminal"), "{line}");
+
+        drop(stdin);
+        let status = tokio::time::timeout(Duration::from_secs(10), chat.wait()).await??;
+        assert!(status.success(), "{transport}: {status:?}");
+        server.stop().await?;
+    }
+    Ok(())
+}

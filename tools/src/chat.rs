@@ -1,0 +1,136 @@
+//! `wtchat chat`: a terminal client. Lines typed on stdin are published to
+//! the current room; `/join ROOM`, `/leave`, `/quit` do what they say.
+//! Everything that arrives is printed one event per line, so the client
+//! serves people and scripts alike.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use wtchat_protocol::{ClientFrame, ClientMessage, PresenceChange, ServerMessage, decode, encode};
+
+use crate::dial::{Dialer, Received, Transport};
+
+/// Options of `wtchat chat`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChatArgs {
+    /// The server's HTTP address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub server: SocketAddr,
+    /// The transport.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub transport: Transport,
+    /// The name others see.
+    #[arg(long)]
+    pub name: String,
+    /// The room to join first.
+    #[arg(long, default_value = "lobby")]
+    pub room: String,
+}
+
+/// Runs the terminal client until stdin ends, `/quit`, or the server closes.
+pub async fn run(args: ChatArgs) -> Result<()> {
+    let mut dialer = Dialer::new(args.server).await?;
+    let session = dialer.open(args.transport, "wtchat-chat").await?;
+    let transport = match session.transport {
+        Transport::Wt => "WebTransport",
+        _ => "WebSocket",
+    };
+    println!("* connected over {transport} as session {}", session.welcome.session_id);
+    let (mut outgoing, mut incoming) = (session.outgoing, session.incoming);
+    let heartbeat = Duration::from_millis(u64::from(session.welcome.heartbeat_interval_ms));
+    let mut request_id = 0u32;
+    let mut frame = |message: ClientMessage| {
+        request_id += 1;
+        encode(&ClientFrame { request_id, message })
+    };
+    let mut room = args.room.clone();
+    outgoing
+        .send(&frame(ClientMessage::Join {
+            room: room.clone(),
+            display_name: args.name.clone(),
+            resume: None,
+        }))
+        .await?;
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut ticker = tokio::time::interval(heartbeat);
+    let mut nonce = 0;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let Some(line) = line? else {
+                    // End of input: give what was sent a moment to leave,
+                    // then say goodbye.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    return Ok(());
+                };
+                let line = line.trim_end();
+                if let Some(next) = line.strip_prefix("/join ") {
+                    room = next.trim().to_owned();
+                    outgoing.send(&frame(ClientMessage::Join { room: room.clone(), display_name: args.name.clone(), resume: None })).await?;
+                } else if line == "/leave" {
+                    outgoing.send(&frame(ClientMessage::Leave { room: room.clone() })).await?;
+                } else if line == "/quit" {
+                    return Ok(());
+                } else if !line.is_empty() {
+                    outgoing.send(&frame(ClientMessage::Publish { room: room.clone(), body: line.to_owned() })).await?;
+                }
+            }
+            received = incoming.next() => match received {
+                Some(Received::Frame(body)) => match decode::<ServerMessage>(&body, usize::MAX) {
+                    Ok(message) => {
+                        if let Some(line) = describe(&message) {
+                            println!("{line}");
+                        }
+                        if let ServerMessage::Closing(closing) = message {
+                            if !closing.code.should_reconnect() {
+                                bail!("the server closed the session: {}", closing.text);
+                            }
+                        }
+                    }
+                    Err(error) => println!("! bad frame from the server: {error}"),
+                },
+                Some(Received::Closed(why)) => {
+                    println!("* disconnected: {why}");
+                    return Ok(());
+                }
+                None => return Ok(()),
+            },
+            _ = ticker.tick() => {
+                nonce += 1;
+                outgoing.send(&frame(ClientMessage::Ping { nonce })).await?;
+            }
+        }
+    }
+}
+
+/// One line for an event, or nothing for bookkeeping messages.
+fn describe(message: &ServerMessage) -> Option<String> {
+    Some(match message {
+        ServerMessage::Joined(joined) => {
+            let names: Vec<&str> = joined.members.iter().map(|m| m.name.as_str()).collect();
+            format!("* joined {} (members: {})", joined.room, names.join(", "))
+        }
+        ServerMessage::Message(m) => format!("[{} #{}] {}: {}", m.room, m.seq, m.sender.name, m.body),
+        ServerMessage::Presence(p) => {
+            let verb = match p.change {
+                PresenceChange::Joined => "joined",
+                PresenceChange::Left => "left",
+                PresenceChange::Disconnected => "disconnected from",
+            };
+            format!("* {} {verb} {}", p.member.name, p.room)
+        }
+        ServerMessage::Typing(t) => format!("* {} is typing in {}", t.member.name, t.room),
+        ServerMessage::Left(left) => format!("* left {}", left.room),
+        ServerMessage::Error(e) => format!("! {}: {}", e.code, e.text),
+        ServerMessage::Closing(c) => {
+            format!(
+                "! the server is closing the session: {} ({}), retry after {:?} ms",
+                c.text, c.code, c.retry_after_ms
+            )
+        }
+        ServerMessage::Welcome(_) | ServerMessage::Pong(_) => return None,
+    })
+}

@@ -1,0 +1,284 @@
+//! Connecting to a server over either transport, as a native client.
+//!
+//! A [`Dialer`] asks the server where its transports are (`GET /transports`),
+//! then opens sessions: WebSocket with tokio-tungstenite, WebTransport with
+//! wtransport (one QUIC endpoint shared by every session, trusting the
+//! certificate hashes the server publishes). Each session is split into an
+//! [`Outgoing`] half and an [`Incoming`] half so that a task can read while
+//! another writes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wtchat_protocol::{
+    ClientFrame, ClientMessage, LENGTH_PREFIX_BYTES, PROTOCOL_VERSION, ServerMessage, Welcome, decode,
+    encode, split_stream_frame,
+};
+
+/// Which transport to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// WebSocket.
+    Ws,
+    /// WebTransport over HTTP/3.
+    Wt,
+    /// WebTransport if it connects within two seconds, WebSocket otherwise.
+    Auto,
+}
+
+/// Where the server's transports are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Plan {
+    webtransport: Option<WebTransportPlan>,
+    websocket: WebSocketPlan,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WebTransportPlan {
+    url: String,
+    certificate_hashes: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct WebSocketPlan {
+    url: String,
+}
+
+/// Opens sessions to one server.
+pub struct Dialer {
+    plan: Plan,
+    /// One QUIC endpoint for every WebTransport session, created on first use.
+    endpoint: Option<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>>,
+}
+
+/// A greeted session, split in two.
+pub struct Session {
+    /// The transport it uses.
+    pub transport: Transport,
+    /// The server's welcome.
+    pub welcome: Welcome,
+    /// The sending half.
+    pub outgoing: Outgoing,
+    /// The receiving half.
+    pub incoming: Incoming,
+}
+
+impl Dialer {
+    /// Asks the server at `address` (host:port of its TCP listener) where its
+    /// transports are.
+    pub async fn new(address: SocketAddr) -> Result<Self> {
+        let body = http_get(address, "/transports").await?;
+        let plan: Plan = serde_json::from_str(&body).context("the server's /transports answer")?;
+        Ok(Self { plan, endpoint: None })
+    }
+
+    /// Opens a session and says hello.
+    pub async fn open(&mut self, transport: Transport, client_name: &str) -> Result<Session> {
+        match transport {
+            Transport::Ws => self.open_websocket(client_name).await,
+            Transport::Wt => self.open_webtransport(client_name).await,
+            Transport::Auto => {
+                let attempt =
+                    tokio::time::timeout(Duration::from_secs(2), self.open_webtransport(client_name));
+                match attempt.await {
+                    Ok(Ok(session)) => Ok(session),
+                    _ => self.open_websocket(client_name).await,
+                }
+            }
+        }
+    }
+
+    async fn open_websocket(&mut self, client_name: &str) -> Result<Session> {
+        let (stream, _) = tokio_tungstenite::connect_async(&self.plan.websocket.url)
+            .await
+            .with_context(|| format!("WebSocket to {}", self.plan.websocket.url))?;
+        let (sink, stream) = stream.split();
+        greet(Transport::Ws, Outgoing::Ws(sink), Incoming::Ws(stream), client_name).await
+    }
+
+    async fn open_webtransport(&mut self, client_name: &str) -> Result<Session> {
+        let plan = self.plan.webtransport.clone().context("the server offers no WebTransport")?;
+        if self.endpoint.is_none() {
+            let hashes =
+                plan.certificate_hashes.iter().filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
+            let config = wtransport::ClientConfig::builder()
+                .with_bind_default()
+                .with_server_certificate_hashes(hashes.map(wtransport::tls::Sha256Digest::new))
+                .keep_alive_interval(Some(Duration::from_secs(5)))
+                .build();
+            self.endpoint = Some(wtransport::Endpoint::client(config)?);
+        }
+        let endpoint = self.endpoint.as_ref().context("no endpoint")?;
+        let connection =
+            endpoint.connect(&plan.url).await.with_context(|| format!("WebTransport to {}", plan.url))?;
+        let (send, recv) = connection.open_bi().await?.await?;
+        let outgoing = Outgoing::Wt { send, connection: connection.clone() };
+        let incoming = Incoming::Wt { recv, connection, buffer: BytesMut::new() };
+        greet(Transport::Wt, outgoing, incoming, client_name).await
+    }
+}
+
+async fn greet(
+    transport: Transport,
+    mut outgoing: Outgoing,
+    mut incoming: Incoming,
+    name: &str,
+) -> Result<Session> {
+    let hello =
+        ClientMessage::Hello { protocol_version: u16::from(PROTOCOL_VERSION), client_name: name.into() };
+    outgoing.send(&encode(&ClientFrame { request_id: 0, message: hello })).await?;
+    match incoming.next().await {
+        Some(Received::Frame(body)) => match decode::<ServerMessage>(&body, usize::MAX)? {
+            ServerMessage::Welcome(welcome) => Ok(Session { transport, welcome, outgoing, incoming }),
+            other => bail!("expected a welcome, got {other:?}"),
+        },
+        Some(Received::Closed(why)) => bail!("closed before the welcome: {why}"),
+        None => bail!("closed before the welcome"),
+    }
+}
+
+/// The sending half of a session.
+pub enum Outgoing {
+    /// Over WebSocket.
+    Ws(SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>),
+    /// Over WebTransport.
+    Wt {
+        /// The frame stream.
+        send: wtransport::SendStream,
+        /// The session, for datagrams.
+        connection: wtransport::Connection,
+    },
+}
+
+impl Outgoing {
+    /// Sends one frame body.
+    pub async fn send(&mut self, body: &[u8]) -> Result<()> {
+        self.send_batch(std::iter::once(body.to_vec())).await
+    }
+
+    /// Sends several frame bodies with one flush.
+    pub async fn send_batch(&mut self, bodies: impl IntoIterator<Item = Vec<u8>>) -> Result<()> {
+        match self {
+            Self::Ws(sink) => {
+                for body in bodies {
+                    sink.feed(Message::Binary(body.into())).await?;
+                }
+                sink.flush().await?;
+            }
+            Self::Wt { send, .. } => {
+                let mut buffer = Vec::new();
+                for body in bodies {
+                    buffer.extend_from_slice(&u32::try_from(body.len())?.to_be_bytes());
+                    buffer.extend_from_slice(&body);
+                }
+                send.write_all(&buffer).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends an ephemeral frame body: a datagram on WebTransport.
+    pub async fn send_ephemeral(&mut self, body: &[u8]) -> Result<()> {
+        match self {
+            Self::Wt { connection, .. } => connection.send_datagram(body).map_err(|e| anyhow!(e)),
+            Self::Ws(_) => self.send(body).await,
+        }
+    }
+}
+
+/// What a session receives.
+#[derive(Debug)]
+pub enum Received {
+    /// A frame body (on the stream, or as a datagram).
+    Frame(Bytes),
+    /// The session ended, and why.
+    Closed(String),
+}
+
+/// The receiving half of a session.
+pub enum Incoming {
+    /// Over WebSocket.
+    Ws(SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+    /// Over WebTransport.
+    Wt {
+        /// The frame stream.
+        recv: wtransport::RecvStream,
+        /// The session, for datagrams and the close reason.
+        connection: wtransport::Connection,
+        /// Stream bytes not yet split into frames.
+        buffer: BytesMut,
+    },
+}
+
+impl Incoming {
+    /// The next frame body, or the end.
+    pub async fn next(&mut self) -> Option<Received> {
+        match self {
+            Self::Ws(stream) => loop {
+                match stream.next().await? {
+                    Ok(Message::Binary(body)) => return Some(Received::Frame(body)),
+                    Ok(Message::Close(frame)) => {
+                        let why =
+                            frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default();
+                        return Some(Received::Closed(why));
+                    }
+                    Ok(_) => continue,
+                    Err(error) => return Some(Received::Closed(error.to_string())),
+                }
+            },
+            Self::Wt { recv, connection, buffer } => loop {
+                match split_stream_frame(buffer, usize::MAX) {
+                    Ok(Some(end)) => {
+                        let mut frame = buffer.split_to(end).freeze();
+                        frame.advance(LENGTH_PREFIX_BYTES);
+                        return Some(Received::Frame(frame));
+                    }
+                    Ok(None) => {}
+                    Err(error) => return Some(Received::Closed(format!("bad stream: {error}"))),
+                }
+                if buffer.capacity() - buffer.len() < 4096 {
+                    buffer.reserve(16 * 1024);
+                }
+                tokio::select! {
+                    read = recv.read_buf(buffer) => match read {
+                        Ok(0) | Err(_) => {
+                            let why = tokio::time::timeout(Duration::from_secs(2), connection.closed()).await;
+                            return Some(Received::Closed(why.map(|e| e.to_string()).unwrap_or_default()));
+                        }
+                        Ok(_) => {}
+                    },
+                    datagram = connection.receive_datagram() => match datagram {
+                        Ok(datagram) => return Some(Received::Frame(datagram.payload())),
+                        Err(error) => return Some(Received::Closed(error.to_string())),
+                    },
+                }
+            },
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET on a loopback or LAN address; returns the body.
+pub async fn http_get(address: SocketAddr, path: &str) -> Result<String> {
+    let mut stream = TcpStream::connect(address).await.with_context(|| format!("connect to {address}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await??;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").context("no HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.to_owned())
+}
