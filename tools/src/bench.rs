@@ -23,7 +23,7 @@ use wtchat_protocol::{
     ChatMessage, ClientFrame, ClientMessage, Member, PROTOCOL_VERSION, ServerMessage, encode,
 };
 
-use crate::dial::{Dialer, Received, Session, Transport};
+use crate::dial::{Dialer, Received, Session, Transport, WebSocketClient};
 use crate::measure::{HEADER_BYTES, Stamp, StepStats};
 use crate::procstat;
 use crate::report::{self, IdleReport, Latency, StepReport};
@@ -154,7 +154,8 @@ fn transport_name(transport: Transport) -> &'static str {
 
 /// Opens `count` greeted sessions, a few at a time.
 async fn connect_all(args: &BenchArgs, count: usize) -> Result<Vec<Session>> {
-    let dialer = Arc::new(tokio::sync::Mutex::new(Dialer::new(args.server).await?));
+    let dialer = Dialer::new(args.server).await?.with_websocket_client(WebSocketClient::Raw);
+    let dialer = Arc::new(tokio::sync::Mutex::new(dialer));
     // The first session creates the shared QUIC endpoint; the rest reuse it.
     let first = dialer.lock().await.open(args.transport, "wtchat-bench").await?;
     let transport = args.transport;

@@ -17,6 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wtchat_protocol::{
@@ -55,11 +56,24 @@ struct WebSocketPlan {
     url: String,
 }
 
+/// How a WebSocket session is implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebSocketClient {
+    /// tokio-tungstenite: complete and careful, for people and tests.
+    Tungstenite,
+    /// A minimal client that parses frames in place from one read buffer,
+    /// with no allocation per message: cheap enough that a load generator
+    /// does not starve the server it shares a machine with.
+    Raw,
+}
+
 /// Opens sessions to one server.
 pub struct Dialer {
     plan: Plan,
     /// One QUIC endpoint for every WebTransport session, created on first use.
     endpoint: Option<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>>,
+    /// Which WebSocket client to use.
+    websocket_client: WebSocketClient,
 }
 
 /// A greeted session, split in two.
@@ -80,7 +94,13 @@ impl Dialer {
     pub async fn new(address: SocketAddr) -> Result<Self> {
         let body = http_get(address, "/transports").await?;
         let plan: Plan = serde_json::from_str(&body).context("the server's /transports answer")?;
-        Ok(Self { plan, endpoint: None })
+        Ok(Self { plan, endpoint: None, websocket_client: WebSocketClient::Tungstenite })
+    }
+
+    /// Chooses the WebSocket client implementation.
+    pub fn with_websocket_client(mut self, client: WebSocketClient) -> Self {
+        self.websocket_client = client;
+        self
     }
 
     /// Opens a session and says hello.
@@ -100,6 +120,11 @@ impl Dialer {
     }
 
     async fn open_websocket(&mut self, client_name: &str) -> Result<Session> {
+        if self.websocket_client == WebSocketClient::Raw {
+            let (read, write, leftover) = raw_websocket_handshake(&self.plan.websocket.url).await?;
+            let incoming = Incoming::RawWs { read, buffer: leftover };
+            return greet(Transport::Ws, Outgoing::RawWs(write), incoming, client_name).await;
+        }
         let (stream, _) = tokio_tungstenite::connect_async(&self.plan.websocket.url)
             .await
             .with_context(|| format!("WebSocket to {}", self.plan.websocket.url))?;
@@ -148,8 +173,95 @@ async fn greet(
     }
 }
 
+/// Opens a TCP connection and performs the WebSocket upgrade by hand.
+/// Returns the halves and any bytes read past the response.
+async fn raw_websocket_handshake(url: &str) -> Result<(OwnedReadHalf, OwnedWriteHalf, BytesMut)> {
+    let rest = url.strip_prefix("ws://").context("the raw client speaks ws:// only")?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    let mut stream = TcpStream::connect(authority).await.with_context(|| format!("connect to {authority}"))?;
+    stream.set_nodelay(true)?;
+    let key = base64_key();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut buffer = BytesMut::with_capacity(16 * 1024);
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if buffer.len() > 8192 || stream.read_buf(&mut buffer).await? == 0 {
+            bail!("no WebSocket upgrade response");
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    if !head.starts_with("HTTP/1.1 101") {
+        bail!("WebSocket upgrade refused: {}", head.lines().next().unwrap_or_default());
+    }
+    let leftover = buffer.split_off(head_end);
+    let (read, write) = stream.into_split();
+    Ok((read, write, leftover))
+}
+
+/// A `Sec-WebSocket-Key`: 16 bytes, base64. The key only proves that the
+/// server understood the upgrade, so the clock is random enough.
+fn base64_key() -> String {
+    use base64::Engine;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    base64::engine::general_purpose::STANDARD.encode(nanos.to_le_bytes())
+}
+
+/// A client-to-server WebSocket binary frame: always masked (RFC 6455
+/// requires it of clients). The mask is fixed; a load generator needs no
+/// protection against cache poisoning by proxies.
+fn masked_binary_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    out.push(0x82);
+    match payload.len() {
+        len @ 0..=125 => out.push(0x80 | len as u8),
+        len @ 126..=65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+}
+
+/// Splits the next server frame off the front of a buffer: `Some((opcode,
+/// payload))`, or `None` until the whole frame has arrived. Server frames
+/// are never masked and never fragmented by wtchat.
+fn split_websocket_frame(buffer: &mut BytesMut) -> Option<(u8, Bytes)> {
+    let (first, second) = (*buffer.first()?, *buffer.get(1)?);
+    let (length, header) = match second & 0x7f {
+        126 => (usize::from(u16::from_be_bytes([*buffer.get(2)?, *buffer.get(3)?])), 4),
+        127 => {
+            let bytes: [u8; 8] = buffer.get(2..10)?.try_into().ok()?;
+            (usize::try_from(u64::from_be_bytes(bytes)).ok()?, 10)
+        }
+        short => (usize::from(short), 2),
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    if buffer.len() < header + mask + length {
+        return None;
+    }
+    let mut frame = buffer.split_to(header + mask + length).freeze();
+    frame.advance(header + mask);
+    Some((first & 0x0f, frame))
+}
+
 /// The sending half of a session.
 pub enum Outgoing {
+    /// Over the raw WebSocket client.
+    RawWs(OwnedWriteHalf),
     /// Over WebSocket.
     Ws(SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>),
     /// Over WebTransport.
@@ -170,6 +282,13 @@ impl Outgoing {
     /// Sends several frame bodies with one flush.
     pub async fn send_batch(&mut self, bodies: impl IntoIterator<Item = Vec<u8>>) -> Result<()> {
         match self {
+            Self::RawWs(write) => {
+                let mut buffer = Vec::new();
+                for body in bodies {
+                    masked_binary_frame(&mut buffer, &body);
+                }
+                write.write_all(&buffer).await?;
+            }
             Self::Ws(sink) => {
                 for body in bodies {
                     sink.feed(Message::Binary(body.into())).await?;
@@ -192,7 +311,7 @@ impl Outgoing {
     pub async fn send_ephemeral(&mut self, body: &[u8]) -> Result<()> {
         match self {
             Self::Wt { connection, .. } => connection.send_datagram(body).map_err(|e| anyhow!(e)),
-            Self::Ws(_) => self.send(body).await,
+            Self::Ws(_) | Self::RawWs(_) => self.send(body).await,
         }
     }
 }
@@ -208,6 +327,13 @@ pub enum Received {
 
 /// The receiving half of a session.
 pub enum Incoming {
+    /// Over the raw WebSocket client.
+    RawWs {
+        /// The socket's reading half.
+        read: OwnedReadHalf,
+        /// Bytes read and not yet split into frames.
+        buffer: BytesMut,
+    },
     /// Over WebSocket.
     Ws(SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>),
     /// Over WebTransport.
@@ -225,6 +351,26 @@ impl Incoming {
     /// The next frame body, or the end.
     pub async fn next(&mut self) -> Option<Received> {
         match self {
+            Self::RawWs { read, buffer } => loop {
+                while let Some((opcode, payload)) = split_websocket_frame(buffer) {
+                    match opcode {
+                        0x2 => return Some(Received::Frame(payload)),
+                        0x8 => {
+                            let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                            return Some(Received::Closed(format!("closed with code {code:?}")));
+                        }
+                        _ => {}
+                    }
+                }
+                if buffer.capacity() - buffer.len() < 4096 {
+                    buffer.reserve(64 * 1024);
+                }
+                match read.read_buf(buffer).await {
+                    Ok(0) => return Some(Received::Closed("the server closed the connection".into())),
+                    Ok(_) => {}
+                    Err(error) => return Some(Received::Closed(error.to_string())),
+                }
+            },
             Self::Ws(stream) => loop {
                 match stream.next().await? {
                     Ok(Message::Binary(body)) => return Some(Received::Frame(body)),
