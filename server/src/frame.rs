@@ -43,6 +43,15 @@ impl Frame {
         self.prefixed.slice(LENGTH_PREFIX_BYTES..)
     }
 
+    /// The body alone, consuming the frame: the same view as [`Frame::body`]
+    /// without touching the shared reference count, which every recipient's
+    /// copy of the frame contends on.
+    pub fn into_body(self) -> Bytes {
+        let mut bytes = self.prefixed;
+        bytes::Buf::advance(&mut bytes, LENGTH_PREFIX_BYTES);
+        bytes
+    }
+
     /// The size the frame counts for in an outbound queue.
     pub fn len(&self) -> usize {
         self.prefixed.len()

@@ -38,8 +38,10 @@ const BATCH_CAPACITY_KEPT: usize = 1024;
 /// How frames reach a client.
 pub trait FrameSink: Send {
     /// Sends the frames in order, as few system calls as the transport
-    /// allows, and flushes them.
-    fn send_batch(&mut self, frames: &[Frame]) -> impl Future<Output = io::Result<()>> + Send;
+    /// allows, and flushes them. The sink takes the frames out of the vector
+    /// (leaving its capacity for the next batch), so that each frame's
+    /// shared buffer changes hands instead of being cloned again.
+    fn send_batch(&mut self, frames: &mut Vec<Frame>) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Closes the transport with a reason code and text.
     fn close(&mut self, code: ReasonCode, text: &str) -> impl Future<Output = io::Result<()>> + Send;
@@ -153,7 +155,7 @@ async fn pump<K: FrameSink>(outbox: &Outbox, sink: &mut K) {
                 let sent = tokio::select! {
                     biased;
                     () = outbox.evicted() => None,
-                    result = sink.send_batch(&batch) => Some(result),
+                    result = sink.send_batch(&mut batch) => Some(result),
                 };
                 batch.clear();
                 if batch.capacity() > BATCH_CAPACITY_KEPT {
@@ -187,7 +189,7 @@ async fn say_goodbye<K: FrameSink>(sink: &mut K, notice: Option<Closing>) {
             let code = closing.code;
             let text = closing.text.clone();
             let frame = Frame::encode(&ServerMessage::Closing(closing));
-            let _ = tokio::time::timeout(GOODBYE_STEP, sink.send_batch(&[frame])).await;
+            let _ = tokio::time::timeout(GOODBYE_STEP, sink.send_batch(&mut vec![frame])).await;
             (code, text)
         }
         None => (ReasonCode::NORMAL, String::new()),

@@ -156,10 +156,10 @@ struct WebSocketSink<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameSink for WebSocketSink<S> {
-    async fn send_batch(&mut self, frames: &[Frame]) -> io::Result<()> {
+    async fn send_batch(&mut self, frames: &mut Vec<Frame>) -> io::Result<()> {
         // `feed` only buffers; the single flush at the end writes the whole
         // batch, so a burst costs a handful of system calls, not one each.
-        for frame in frames {
+        for frame in frames.drain(..) {
             self.sink.feed(binary_message(frame)).await.map_err(io::Error::other)?;
         }
         self.sink.flush().await.map_err(io::Error::other)
@@ -174,8 +174,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameSink for WebSocketSink<S> {
 
 /// The WebSocket message for a frame: the body, as a view of the frame's
 /// shared allocation.
-pub(crate) fn binary_message(frame: &Frame) -> Message {
-    Message::Binary(frame.body())
+pub(crate) fn binary_message(frame: Frame) -> Message {
+    Message::Binary(frame.into_body())
 }
 
 /// A close frame's reason may hold at most 123 bytes of UTF-8.

@@ -360,8 +360,8 @@ pub(crate) fn stream_bytes(frame: &Frame) -> &Bytes {
 
 /// What goes in a datagram for an ephemeral frame: the body, as a view of
 /// the frame's allocation (datagrams delimit themselves).
-pub(crate) fn datagram_payload(frame: &Frame) -> Bytes {
-    frame.body()
+pub(crate) fn datagram_payload(frame: Frame) -> Bytes {
+    frame.into_body()
 }
 
 /// Frames as stream writes and datagrams.
@@ -375,14 +375,14 @@ struct WebTransportSink {
 }
 
 impl FrameSink for WebTransportSink {
-    async fn send_batch(&mut self, frames: &[Frame]) -> io::Result<()> {
-        for frame in frames {
+    async fn send_batch(&mut self, frames: &mut Vec<Frame>) -> io::Result<()> {
+        for frame in frames.drain(..) {
             if frame.is_ephemeral() {
                 // Best effort by design: a typing notice that does not fit
                 // a datagram, or finds the datagram buffer full, is dropped.
                 let _ = self.datagrams.send_datagram(datagram_payload(frame));
             } else {
-                self.send.write_all(stream_bytes(frame)).await?;
+                self.send.write_all(stream_bytes(&frame)).await?;
             }
         }
         self.send.flush().await

@@ -181,7 +181,8 @@ async fn raw_websocket_handshake(url: &str) -> Result<(OwnedReadHalf, OwnedWrite
         Some(slash) => (&rest[..slash], &rest[slash..]),
         None => (rest, "/"),
     };
-    let mut stream = TcpStream::connect(authority).await.with_context(|| format!("connect to {authority}"))?;
+    let mut stream =
+        TcpStream::connect(authority).await.with_context(|| format!("connect to {authority}"))?;
     stream.set_nodelay(true)?;
     let key = base64_key();
     let request = format!(
@@ -211,7 +212,8 @@ async fn raw_websocket_handshake(url: &str) -> Result<(OwnedReadHalf, OwnedWrite
 /// server understood the upgrade, so the clock is random enough.
 fn base64_key() -> String {
     use base64::Engine;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     base64::engine::general_purpose::STANDARD.encode(nanos.to_le_bytes())
 }
 

@@ -33,11 +33,11 @@ struct RecordingSink {
 }
 
 impl FrameSink for RecordingSink {
-    async fn send_batch(&mut self, frames: &[Frame]) -> std::io::Result<()> {
+    async fn send_batch(&mut self, frames: &mut Vec<Frame>) -> std::io::Result<()> {
         if self.record.lock().unwrap().batches.len() >= self.stall_after {
             std::future::pending::<()>().await;
         }
-        let decoded = frames.iter().map(|f| decode(&f.body(), usize::MAX).unwrap()).collect();
+        let decoded = frames.drain(..).map(|f| decode(&f.body(), usize::MAX).unwrap()).collect();
         self.record.lock().unwrap().batches.push(decoded);
         Ok(())
     }
@@ -186,7 +186,7 @@ async fn websocket_and_webtransport_members_get_views_of_one_allocation() {
         batch.pop().unwrap()
     };
     // Member 0 is on WebSocket, member 1 on WebTransport.
-    let over_websocket = crate::websocket::binary_message(&last_frame(&sessions[0]));
+    let over_websocket = crate::websocket::binary_message(last_frame(&sessions[0]));
     let on_webtransport = last_frame(&sessions[1]);
     let stream = crate::webtransport::stream_bytes(&on_webtransport);
     let Message::Binary(body) = over_websocket else { panic!("not a binary message") };
