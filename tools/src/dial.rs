@@ -25,6 +25,9 @@ use wtchat_protocol::{
     encode, split_stream_frame,
 };
 
+/// How many QUIC endpoints (UDP sockets) a dialer spreads sessions over.
+const ENDPOINTS: usize = 16;
+
 /// Which transport to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transport {
@@ -70,8 +73,13 @@ pub enum WebSocketClient {
 /// Opens sessions to one server.
 pub struct Dialer {
     plan: Plan,
-    /// One QUIC endpoint for every WebTransport session, created on first use.
-    endpoint: Option<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>>,
+    /// QUIC endpoints for WebTransport sessions, created on first use. Each
+    /// endpoint is one UDP socket whose incoming packets one task sorts to
+    /// their connections; spreading many sessions over a few endpoints keeps
+    /// that task from becoming the load generator's bottleneck.
+    endpoints: Vec<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>>,
+    /// The endpoint the next session uses.
+    next_endpoint: usize,
     /// Which WebSocket client to use.
     websocket_client: WebSocketClient,
 }
@@ -94,7 +102,12 @@ impl Dialer {
     pub async fn new(address: SocketAddr) -> Result<Self> {
         let body = http_get(address, "/transports").await?;
         let plan: Plan = serde_json::from_str(&body).context("the server's /transports answer")?;
-        Ok(Self { plan, endpoint: None, websocket_client: WebSocketClient::Tungstenite })
+        Ok(Self {
+            plan,
+            endpoints: Vec::new(),
+            next_endpoint: 0,
+            websocket_client: WebSocketClient::Tungstenite,
+        })
     }
 
     /// Chooses the WebSocket client implementation.
@@ -134,7 +147,7 @@ impl Dialer {
 
     async fn open_webtransport(&mut self, client_name: &str) -> Result<Session> {
         let plan = self.plan.webtransport.clone().context("the server offers no WebTransport")?;
-        if self.endpoint.is_none() {
+        if self.endpoints.len() < ENDPOINTS {
             let hashes =
                 plan.certificate_hashes.iter().filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
             let config = wtransport::ClientConfig::builder()
@@ -142,9 +155,10 @@ impl Dialer {
                 .with_server_certificate_hashes(hashes.map(wtransport::tls::Sha256Digest::new))
                 .keep_alive_interval(Some(Duration::from_secs(5)))
                 .build();
-            self.endpoint = Some(wtransport::Endpoint::client(config)?);
+            self.endpoints.push(wtransport::Endpoint::client(config)?);
         }
-        let endpoint = self.endpoint.as_ref().context("no endpoint")?;
+        let endpoint = &self.endpoints[self.next_endpoint % self.endpoints.len()];
+        self.next_endpoint += 1;
         let connection =
             endpoint.connect(&plan.url).await.with_context(|| format!("WebTransport to {}", plan.url))?;
         let (send, recv) = connection.open_bi().await?.await?;

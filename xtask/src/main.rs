@@ -5,10 +5,14 @@
 //! - `cargo xtask test`: every check CI runs.
 //! - `cargo xtask build-client [--out DIR]`: build the wasm client into
 //!   `web/pkg` (or `DIR/pkg` with a copy of the page).
+//! - `cargo xtask bench [--quick]`: run the benchmarks and write
+//!   BENCHMARKS.md.
 //!
 //! Each installs what it needs when it is missing (the wasm target,
 //! wasm-bindgen-cli at the pinned version, Chromium and chromedriver), so
 //! all of them work on a fresh machine.
+
+mod bench;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,6 +25,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
+        Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
         Some("build-client") => {
             let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from);
             build_client(out.as_deref())
@@ -31,7 +36,8 @@ fn main() -> ExitCode {
                  commands:\n  \
                  run [-- ARGS]              build the client and start the server with the demo page (ARGS go to `wtchat serve`)\n  \
                  test                       run every check: formatting, clippy, the wasm build, all tests (browser ones too)\n  \
-                 build-client [--out DIR]   build the wasm client into web/pkg, or into DIR with a copy of the page"
+                 build-client [--out DIR]   build the wasm client into web/pkg, or into DIR with a copy of the page\n  \
+                 bench [--quick]            run every benchmark against a release server and write BENCHMARKS.md"
             );
             return ExitCode::from(2);
         }

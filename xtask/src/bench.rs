@@ -1,0 +1,401 @@
+//! `cargo xtask bench`: runs every benchmark workload against a fresh
+//! release server and writes BENCHMARKS.md with the figures, the commands
+//! that reproduce each, the plots, and a CPU profile of the server.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{Result, cargo, root, step, target_dir};
+
+/// One workload: a name, the server's extra flags, the bench's arguments.
+struct Workload {
+    name: &'static str,
+    title: &'static str,
+    server: &'static [&'static str],
+    bench: Vec<String>,
+}
+
+fn workloads(quick: bool) -> Vec<Workload> {
+    let seconds = if quick { "3" } else { "10" };
+    let step_seconds = if quick { "2" } else { "5" };
+    let idle = if quick { "2000" } else { "10000" };
+    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let room = ["-s", "1000", "-p", "10", "-b", "128"];
+    let mut list = vec![
+        Workload {
+            name: "ws-100",
+            title: "WebSocket, 100 messages/s (100,000 deliveries/s)",
+            server: &[],
+            bench: args(
+                &[&["--transport", "ws", "--mode", "run", "-r", "100", "-d", seconds][..], &room[..]]
+                    .concat(),
+            ),
+        },
+        Workload {
+            name: "ws-ramp",
+            title: "WebSocket ramp",
+            server: &[],
+            bench: args(
+                &[
+                    &[
+                        "--transport",
+                        "ws",
+                        "--mode",
+                        "ramp",
+                        "-r",
+                        "250",
+                        "--ramp-factor",
+                        "1.5",
+                        "--ramp-max",
+                        "4000",
+                    ][..],
+                    &["-d", step_seconds, "--plot", "docs/bench/ramp-ws.png"][..],
+                    &room[..],
+                ]
+                .concat(),
+            ),
+        },
+        Workload {
+            name: "wt-100",
+            title: "WebTransport, 100 messages/s (100,000 deliveries/s)",
+            server: &[],
+            bench: args(
+                &[&["--transport", "wt", "--mode", "run", "-r", "100", "-d", seconds][..], &room[..]]
+                    .concat(),
+            ),
+        },
+        Workload {
+            name: "wt-ramp",
+            title: "WebTransport ramp",
+            server: &[],
+            bench: args(
+                &[
+                    &[
+                        "--transport",
+                        "wt",
+                        "--mode",
+                        "ramp",
+                        "-r",
+                        "100",
+                        "--ramp-factor",
+                        "1.5",
+                        "--ramp-max",
+                        "2000",
+                    ][..],
+                    &["-d", step_seconds, "--plot", "docs/bench/ramp-wt.png"][..],
+                    &room[..],
+                ]
+                .concat(),
+            ),
+        },
+    ];
+    // Idle connections must not time out while thousands of others connect.
+    const IDLE_SERVER: &[&str] = &["--heartbeat-interval-ms", "60000", "--heartbeat-timeout-ms", "300000"];
+    for (name, title, transport) in
+        [("idle-ws", "Idle WebSocket connections", "ws"), ("idle-wt", "Idle WebTransport sessions", "wt")]
+    {
+        list.push(Workload {
+            name,
+            title,
+            server: IDLE_SERVER,
+            bench: args(&["--transport", transport, "--mode", "idle", "--connections", idle, "--hold", "3"]),
+        });
+    }
+    list
+}
+
+/// Runs the workloads and writes BENCHMARKS.md.
+pub fn run(quick: bool) -> Result {
+    step(
+        "build the release server",
+        cargo().args(["build", "--release", "--package", "wtchat-server", "--bin", "wtchat"]),
+    )?;
+    let wtchat = target_dir().join("release").join("wtchat");
+    let out = root().join("docs").join("bench");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let results = out.join("results.jsonl");
+    let _ = std::fs::remove_file(&results);
+    let mut sections = Vec::new();
+    for workload in workloads(quick) {
+        eprintln!("\n==> benchmark {}: {}", workload.name, workload.title);
+        let server = Server::start(&wtchat, workload.server)?;
+        let before = std::fs::read_to_string(&results).unwrap_or_default().lines().count();
+        let mut command = Command::new(&wtchat);
+        command
+            .current_dir(root())
+            .arg("bench")
+            .args(["--server", &server.address])
+            .args(&workload.bench)
+            .args(["--server-pid", &server.pid().to_string(), "--json"])
+            .arg(&results);
+        let output = command.stderr(Stdio::inherit()).output().map_err(|e| e.to_string())?;
+        let table = String::from_utf8_lossy(&output.stdout).into_owned();
+        print!("{table}");
+        drop(server);
+        if !output.status.success() {
+            return Err(format!("benchmark {} failed", workload.name));
+        }
+        let lines: Vec<Value> = std::fs::read_to_string(&results)
+            .unwrap_or_default()
+            .lines()
+            .skip(before)
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        let command_line = format!(
+            "wtchat serve --listen 127.0.0.1:PORT --publish-rate-per-sec 1000000 --publish-burst 1000000{}\n\
+             wtchat bench --server 127.0.0.1:PORT --server-pid PID {}",
+            workload.server.iter().map(|a| format!(" {a}")).collect::<String>(),
+            workload.bench.join(" ")
+        );
+        sections.push((workload, lines, command_line, table));
+    }
+    let profile = profile(&wtchat, quick)?;
+    write_report(&sections, &profile, quick)
+}
+
+/// Records where the server's CPU time goes at a high WebSocket load.
+fn profile(wtchat: &Path, quick: bool) -> Result<String> {
+    let perf_works = Command::new("perf")
+        .args(["stat", "-e", "task-clock", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !perf_works {
+        return Ok("perf is not available on this machine, so no profile was recorded.\n".into());
+    }
+    eprintln!("\n==> profile the server at 1,000,000 deliveries/s");
+    let server = Server::start(wtchat, &[])?;
+    let seconds = if quick { "6" } else { "10" };
+    let mut bench = Command::new(wtchat)
+        .args([
+            "bench",
+            "--server",
+            &server.address,
+            "--transport",
+            "ws",
+            "-s",
+            "1000",
+            "-p",
+            "10",
+            "-r",
+            "1000",
+        ])
+        .args(["-d", seconds, "--quiet", "--server-pid", &server.pid().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(3));
+    let data = target_dir().join("wtchat-bench-perf.data");
+    let recorded = Command::new("perf")
+        .args(["record", "-F", "999", "-g", "-p", &server.pid().to_string(), "-o"])
+        .arg(&data)
+        .args(["--", "sleep", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| e.to_string())?;
+    let _ = bench.wait();
+    drop(server);
+    if !recorded.success() {
+        return Ok("perf could not record the server here, so no profile was recorded.\n".into());
+    }
+    let report = Command::new("perf")
+        .args(["report", "--no-children", "--sort", "symbol", "--stdio", "-g", "none", "-i"])
+        .arg(&data)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&report.stdout);
+    let top: Vec<String> = text
+        .lines()
+        .filter(|line| line.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .take(25)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    Ok(format!(
+        "`perf record -F 999 -g -p <server>` for 3 s while `wtchat bench` offered 1,000,000 deliveries/s over \
+         WebSocket; the 25 hottest symbols (self time, `[k]` is the kernel):\n\n```\n{}\n```\n",
+        top.join("\n")
+    ))
+}
+
+fn write_report(sections: &[(Workload, Vec<Value>, String, String)], profile: &str, quick: bool) -> Result {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Generated by `cargo xtask bench`{} on {cores} cores ({cpu}, Linux {}). The load generator \
+         (`wtchat bench`) runs on the same machine as the server, over loopback, and its own CPU time is \
+         reported beside the server's. Each workload starts a fresh release server.\n",
+        if quick { " --quick (short runs)" } else { "" },
+        kernel.trim()
+    );
+    let _ = writeln!(
+        md,
+        "Raw results, one JSON object per step: [`docs/bench/results.jsonl`](docs/bench/results.jsonl).\n"
+    );
+    let _ = writeln!(md, "## Targets\n\n{}", targets(sections));
+    for (workload, lines, command, table) in sections {
+        let _ = writeln!(md, "## {}\n", workload.title);
+        let _ = writeln!(md, "```sh\n{command}\n```\n");
+        let _ = writeln!(md, "```\n{}```\n", table);
+        if workload.name.ends_with("ramp") {
+            let plot = if workload.name.starts_with("ws") { "ramp-ws.png" } else { "ramp-wt.png" };
+            let _ = writeln!(md, "![latency against load](docs/bench/{plot})\n");
+        }
+        if lines.is_empty() {
+            let _ = writeln!(md, "(no results)\n");
+        }
+    }
+    let _ = writeln!(md, "## Where the time goes\n\n{profile}");
+    if let Ok(analysis) = std::fs::read_to_string(root().join("docs").join("bench").join("analysis.md")) {
+        let _ = writeln!(md, "{analysis}");
+    }
+    std::fs::write(root().join("BENCHMARKS.md"), md).map_err(|e| e.to_string())?;
+    eprintln!("\nwrote BENCHMARKS.md");
+    Ok(())
+}
+
+/// The issue's targets against what was measured.
+fn targets(sections: &[(Workload, Vec<Value>, String, String)]) -> String {
+    let find =
+        |name: &str| sections.iter().find(|(w, ..)| w.name == name).map(|(_, lines, ..)| lines.as_slice());
+    let number = |v: &Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
+    let p99 = |v: &Value| v["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
+    let good = |v: &&Value| number(v, "delivery_ratio") >= 0.99 && p99(v) <= 50.0;
+    let best = |lines: &[Value]| {
+        lines
+            .iter()
+            .filter(good)
+            .max_by(|a, b| {
+                number(a, "achieved_deliveries_per_s").total_cmp(&number(b, "achieved_deliveries_per_s"))
+            })
+            .cloned()
+    };
+    let mark = |ok: bool| if ok { "met" } else { "**not met**" };
+    let mut rows = String::from("| target | measured | |\n|---|---|---|\n");
+    if let Some(run) = find("ws-100").and_then(|l| l.first()) {
+        let ok =
+            number(run, "lost") == 0.0 && p99(run) <= 5.0 && number(run, "server_cpu_s_per_million") <= 3.0;
+        let _ = writeln!(
+            rows,
+            "| WebSocket 100,000 deliveries/s: no loss, p99 ≤ 5 ms, server ≤ 3 CPU-s per million | lost {}, p99 {:.2} ms, server {:.3} s/M | {} |",
+            number(run, "lost"),
+            p99(run),
+            number(run, "server_cpu_s_per_million"),
+            mark(ok)
+        );
+    }
+    if let Some(lines) = find("ws-ramp") {
+        let (text, ok) = match best(lines) {
+            Some(b) => (
+                format!(
+                    "{:.0} deliveries/s at p99 {:.2} ms, server {:.3} s/M",
+                    number(&b, "achieved_deliveries_per_s"),
+                    p99(&b),
+                    number(&b, "server_cpu_s_per_million")
+                ),
+                number(&b, "achieved_deliveries_per_s") >= 2_000_000.0
+                    && number(&b, "server_cpu_s_per_million") <= 0.6,
+            ),
+            None => ("no step with ratio ≥ 0.99 and p99 ≤ 50 ms".into(), false),
+        };
+        let _ = writeln!(
+            rows,
+            "| WebSocket ramp: ≥ 2,000,000 deliveries/s at p99 ≤ 50 ms, server ≤ 0.6 CPU-s per million | {text} | {} |",
+            mark(ok)
+        );
+    }
+    if let Some(lines) = find("wt-ramp") {
+        let (text, ok) = match best(lines) {
+            Some(b) => (
+                format!(
+                    "{:.0} deliveries/s at p99 {:.2} ms",
+                    number(&b, "achieved_deliveries_per_s"),
+                    p99(&b)
+                ),
+                number(&b, "achieved_deliveries_per_s") >= 500_000.0,
+            ),
+            None => ("no step with ratio ≥ 0.99 and p99 ≤ 50 ms".into(), false),
+        };
+        let _ =
+            writeln!(rows, "| WebTransport: ≥ 500,000 deliveries/s at p99 ≤ 50 ms | {text} | {} |", mark(ok));
+    }
+    for (name, label, limit) in [
+        ("idle-ws", "10,000 idle WebSocket connections ≤ 4 KB each", 4.0),
+        ("idle-wt", "10,000 idle WebTransport sessions ≤ 32 KB each", 32.0),
+    ] {
+        if let Some(idle) = find(name).and_then(|l| l.first()) {
+            let kb = number(idle, "server_rss_per_connection_kb");
+            let _ = writeln!(
+                rows,
+                "| {label} | {:.2} KB per connection ({} connections) | {} |",
+                kb,
+                idle["connections"],
+                mark(kb <= limit)
+            );
+        }
+    }
+    rows
+}
+
+/// A release server on a free loopback port, stopped when dropped.
+struct Server {
+    child: Child,
+    address: String,
+    _certs: PathBuf,
+}
+
+impl Server {
+    fn start(wtchat: &Path, extra: &[&str]) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let certs = std::env::temp_dir().join(format!("wtchat-bench-certs-{}", std::process::id()));
+        let child = Command::new(wtchat)
+            .args(["serve", "--listen", &address, "--log", "warn"])
+            .args(["--publish-rate-per-sec", "1000000", "--publish-burst", "1000000", "--cert-dir"])
+            .arg(&certs)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&address).is_err() {
+            if Instant::now() > deadline {
+                return Err("the server did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self { child, address, _certs: certs })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
