@@ -234,8 +234,8 @@ async fn load(args: &BenchArgs) -> Result<Vec<StepReport>> {
             args.subscribers,
             transport_name(args.transport)
         );
-        eprintln!("{}", report::header());
     }
+    println!("{}", report::header());
 
     let mut reports = Vec::new();
     let mut rate = args.rate;

@@ -215,7 +215,12 @@ fn profile(wtchat: &Path, quick: bool) -> Result<String> {
         .lines()
         .filter(|line| line.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()))
         .take(25)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|line| {
+            // perf pads each row with empty columns shown as "-".
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let end = words.iter().rposition(|w| *w != "-").map_or(0, |i| i + 1);
+            words[..end].join(" ")
+        })
         .collect();
     Ok(format!(
         "`perf record -F 999 -g -p <server>` for 3 s while `wtchat bench` offered 1,000,000 deliveries/s over \
