@@ -33,9 +33,10 @@ use crate::session::Inbound;
 use crate::transport::{self, FrameSink};
 
 /// Bytes tungstenite reads from the socket at a time. Its default is 128 KiB,
-/// allocated up front for every connection; most chat frames are a few
-/// hundred bytes, and a larger frame grows the buffer only while it arrives.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// allocated up front for every connection, idle or not; most chat frames are
+/// a few hundred bytes, and a larger frame grows the buffer only while it
+/// arrives. This is the largest single item of an idle connection's memory.
+const READ_BUFFER_BYTES: usize = 512;
 
 /// Bytes tungstenite gathers before it writes to the socket on its own. A
 /// batch is flushed as a whole anyway; this only bounds how much one write
