@@ -18,24 +18,7 @@ pub fn wtchat_binary() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut command = Command::new(cargo);
-        // The test's own package variables would reach build scripts that
-        // watch them (ring watches CARGO_MANIFEST_DIR) and rebuild them.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_BIN_")
-                || matches!(
-                    name.as_str(),
-                    "CARGO_MANIFEST_DIR"
-                        | "CARGO_MANIFEST_PATH"
-                        | "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "OUT_DIR"
-                )
-            {
-                command.env_remove(name);
-            }
-        }
+        without_package_variables(&mut command);
         let output = command
             .current_dir(root)
             .args([
