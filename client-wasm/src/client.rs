@@ -37,7 +37,7 @@ use crate::events::{
     ChatMember, ErrorEvent, JoinedEvent, MembersEvent, MessageEvent, PresenceEvent, RoomEvent, StateEvent,
     TransportEvent, TypingEvent, to_js,
 };
-use crate::ledger::{Delivery, Ledger};
+use crate::ledger::{Delivery, Ledger, RoomState};
 use crate::link::{Link, LinkEvent, TransportKind};
 use crate::time::{now_ms, sleep};
 use crate::transport_choice::{Choice, establish};
@@ -185,11 +185,16 @@ impl Client {
     /// Joins a room now (or as soon as connected), and again after every
     /// reconnect, resuming where the client left off.
     pub fn join(&self, room: &str, display_name: &str) {
-        self.inner.state.borrow_mut().ledger.want(room, display_name);
-        let resume = self.inner.state.borrow().ledger.rejoins().into_iter().find(|(r, _, _)| r == room);
-        if let Some((room, display_name, resume)) = resume {
-            self.inner.send(ClientMessage::Join { room, display_name, resume });
-        }
+        let resume = {
+            let mut state = self.inner.state.borrow_mut();
+            state.ledger.want(room, display_name);
+            state.ledger.room(room).and_then(RoomState::resume)
+        };
+        self.inner.send(ClientMessage::Join {
+            room: room.to_owned(),
+            display_name: display_name.to_owned(),
+            resume,
+        });
     }
 
     /// Leaves a room.

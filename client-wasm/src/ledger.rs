@@ -24,6 +24,14 @@ pub struct RoomState {
     pub members: Vec<Member>,
 }
 
+impl RoomState {
+    /// Where to resume: the epoch and last sequence number seen, once the
+    /// room has been joined.
+    pub fn resume(&self) -> Option<Resume> {
+        self.epoch.map(|epoch| Resume { epoch, last_seq: self.last_seq })
+    }
+}
+
 /// What to do with an arriving chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -75,10 +83,7 @@ impl Ledger {
     pub fn rejoins(&self) -> Vec<(String, String, Option<Resume>)> {
         self.rooms
             .iter()
-            .map(|(room, state)| {
-                let resume = state.epoch.map(|epoch| Resume { epoch, last_seq: state.last_seq });
-                (room.clone(), state.display_name.clone(), resume)
-            })
+            .map(|(room, state)| (room.clone(), state.display_name.clone(), state.resume()))
             .collect()
     }
 
