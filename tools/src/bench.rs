@@ -20,7 +20,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use wtchat_protocol::{
-    ChatMessage, ClientFrame, ClientMessage, Member, PROTOCOL_VERSION, ServerMessage, encode,
+    ChatMessage, ClientFrame, ClientMessage, HistoryReplay, Joined, Member, PROTOCOL_VERSION, ServerMessage,
+    encode,
 };
 
 use crate::dial::{Dialer, Received, Session, Transport, WebSocketClient};
@@ -121,6 +122,8 @@ struct Shared {
     publishers: usize,
     /// The tag byte that marks a chat message frame.
     message_tag: u8,
+    /// The tag byte that marks a joined answer.
+    joined_tag: u8,
     /// Messages sent, by step and publisher.
     sent: Mutex<Vec<Vec<u64>>>,
     /// Sessions the server closed.
@@ -184,19 +187,26 @@ async fn load(args: &BenchArgs) -> Result<Vec<StepReport>> {
     let server_rss_before = args.server_pid.and_then(procstat::rss_bytes);
     let connect_started = Instant::now();
     let sessions = connect_all(args, args.subscribers).await?;
-    let sample = encode(&ServerMessage::Message(ChatMessage {
-        room: String::new(),
-        seq: 0,
-        sender: Member { session_id: 0, name: String::new() },
-        sent_at_ms: 0,
-        body: String::new(),
-    }));
     let shared = Arc::new(Shared {
         origin: Instant::now(),
         bytes: args.bytes,
         room: args.room.clone(),
         publishers,
-        message_tag: sample[1],
+        message_tag: variant_tag(&ServerMessage::Message(ChatMessage {
+            room: String::new(),
+            seq: 0,
+            sender: Member { session_id: 0, name: String::new() },
+            sent_at_ms: 0,
+            body: String::new(),
+        })),
+        joined_tag: variant_tag(&ServerMessage::Joined(Joined {
+            request_id: 0,
+            room: String::new(),
+            epoch: 0,
+            next_seq: 0,
+            members: Vec::new(),
+            history: HistoryReplay { count: 0, gap: false },
+        })),
         sent: Mutex::new(Vec::new()),
         disconnected: AtomicUsize::new(0),
     });
@@ -394,6 +404,13 @@ async fn run_step(
     })
 }
 
+/// The byte after the version that identifies a server message's variant,
+/// read from an encoded sample, so that subscribers can sort frames without
+/// decoding them and the bench follows the protocol if its variants move.
+fn variant_tag(sample: &ServerMessage) -> u8 {
+    encode(sample)[1]
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -441,8 +458,8 @@ async fn member(
                             }
                             results[stamp.step].record(&stamp, latency_us);
                         }
-                    } else if !is_joined && body.len() > 1 && body[1] == 1 {
-                        // The joined answer (variant 1): count this session in.
+                    } else if !is_joined && body.len() > 1 && body[1] == shared.joined_tag {
+                        // The joined answer: count this session in.
                         is_joined = true;
                         joined.fetch_add(1, Ordering::Relaxed);
                     }
