@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio_tungstenite::tungstenite::Message;
 use wtchat_protocol::{ClientMessage, ErrorCode, PresenceChange, ReasonCode, ServerMessage};
+use wtchat_tests::scenario::{flood_past_a_stalled_member, silence_past_the_heartbeat};
 use wtchat_tests::{Received, TestServer, WsClient, http_get};
 
 #[tokio::test]
@@ -191,43 +192,10 @@ async fn a_reader_that_stops_is_evicted_while_the_others_keep_receiving() -> Res
     stalled.hello().await?;
     stalled.join("firehose", "stalled").await?;
 
-    let body = "m".repeat(8 * 1024);
     let total = 600; // 4.8 MB: far more than the stalled client's queue and socket buffers.
-    // The publisher is a member too, so it reads its own copy of each
-    // message before sending the next; it must not become a slow reader.
-    let publishing = async {
-        for _ in 0..total {
-            publisher.publish("firehose", &body).await?;
-            publisher.chat(1).await?;
-        }
-        anyhow::Ok(())
-    };
-    let reading = reader.chat(total);
-    let (published, received) = tokio::join!(publishing, reading);
-    published?;
-    let received = received?;
-    assert!(received.iter().map(|m| m.seq).eq(1..=total as u64), "the live reader missed nothing");
-
-    // The server evicted the stalled client and told the room.
-    let gone = reader
-        .until(|m| match m {
-            ServerMessage::Presence(p) if p.member.name == "stalled" => Some(p.change),
-            _ => None,
-        })
-        .await?;
-    assert_eq!(gone, PresenceChange::Disconnected);
-    server.wait_for_sessions(2).await?;
-
-    // When the stalled client reads again it finds fewer messages than were
-    // sent, then the end of the connection.
-    let mut seen = 0;
-    loop {
-        match stalled.receive().await {
-            Ok(Received::Message(ServerMessage::Message(_))) => seen += 1,
-            Ok(Received::Message(_) | Received::Datagram(_)) => {}
-            Ok(Received::Closed(_)) | Err(_) => break,
-        }
-    }
+    let stalled =
+        flood_past_a_stalled_member(&server, &mut publisher, &mut reader, &mut stalled, total).await?;
+    let seen = stalled.seen;
     assert!(seen < total, "the stalled client got all {seen} messages; it was not evicted");
     server.stop().await
 }
@@ -245,11 +213,7 @@ async fn a_silent_client_is_closed_and_its_rooms_are_told() -> Result<()> {
     silent.join("pulse", "silent").await?;
 
     // The watcher pings on time; the silent client says nothing more.
-    let keep_alive =
-        watcher.ping_until_presence("silent", PresenceChange::Disconnected, Duration::from_millis(50));
-    let (watched, closed) = tokio::join!(keep_alive, silent.until_closed());
-    watched?;
-    let (notice, code) = closed?;
+    let (notice, code) = silence_past_the_heartbeat(&mut watcher, &mut silent).await?;
     assert_eq!(notice.map(|n| n.code), Some(ReasonCode::HEARTBEAT_TIMEOUT));
     assert_eq!(code, Some(ReasonCode::HEARTBEAT_TIMEOUT.0));
     server.wait_for_sessions(1).await?;

@@ -5,10 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use http::{Method, StatusCode};
-use wtchat_protocol::{
-    ClientMessage, ErrorCode, PROTOCOL_VERSION, PresenceChange, ReasonCode, ServerMessage, encode,
-};
+use wtchat_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ReasonCode, ServerMessage, encode};
 use wtchat_server::certificate::Identity;
+use wtchat_tests::scenario::{flood_past_a_stalled_member, silence_past_the_heartbeat};
 use wtchat_tests::webtransport::{h3_request, published_hashes};
 use wtchat_tests::{Received, TestServer, WsClient, WtClient};
 
@@ -138,11 +137,7 @@ async fn a_webtransport_client_that_goes_silent_is_removed_within_the_heartbeat(
     // browser tab that closed its session without telling the server does.
     let mut silent = WtClient::connect(&server).await?;
     silent.join("pulse", "silent").await?;
-    let keep_alive =
-        watcher.ping_until_presence("silent", PresenceChange::Disconnected, Duration::from_millis(50));
-    let (watched, closed) = tokio::join!(keep_alive, silent.until_closed());
-    watched?;
-    let (notice, code) = closed?;
+    let (notice, code) = silence_past_the_heartbeat(&mut watcher, &mut silent).await?;
     assert_eq!(
         notice.map(|n| n.code),
         Some(ReasonCode::HEARTBEAT_TIMEOUT),
@@ -340,35 +335,10 @@ async fn a_webtransport_reader_that_stops_is_evicted_while_others_keep_receiving
     let mut stalled = WtClient::connect(&server).await?;
     stalled.join("firehose", "stalled").await?;
 
-    let body = "q".repeat(8 * 1024);
     let total = 600;
-    let publishing = async {
-        for _ in 0..total {
-            publisher.publish("firehose", &body).await?;
-            publisher.chat(1).await?;
-        }
-        anyhow::Ok(())
-    };
-    let (published, received) = tokio::join!(publishing, reader.chat(total));
-    published?;
-    assert!(received?.iter().map(|m| m.seq).eq(1..=total as u64), "the live reader missed nothing");
-    let gone = reader
-        .until(|m| match m {
-            ServerMessage::Presence(p) if p.member.name == "stalled" => Some(p.change),
-            _ => None,
-        })
-        .await?;
-    assert_eq!(gone, PresenceChange::Disconnected);
-    server.wait_for_sessions(2).await?;
-
-    let mut seen = 0;
-    let code = loop {
-        match stalled.receive().await? {
-            Received::Message(ServerMessage::Message(_)) => seen += 1,
-            Received::Closed(code) => break code,
-            _ => {}
-        }
-    };
+    let stalled =
+        flood_past_a_stalled_member(&server, &mut publisher, &mut reader, &mut stalled, total).await?;
+    let (seen, code) = (stalled.seen, stalled.close_code);
     assert!(seen < total, "the stalled reader got all {seen} messages; it was not evicted");
     assert_eq!(code, Some(ReasonCode::SLOW_CONSUMER.0));
     server.stop().await
