@@ -443,6 +443,10 @@ async fn member(
     let mut current = Phase::Wait;
     let mut counter = 0u64;
     let mut next_due = Instant::now();
+    // Publishers are spread evenly over one sending interval, so that R
+    // messages/s arrive as a steady stream rather than as P simultaneous
+    // bursts, which is how independent users' messages arrive.
+    let phase_offset = publisher.map_or(0.0, |index| index as f64 / shared.publishers as f64);
     loop {
         let publishing = matches!(current, Phase::Publish { .. }) && publisher.is_some();
         tokio::select! {
@@ -484,9 +488,9 @@ async fn member(
                 current = phase.borrow_and_update().clone();
                 match &current {
                     Phase::Stop => return,
-                    Phase::Publish { start, .. } => {
+                    Phase::Publish { start, rate_per_publisher, .. } => {
                         counter = 0;
-                        next_due = *start;
+                        next_due = due_time(*start, *rate_per_publisher, phase_offset, 0);
                     }
                     Phase::Wait => {}
                 }
@@ -496,10 +500,9 @@ async fn member(
                 let now = Instant::now();
                 // Everything due by now goes out in one batch; the stamp is
                 // the time each message was due, not when it left.
-                let interval = 1.0 / rate_per_publisher.max(0.001);
                 let mut batch = Vec::new();
                 loop {
-                    let due = *start + Duration::from_secs_f64(counter as f64 * interval);
+                    let due = due_time(*start, *rate_per_publisher, phase_offset, counter);
                     // The step's window is [start, end): a message due at
                     // the end belongs to no step.
                     if due > now || due >= *end {
@@ -526,6 +529,13 @@ async fn member(
             }
         }
     }
+}
+
+/// When a publisher's `counter`th message of a step is due: `offset` (a
+/// fraction of one interval, below 1) staggers publishers against each other.
+fn due_time(start: Instant, rate_per_publisher: f64, offset: f64, counter: u64) -> Instant {
+    let interval = 1.0 / rate_per_publisher.max(0.001);
+    start + Duration::from_secs_f64((counter as f64 + offset) * interval)
 }
 
 /// Holds `connections` greeted sessions and reports the server's memory per
