@@ -40,6 +40,7 @@ if (params.get("wt")) options.webtransportUrl = params.get("wt");
 if (params.get("certHash")) options.certificateHashes = params.getAll("certHash");
 if (params.get("headStart")) options.headStartMs = Number(params.get("headStart"));
 if (params.get("wtTimeout")) options.webtransportTimeoutMs = Number(params.get("wtTimeout"));
+if (params.get("token")) options.token = params.get("token");
 const client = new Client(options);
 demo.client = client;
 

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use wtchat_protocol::{
-    ClientFrame, ClientMessage, Closing, PROTOCOL_VERSION, PresenceChange, ServerMessage, Welcome, decode,
-    encode,
+    ClientFrame, ClientMessage, Closing, FallbackReason, PROTOCOL_VERSION, PresenceChange, ServerMessage,
+    Welcome, decode, encode,
 };
 
 use crate::backoff::Backoff;
@@ -40,7 +40,7 @@ use crate::events::{
 use crate::ledger::{Delivery, Ledger, RoomState};
 use crate::link::{Link, LinkEvent, TransportKind};
 use crate::time::{now_ms, sleep};
-use crate::transport_choice::{Choice, establish};
+use crate::transport_choice::{AttemptError, Choice, establish};
 
 /// Where the winner of the transport race is remembered between visits.
 const REMEMBERED_TRANSPORT_KEY: &str = "wtchat.transport";
@@ -72,6 +72,10 @@ pub struct Options {
     pub client_name: String,
     /// Whether to remember which transport won, for the next visit.
     pub remember_transport: bool,
+    /// A token (JWT) for servers that require one. It names the user; a
+    /// session whose token expires is closed, and the page makes a new
+    /// client with a fresh token.
+    pub token: Option<String>,
 }
 
 impl Default for Options {
@@ -85,6 +89,7 @@ impl Default for Options {
             webtransport_url: None,
             client_name: concat!("wtchat-web/", env!("CARGO_PKG_VERSION")).into(),
             remember_transport: true,
+            token: None,
         }
     }
 }
@@ -334,6 +339,9 @@ impl Inner {
             let hashes = plan.webtransport.take().map(|wt| wt.certificate_hashes).unwrap_or_default();
             plan.webtransport = Some(WebTransportPlan { url: url.clone(), certificate_hashes: hashes });
         }
+        if let Some(token) = self.options.token.as_deref().filter(|t| !t.is_empty()) {
+            plan.present_token(token);
+        }
         if let (Some(hashes), Some(wt)) = (&self.options.certificate_hashes, plan.webtransport.as_mut()) {
             match discovery::parse_hex_hashes(hashes) {
                 Ok(hashes) => wt.certificate_hashes = hashes,
@@ -447,6 +455,20 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Acts on a closing notice: reports it, and returns the retry hint to
+    /// wait for (`Some`), or `None` when the code says not to come back.
+    fn follow(&self, closing: Closing, error_code: &str) -> Option<Option<u32>> {
+        let reason = format!("{} ({})", closing.text, closing.code);
+        if !closing.code.should_reconnect() {
+            self.set_state("closed", None, Some(reason));
+            return None;
+        }
+        self.error(error_code, reason, None);
+        Some(closing.retry_after_ms)
+    }
+}
+
 /// The connection's life, until the page closes the client or the server
 /// says not to come back.
 async fn drive(inner: Rc<Inner>) {
@@ -466,10 +488,13 @@ async fn drive(inner: Rc<Inner>) {
             remembered: inner.remembered(),
             max_frame: DEFAULT_MAX_FRAME,
         };
-        let hello = inner.encode(ClientMessage::Hello {
-            protocol_version: u16::from(PROTOCOL_VERSION),
-            client_name: inner.options.client_name.clone(),
-        });
+        let hello = |fallback: Option<FallbackReason>| {
+            inner.encode(ClientMessage::Hello {
+                protocol_version: u16::from(PROTOCOL_VERSION),
+                client_name: inner.options.client_name.clone(),
+                fallback: fallback.map(|reason| reason.name().to_owned()),
+            })
+        };
         match establish(&plan, &choice, hello).await {
             Ok(established) => {
                 if inner.closed_by_user() {
@@ -485,19 +510,20 @@ async fn drive(inner: Rc<Inner>) {
                 }
                 match end {
                     End::UserClosed => break,
-                    End::Notice(closing) => {
-                        let reason = format!("{} ({})", closing.text, closing.code);
-                        if !closing.code.should_reconnect() {
-                            inner.set_state("closed", None, Some(reason));
-                            break;
-                        }
-                        retry_hint = closing.retry_after_ms;
-                        inner.error("CLOSED_BY_SERVER", reason, None);
-                    }
+                    End::Notice(closing) => match inner.follow(closing, "CLOSED_BY_SERVER") {
+                        Some(hint) => retry_hint = hint,
+                        None => break,
+                    },
                     End::Lost(why) => inner.error("CONNECTION_LOST", why, None),
                 }
             }
-            Err(why) => inner.error("CONNECT_FAILED", why, None),
+            // Turned away before the welcome (overloaded, no valid token):
+            // the notice decides, exactly as for a session closed later.
+            Err(AttemptError::Refused(closing)) => match inner.follow(closing, "REFUSED_BY_SERVER") {
+                Some(hint) => retry_hint = hint,
+                None => break,
+            },
+            Err(AttemptError::Failed(why)) => inner.error("CONNECT_FAILED", why, None),
         }
         if inner.closed_by_user() {
             break;

@@ -17,6 +17,24 @@ pub struct Plan {
     pub websocket: WebSocketPlan,
 }
 
+impl Plan {
+    /// Adds the token to both URLs' queries; browsers cannot send headers
+    /// with either transport, so the query is where the server looks.
+    pub fn present_token(&mut self, token: &str) {
+        let token = String::from(js_sys::encode_uri_component(token));
+        let add = |url: &mut String| {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url.push(separator);
+            url.push_str("token=");
+            url.push_str(&token);
+        };
+        add(&mut self.websocket.url);
+        if let Some(wt) = self.webtransport.as_mut() {
+            add(&mut wt.url);
+        }
+    }
+}
+
 /// Where WebTransport is.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]

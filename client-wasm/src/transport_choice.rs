@@ -12,7 +12,7 @@ use futures::channel::mpsc::UnboundedReceiver;
 use futures::future::{Fuse, FutureExt};
 use futures::{StreamExt, pin_mut, select};
 use wasm_bindgen_futures::spawn_local;
-use wtchat_protocol::{ServerMessage, Welcome, decode};
+use wtchat_protocol::{Closing, FallbackReason, ServerMessage, Welcome, decode};
 
 use crate::discovery::Plan;
 use crate::link::{Link, LinkEvent, TransportKind};
@@ -49,43 +49,76 @@ pub struct Established {
     pub other: Option<String>,
 }
 
-type Attempt = Result<(Link, UnboundedReceiver<LinkEvent>, Welcome), String>;
+/// Why no connection was established.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// The server answered and turned the session away (overloaded, an
+    /// invalid token): the other transport would be turned away too, so
+    /// the client follows the notice instead of trying it.
+    Refused(Closing),
+    /// The connection could not be made or broke before the welcome.
+    Failed(String),
+}
 
-/// Connects over the best transport that works, sending `hello` (an encoded
-/// frame) and waiting for the welcome.
-pub async fn establish(plan: &Plan, choice: &Choice, hello: Vec<u8>) -> Result<Established, String> {
+impl From<String> for AttemptError {
+    fn from(why: String) -> Self {
+        Self::Failed(why)
+    }
+}
+
+impl From<&str> for AttemptError {
+    fn from(why: &str) -> Self {
+        Self::Failed(why.to_owned())
+    }
+}
+
+type Attempt = Result<(Link, UnboundedReceiver<LinkEvent>, Welcome), AttemptError>;
+
+/// Connects over the best transport that works, sending the hello frame
+/// that `hello` makes and waiting for the welcome. A WebSocket attempt's
+/// hello carries the reason WebSocket is being tried, so that the server can
+/// count how often, and why, WebTransport is not used.
+pub async fn establish(
+    plan: &Plan,
+    choice: &Choice,
+    hello: impl Fn(Option<FallbackReason>) -> Vec<u8>,
+) -> Result<Established, AttemptError> {
     let skip_webtransport = if choice.force_websocket {
-        Some("WebSocket was requested".to_owned())
+        Some((FallbackReason::REQUESTED, "WebSocket was requested".to_owned()))
     } else if plan.webtransport.is_none() {
-        Some("the server offers no WebTransport".to_owned())
+        Some((FallbackReason::NOT_OFFERED, "the server offers no WebTransport".to_owned()))
     } else if !webtransport::available() {
-        Some(
+        Some((
+            FallbackReason::UNSUPPORTED,
             "this browser has no WebTransport here (an old browser, or a page that is not a secure context)"
                 .to_owned(),
-        )
+        ))
     } else {
         None
     };
     let websocket_url = plan.websocket.url.clone();
-    if let Some(why) = skip_webtransport {
-        let (link, events, welcome) = attempt_websocket(websocket_url, hello).await?;
+    if let Some((reason, why)) = skip_webtransport {
+        let (link, events, welcome) = attempt_websocket(websocket_url, hello(Some(reason))).await?;
         return Ok(Established { link, events, welcome, reason: why.clone(), other: Some(why) });
     }
     let Some(wt) = plan.webtransport.clone() else { return Err("no transport".into()) };
 
-    let head_start = match choice.remembered {
-        Some(TransportKind::WebSocket) => 0.0,
-        _ => choice.head_start_ms,
-    };
+    let remembered_websocket = choice.remembered == Some(TransportKind::WebSocket);
+    let head_start = if remembered_websocket { 0.0 } else { choice.head_start_ms };
     let timeout = choice.webtransport_timeout_ms;
     let wt_attempt = Box::pin(
         {
-            let hello = hello.clone();
+            let hello = hello(None);
             let max_frame = choice.max_frame;
             async move {
                 select! {
-                    result = attempt_webtransport(wt.url, wt.certificate_hashes, max_frame, hello).fuse() => result,
-                    () = sleep(timeout).fuse() => Err(format!("WebTransport was not ready within {timeout} ms")),
+                    result = attempt_webtransport(wt.url, wt.certificate_hashes, max_frame, hello).fuse() => {
+                        result.map_err(|error| (FallbackReason::FAILED, error))
+                    }
+                    () = sleep(timeout).fuse() => Err((
+                        FallbackReason::TIMEOUT,
+                        AttemptError::Failed(format!("WebTransport was not ready within {timeout} ms")),
+                    )),
                 }
             }
         }
@@ -98,6 +131,9 @@ pub async fn establish(plan: &Plan, choice: &Choice, hello: Vec<u8>) -> Result<E
     let mut websocket_started = false;
     let mut webtransport_error: Option<String> = None;
     let mut websocket_error: Option<String> = None;
+    // WebSocket started beside a WebTransport attempt that has not answered:
+    // if it wins, WebTransport was too slow (or its packets are dropped).
+    let racing_reason = if remembered_websocket { FallbackReason::REMEMBERED } else { FallbackReason::SLOW };
     loop {
         select! {
             result = wt_attempt => match result {
@@ -115,20 +151,22 @@ pub async fn establish(plan: &Plan, choice: &Choice, hello: Vec<u8>) -> Result<E
                         other: Some(other),
                     });
                 }
-                Err(error) => {
+                Err((_, AttemptError::Refused(closing))) => return Err(AttemptError::Refused(closing)),
+                Err((reason, AttemptError::Failed(error))) => {
                     webtransport_error = Some(error);
                     if !websocket_started {
                         websocket_started = true;
-                        websocket_attempt.set(attempt_websocket(websocket_url.clone(), hello.clone()).fuse());
+                        websocket_attempt.set(attempt_websocket(websocket_url.clone(), hello(Some(reason))).fuse());
                     } else if let Some(websocket_error) = &websocket_error {
-                        return Err(both_failed(webtransport_error.as_deref(), websocket_error));
+                        return Err(both_failed(webtransport_error.as_deref(), websocket_error).into());
                     }
                 }
             },
             () = websocket_start => {
                 if !websocket_started {
                     websocket_started = true;
-                    websocket_attempt.set(attempt_websocket(websocket_url.clone(), hello.clone()).fuse());
+                    let hello = hello(Some(racing_reason));
+                    websocket_attempt.set(attempt_websocket(websocket_url.clone(), hello).fuse());
                 }
             }
             result = websocket_attempt => match result {
@@ -148,9 +186,10 @@ pub async fn establish(plan: &Plan, choice: &Choice, hello: Vec<u8>) -> Result<E
                     };
                     return Ok(Established { link, events, welcome, reason: why.clone(), other: Some(why) });
                 }
-                Err(error) => {
+                Err(AttemptError::Refused(closing)) => return Err(AttemptError::Refused(closing)),
+                Err(AttemptError::Failed(error)) => {
                     if let Some(webtransport_error) = &webtransport_error {
-                        return Err(both_failed(Some(webtransport_error), &error));
+                        return Err(both_failed(Some(webtransport_error), &error).into());
                     }
                     websocket_error = Some(error);
                 }
@@ -177,7 +216,7 @@ async fn attempt_websocket(url: String, hello: Vec<u8>) -> Attempt {
     let (link, mut events) = WebSocketLink::open(&url)?;
     match events.next().await {
         Some(LinkEvent::Opened) => {}
-        Some(LinkEvent::Closed(why)) => return Err(why),
+        Some(LinkEvent::Closed(why)) => return Err(why.into()),
         _ => return Err("WebSocket closed before it opened".into()),
     }
     greet(Link::WebSocket(link), events, &hello, usize::MAX).await
@@ -195,17 +234,12 @@ async fn greet(
         match events.next().await {
             Some(LinkEvent::Frame(body)) => match decode::<ServerMessage>(&body, max_frame) {
                 Ok(ServerMessage::Welcome(welcome)) => return Ok((link, events, welcome)),
-                Ok(ServerMessage::Closing(closing)) => {
-                    return Err(format!(
-                        "the server closed the session: {} ({})",
-                        closing.text, closing.code
-                    ));
-                }
-                Ok(other) => return Err(format!("expected a welcome, got {other:?}")),
-                Err(error) => return Err(format!("bad frame from the server: {error}")),
+                Ok(ServerMessage::Closing(closing)) => return Err(AttemptError::Refused(closing)),
+                Ok(other) => return Err(format!("expected a welcome, got {other:?}").into()),
+                Err(error) => return Err(format!("bad frame from the server: {error}").into()),
             },
             Some(LinkEvent::Opened) => {}
-            Some(LinkEvent::Closed(why)) => return Err(why),
+            Some(LinkEvent::Closed(why)) => return Err(why.into()),
             None => return Err("the connection ended before the welcome".into()),
         }
     }

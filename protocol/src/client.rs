@@ -28,6 +28,11 @@ pub enum ClientMessage {
         protocol_version: u16,
         /// Free-form client identification for logs, such as "wtchat-web/0.1".
         client_name: String,
+        /// Why this client is not on its preferred transport, when it fell
+        /// back (for example `"timeout"` when WebTransport did not connect in
+        /// time); operators count these to see how often WebTransport fails.
+        /// See [`FallbackReason`](crate::FallbackReason) for the names.
+        fallback: Option<String>,
     },
     /// Join a room, creating it if it does not exist.
     Join {

@@ -21,6 +21,7 @@
 //! | 12 | `EMPTY_MESSAGE` | The message body is empty. |
 //! | 13 | `RATE_LIMITED` | The session publishes faster than its rate limit allows. |
 //! | 14 | `UNSUPPORTED_VERSION` | A frame carried a protocol version the server does not speak. |
+//! | 15 | `FORBIDDEN` | The session's credentials do not allow this room (joining or publishing). |
 
 use core::fmt;
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,8 @@ impl ErrorCode {
     pub const RATE_LIMITED: Self = Self(13);
     /// A frame carried an unknown protocol version.
     pub const UNSUPPORTED_VERSION: Self = Self(14);
+    /// The session's credentials do not allow this room.
+    pub const FORBIDDEN: Self = Self(15);
 
     /// The code's name as written in the table, or `None` for a code this
     /// version does not know.
@@ -78,6 +81,7 @@ impl ErrorCode {
             Self::EMPTY_MESSAGE => "EMPTY_MESSAGE",
             Self::RATE_LIMITED => "RATE_LIMITED",
             Self::UNSUPPORTED_VERSION => "UNSUPPORTED_VERSION",
+            Self::FORBIDDEN => "FORBIDDEN",
             _ => return None,
         })
     }

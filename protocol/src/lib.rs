@@ -21,12 +21,14 @@ extern crate std;
 pub mod client;
 pub mod codec;
 pub mod error_code;
+pub mod fallback;
 pub mod reason;
 pub mod server;
 
 pub use client::{ClientFrame, ClientMessage, Resume};
 pub use codec::{DecodeError, LENGTH_PREFIX_BYTES, decode, encode, encode_prefixed, split_stream_frame};
 pub use error_code::ErrorCode;
+pub use fallback::FallbackReason;
 pub use reason::ReasonCode;
 pub use server::{
     ChatMessage, Closing, ErrorNotice, HistoryReplay, Joined, Left, Limits, Member, Pong, Presence,

@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wtchat_protocol::Limits;
 
+use crate::admission::AdmissionLimits;
+use crate::authenticator::{AuthKey, Authenticator};
 use crate::certificate_store::CertificateSource;
 
 /// The resolved configuration.
@@ -67,6 +69,28 @@ pub struct Config {
     /// The width of the random spread added to the shutdown retry hint.
     #[serde(with = "millis")]
     pub shutdown_retry_spread: Duration,
+    /// Limits on sessions in total, per address, and per second.
+    pub admission: AdmissionLimits,
+    /// The smallest retry hint given to a client turned away by admission.
+    #[serde(with = "millis")]
+    pub refusal_retry_after: Duration,
+    /// The width of the random spread added to that hint.
+    #[serde(with = "millis")]
+    pub refusal_retry_spread: Duration,
+    /// The shared secret for HS256 tokens; setting it turns authentication on.
+    #[serde(serialize_with = "redacted")]
+    pub auth_hs256_secret: Option<String>,
+    /// A PEM public key (P-256 for ES256, RSA for RS256) for tokens; setting
+    /// it turns authentication on.
+    pub auth_public_key_file: Option<PathBuf>,
+    /// The `iss` every token must carry, if set.
+    pub auth_issuer: Option<String>,
+    /// The `aud` every token must carry, if set.
+    pub auth_audience: Option<String>,
+    /// The bearer token for the admin endpoints (`POST /admin/drain`); they
+    /// are off without one.
+    #[serde(serialize_with = "redacted")]
+    pub admin_token: Option<String>,
 }
 
 /// Limits each session is held to.
@@ -145,6 +169,18 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             shutdown_retry_after: Duration::from_secs(1),
             shutdown_retry_spread: Duration::from_secs(5),
+            admission: AdmissionLimits {
+                max_connections: 100_000,
+                max_connections_per_ip: 1_000,
+                max_new_connections_per_sec: 1_000,
+            },
+            refusal_retry_after: Duration::from_secs(1),
+            refusal_retry_spread: Duration::from_secs(4),
+            auth_hs256_secret: None,
+            auth_public_key_file: None,
+            auth_issuer: None,
+            auth_audience: None,
+            admin_token: None,
         }
     }
 }
@@ -163,7 +199,7 @@ fn checkout_folder(name: &str) -> PathBuf {
 
 /// Every option, each optional: an unset option keeps the value from the
 /// source below it.
-#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[derive(Debug, Clone, Default, clap::Args, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// TCP address for HTTP and WebSocket (default 127.0.0.1:8080).
@@ -251,6 +287,42 @@ pub struct Settings {
     /// Random spread added to the shutdown retry hint, in ms (default 5000).
     #[arg(long, env = "WTCHAT_SHUTDOWN_RETRY_SPREAD_MS")]
     pub shutdown_retry_spread_ms: Option<u64>,
+    /// Most sessions open at once; 0 is no limit (default 100000).
+    #[arg(long, env = "WTCHAT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most sessions open at once from one IP address; 0 is no limit
+    /// (default 1000).
+    #[arg(long, env = "WTCHAT_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// New sessions per second, with bursts of twice as many; 0 is no limit
+    /// (default 1000).
+    #[arg(long, env = "WTCHAT_MAX_NEW_CONNECTIONS_PER_SEC")]
+    pub max_new_connections_per_sec: Option<u32>,
+    /// Smallest retry hint for a client turned away by those limits, in ms
+    /// (default 1000).
+    #[arg(long, env = "WTCHAT_REFUSAL_RETRY_AFTER_MS")]
+    pub refusal_retry_after_ms: Option<u64>,
+    /// Random spread added to that retry hint, in ms (default 4000).
+    #[arg(long, env = "WTCHAT_REFUSAL_RETRY_SPREAD_MS")]
+    pub refusal_retry_spread_ms: Option<u64>,
+    /// Shared secret (at least 32 bytes) for HS256 tokens; turns
+    /// authentication on. Prefer the environment variable to the flag.
+    #[arg(long, env = "WTCHAT_AUTH_HS256_SECRET", hide_env_values = true)]
+    pub auth_hs256_secret: Option<String>,
+    /// PEM public key for ES256 (P-256) or RS256 (RSA) tokens; turns
+    /// authentication on.
+    #[arg(long, env = "WTCHAT_AUTH_PUBLIC_KEY_FILE")]
+    pub auth_public_key_file: Option<PathBuf>,
+    /// Issuer (`iss`) every token must name.
+    #[arg(long, env = "WTCHAT_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+    /// Audience (`aud`) every token must name.
+    #[arg(long, env = "WTCHAT_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+    /// Bearer token for the admin endpoints (POST /admin/drain); they are
+    /// off without it.
+    #[arg(long, env = "WTCHAT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// A configuration that cannot run, or a file that cannot be read.
@@ -278,6 +350,53 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// Every option of a resolved configuration, in the file's terms, with
+    /// secrets replaced by `(set)`: what `wtchat check-config` prints.
+    pub fn effective(config: &Config) -> Self {
+        let l = &config.session;
+        let ms = |d: Duration| Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "(set)".to_owned());
+        Self {
+            listen: Some(config.listen),
+            no_webtransport: Some(!config.webtransport),
+            quic_listen: config.quic_listen,
+            webtransport_path: Some(config.webtransport_path.clone()),
+            cert_file: config.cert_file.clone(),
+            key_file: config.key_file.clone(),
+            cert_dir: Some(config.cert_dir.clone()),
+            cert_names: Some(config.cert_names.clone()),
+            web_root: Some(config.web_root.clone()),
+            allowed_origins: Some(config.allowed_origins.clone()),
+            max_frame_bytes: Some(l.max_frame_bytes),
+            max_message_bytes: Some(l.max_message_bytes),
+            max_rooms_per_session: Some(l.max_rooms_per_session),
+            publish_rate_per_sec: Some(l.publish_rate_per_sec),
+            publish_burst: Some(l.publish_burst),
+            flood_tolerance: Some(l.flood_tolerance),
+            error_tolerance: Some(l.error_tolerance),
+            outbound_queue_bytes: Some(l.outbound_queue_bytes),
+            max_room_name_bytes: Some(l.max_room_name_bytes),
+            max_display_name_bytes: Some(l.max_display_name_bytes),
+            max_rooms: Some(config.max_rooms),
+            history_len: Some(config.history_len),
+            heartbeat_interval_ms: ms(config.heartbeat_interval),
+            heartbeat_timeout_ms: ms(config.heartbeat_timeout),
+            shutdown_timeout_ms: ms(config.shutdown_timeout),
+            shutdown_retry_after_ms: ms(config.shutdown_retry_after),
+            shutdown_retry_spread_ms: ms(config.shutdown_retry_spread),
+            max_connections: Some(config.admission.max_connections),
+            max_connections_per_ip: Some(config.admission.max_connections_per_ip),
+            max_new_connections_per_sec: Some(config.admission.max_new_connections_per_sec),
+            refusal_retry_after_ms: ms(config.refusal_retry_after),
+            refusal_retry_spread_ms: ms(config.refusal_retry_spread),
+            auth_hs256_secret: secret(&config.auth_hs256_secret),
+            auth_public_key_file: config.auth_public_key_file.clone(),
+            auth_issuer: config.auth_issuer.clone(),
+            auth_audience: config.auth_audience.clone(),
+            admin_token: secret(&config.admin_token),
+        }
+    }
+
     /// Reads settings from a TOML file whose keys are the long flag names
     /// with underscores (`max_message_bytes = 4096`).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -325,6 +444,16 @@ impl Config {
             self.shutdown_timeout => s.shutdown_timeout_ms.map(ms),
             self.shutdown_retry_after => s.shutdown_retry_after_ms.map(ms),
             self.shutdown_retry_spread => s.shutdown_retry_spread_ms.map(ms),
+            self.admission.max_connections => s.max_connections,
+            self.admission.max_connections_per_ip => s.max_connections_per_ip,
+            self.admission.max_new_connections_per_sec => s.max_new_connections_per_sec,
+            self.refusal_retry_after => s.refusal_retry_after_ms.map(ms),
+            self.refusal_retry_spread => s.refusal_retry_spread_ms.map(ms),
+            self.auth_hs256_secret => s.auth_hs256_secret.map(Some),
+            self.auth_public_key_file => s.auth_public_key_file.map(Some),
+            self.auth_issuer => s.auth_issuer.map(Some),
+            self.auth_audience => s.auth_audience.map(Some),
+            self.admin_token => s.admin_token.map(Some),
         }
         self
     }
@@ -373,7 +502,26 @@ impl Config {
         if !self.webtransport_path.starts_with('/') {
             return fail(format!("webtransport_path ({:?}) must start with /", self.webtransport_path));
         }
+        if self.auth_hs256_secret.is_some() && self.auth_public_key_file.is_some() {
+            return fail("auth_hs256_secret and auth_public_key_file exclude each other: give one".into());
+        }
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return fail("admin_token must be at least 16 characters long".into());
+        }
+        self.authenticator()?;
         Ok(())
+    }
+
+    /// The token checker, when authentication is on.
+    pub fn authenticator(&self) -> Result<Option<Authenticator>, ConfigError> {
+        let key = match (&self.auth_hs256_secret, &self.auth_public_key_file) {
+            (Some(secret), _) => AuthKey::Secret(secret),
+            (None, Some(path)) => AuthKey::PublicKeyFile(path),
+            (None, None) => return Ok(None),
+        };
+        Authenticator::new(key, self.auth_issuer.as_deref(), self.auth_audience.as_deref())
+            .map(Some)
+            .map_err(ConfigError::Invalid)
     }
 
     /// Where the server's certificates come from.
@@ -386,6 +534,14 @@ impl Config {
                 CertificateSource::SelfSigned { dir: self.cert_dir.clone(), names }
             }
         }
+    }
+}
+
+/// Secrets are shown as set or not, never as their value.
+fn redacted<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_some("(set)"),
+        None => s.serialize_none(),
     }
 }
 
@@ -411,6 +567,17 @@ mod tests {
         assert_eq!(config.session.max_message_bytes, 1000);
         assert_eq!(config.session.max_frame_bytes, Config::default().session.max_frame_bytes);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn the_effective_settings_read_back_as_the_same_configuration() {
+        let file: Settings = toml::from_str("history_len = 7\nmax_connections_per_ip = 3\n").unwrap();
+        let config = Config::default().apply(&file);
+        let printed = toml::to_string(&Settings::effective(&config)).unwrap();
+        let reread: Settings = toml::from_str(&printed).unwrap();
+        let again = Config::default().apply(&reread);
+        assert_eq!(toml::to_string(&Settings::effective(&again)).unwrap(), printed);
+        assert!(printed.contains("history_len = 7") && printed.contains("max_connections_per_ip = 3"));
     }
 
     #[test]

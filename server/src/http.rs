@@ -1,12 +1,15 @@
 //! The TCP listener's HTTP side: routes, and nothing else.
 //!
 //! `GET /ws` hands over to the WebSocket adapter, `GET /healthz` answers
-//! whether the server takes sessions, and every other GET is a static file.
+//! whether the server takes sessions, `GET /metrics` and `GET /status` are
+//! for operators, `POST /admin/drain` starts a graceful shutdown (with the
+//! admin token), and every other GET is a static file.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -17,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::arrival::TransportKind;
 use crate::certificate_store::CertificateStore;
 use crate::hub::Hub;
 use crate::origin::OriginPolicy;
@@ -71,7 +75,7 @@ where
 {
     let service = service_fn(move |request| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(route(request, &state).await) }
+        async move { Ok::<_, Infallible>(route(request, peer, &state).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -83,10 +87,13 @@ where
     }
 }
 
-async fn route(request: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes>> {
+async fn route(request: Request<Incoming>, peer: SocketAddr, state: &HttpState) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     match (method, request.uri().path()) {
-        (Method::GET, "/ws") => websocket::upgrade(request, &state.hub, &state.origins),
+        (Method::GET, "/ws") => websocket::upgrade(request, peer.ip(), &state.hub, &state.origins),
+        (Method::GET, "/metrics") => metrics(state),
+        (Method::GET, "/status") => status(state),
+        (Method::POST, "/admin/drain") => admin_drain(&request, state),
         (Method::GET, "/cert-hashes") => cert_hashes(&state.certificates),
         (Method::GET, "/transports") => transports(&request, state),
         (Method::GET | Method::HEAD, "/healthz") => {
@@ -124,6 +131,100 @@ fn transports<B>(request: &Request<B>, state: &HttpState) -> Response<Full<Bytes
     let body =
         serde_json::json!({ "webtransport": webtransport, "websocket": { "url": websocket } }).to_string();
     json(body)
+}
+
+/// The Prometheus text exposition of the core's counters, plus the
+/// certificate's expiry.
+fn metrics(state: &HttpState) -> Response<Full<Bytes>> {
+    let hub = &state.hub;
+    let mut out = String::with_capacity(8 * 1024);
+    hub.metrics().render(&mut out, &hub.outbox_stats());
+    let gauge = |out: &mut String, name: &str, help: &str, value: String| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    };
+    gauge(&mut out, "wtchat_rooms", "Rooms that exist now.", hub.rooms().len().to_string());
+    let refusals = hub.admission().refusals();
+    let _ = writeln!(
+        out,
+        "# HELP wtchat_admission_refusals_total Sessions turned away by admission control, by limit.\n\
+         # TYPE wtchat_admission_refusals_total counter"
+    );
+    for (limit, count) in refusals {
+        let _ = writeln!(out, "wtchat_admission_refusals_total{{limit=\"{limit}\"}} {count}");
+    }
+    let expiry = unix_seconds(state.certificates.current().not_after());
+    gauge(
+        &mut out,
+        "wtchat_certificate_expiry_timestamp_seconds",
+        "When the certificate served now expires, in seconds since the Unix epoch.",
+        expiry.to_string(),
+    );
+    gauge(
+        &mut out,
+        "wtchat_uptime_seconds",
+        "Seconds since the server started.",
+        hub.uptime().as_secs().to_string(),
+    );
+    let mut response = Response::new(Full::new(Bytes::from(out)));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+/// A small JSON summary for people and scripts: version, uptime, counts.
+fn status(state: &HttpState) -> Response<Full<Bytes>> {
+    let hub = &state.hub;
+    let metrics = hub.metrics();
+    let connections: serde_json::Map<String, serde_json::Value> =
+        TransportKind::ALL.iter().map(|t| (t.name().to_owned(), metrics.open_sessions(*t).into())).collect();
+    let tasks = tokio::runtime::Handle::try_current().map_or(0, |h| h.metrics().num_alive_tasks());
+    let body = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": hub.uptime().as_secs(),
+        "draining": hub.is_draining(),
+        "auth": hub.requires_token(),
+        "sessions": hub.session_count(),
+        "admitted": hub.admission().open(),
+        "addresses": hub.admission().addresses(),
+        "connections": connections,
+        "rooms": hub.rooms().len(),
+        "messages_published": metrics.published_count(),
+        "tasks": tasks,
+        "certificate_expires": unix_seconds(state.certificates.current().not_after()),
+    });
+    let mut response = json(body.to_string());
+    // Counts are for operators, not for pages on other origins.
+    response.headers_mut().remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+    response
+}
+
+/// Starts a graceful shutdown, for an operator holding the admin token.
+fn admin_drain<B>(request: &Request<B>, state: &HttpState) -> Response<Full<Bytes>> {
+    let Some(expected) = state.hub.config().admin_token.as_deref() else {
+        return text(StatusCode::NOT_FOUND, "admin endpoints are off; set admin_token to turn them on\n");
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Compared in constant time, so that timing does not reveal a prefix.
+    if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        return text(StatusCode::UNAUTHORIZED, "a valid admin bearer token is required\n");
+    }
+    tracing::info!("drain requested through the admin endpoint");
+    state.hub.request_drain();
+    text(StatusCode::ACCEPTED, "draining: sessions are told to reconnect elsewhere\n")
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The host part of an authority: `[::1]:8080` gives `[::1]`, `example.com:80`

@@ -9,14 +9,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wtchat_protocol::{Closing, ReasonCode};
 
-use crate::config::Config;
-use crate::outbox::Outbox;
+use crate::admission::Admission;
+use crate::arrival::Arrival;
+use crate::authenticator::Authenticator;
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, OutboxStats};
 use crate::room_registry::RoomRegistry;
 use crate::session::Session;
+use crate::user::User;
 
 /// The broadcast core.
 #[derive(Debug)]
@@ -33,18 +38,36 @@ pub struct Hub {
     next_session_id: AtomicU64,
     /// Set once shutdown begins; sessions opened after that are closed at once.
     draining: AtomicBool,
+    /// Who may open a session, and how many may.
+    admission: Arc<Admission>,
+    /// Checks tokens when authentication is on.
+    authenticator: Option<Authenticator>,
+    /// The counters.
+    metrics: Metrics,
+    /// When the hub started, for `/status`.
+    started: Instant,
+    /// Signalled when an operator asks for a drain (`POST /admin/drain`);
+    /// the server then shuts down as on a signal.
+    drain_request: tokio::sync::Notify,
 }
 
 impl Hub {
-    /// A hub with no sessions and no rooms.
-    pub fn new(config: Config) -> Arc<Self> {
-        Arc::new(Self {
+    /// A hub with no sessions and no rooms, for a configuration whose
+    /// authentication key can be loaded.
+    pub fn new(config: Config) -> Result<Arc<Self>, ConfigError> {
+        let authenticator = config.authenticator()?;
+        Ok(Arc::new(Self {
             rooms: RoomRegistry::new(config.max_rooms, config.history_len),
+            admission: Admission::new(config.admission),
+            authenticator,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            drain_request: tokio::sync::Notify::new(),
             config,
             sessions: Mutex::new(HashMap::new()),
             next_session_id: AtomicU64::new(1),
             draining: AtomicBool::new(false),
-        })
+        }))
     }
 
     /// The configuration.
@@ -62,15 +85,84 @@ impl Hub {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Opens a session for a new connection.
-    pub fn open_session(self: &Arc<Self>) -> Session {
+    /// Opens a session for a new connection. A connection the server
+    /// turns away (draining, over a limit, no valid token) still gets a
+    /// session, already closed with the notice that says why, so that every
+    /// refusal reaches the client through the same path as any other close.
+    pub fn open_session(self: &Arc<Self>, arrival: Arrival) -> Session {
         let id = self.next_session_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(self.config.session.outbound_queue_bytes));
         self.sessions().insert(id, outbox.clone());
-        if self.draining.load(Ordering::Acquire) {
-            outbox.close(self.shutdown_notice());
+        self.metrics.session_opened(arrival.transport);
+        let mut user = User::anonymous();
+        let mut ticket = None;
+        let refusal = if self.draining.load(Ordering::Acquire) {
+            Some(self.shutdown_notice())
+        } else {
+            match self.admission.admit(arrival.peer, tokio::time::Instant::now()) {
+                Err(refusal) => {
+                    tracing::info!(peer = %arrival.peer, reason = refusal.name(), "refused a session");
+                    Some(Closing {
+                        code: ReasonCode::OVERLOADED,
+                        text: refusal.text().into(),
+                        retry_after_ms: Some(Admission::retry_hint(
+                            self.config.refusal_retry_after,
+                            self.config.refusal_retry_spread,
+                        )),
+                    })
+                }
+                Ok(admitted) => {
+                    ticket = Some(admitted);
+                    match &self.authenticator {
+                        None => None,
+                        Some(authenticator) => match authenticator.verify(arrival.token.as_deref()) {
+                            Ok(verified) => {
+                                user = verified;
+                                None
+                            }
+                            Err(why) => {
+                                tracing::info!(peer = %arrival.peer, %why, "refused a token");
+                                Some(Closing {
+                                    code: ReasonCode::UNAUTHORIZED,
+                                    text: why,
+                                    retry_after_ms: None,
+                                })
+                            }
+                        },
+                    }
+                }
+            }
+        };
+        if let Some(closing) = refusal {
+            outbox.close(closing);
         }
-        Session::new(self.clone(), id, outbox)
+        Session::new(self.clone(), id, outbox, arrival.transport, user, ticket)
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Admission control's state.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Whether sessions must present a token.
+    pub fn requires_token(&self) -> bool {
+        self.authenticator.is_some()
+    }
+
+    /// How long the hub has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Every live session's outbox figures, for the metrics.
+    pub fn outbox_stats(&self) -> Vec<OutboxStats> {
+        let outboxes: Vec<Arc<Outbox>> = self.sessions().values().cloned().collect();
+        outboxes.iter().map(|outbox| outbox.stats()).collect()
     }
 
     /// Forgets a session that ended.
@@ -92,6 +184,16 @@ impl Hub {
         for outbox in outboxes {
             outbox.close(self.shutdown_notice());
         }
+    }
+
+    /// Asks the server to drain and exit, as a signal would.
+    pub fn request_drain(&self) {
+        self.drain_request.notify_one();
+    }
+
+    /// Completes once a drain has been requested.
+    pub async fn drain_requested(&self) {
+        self.drain_request.notified().await;
     }
 
     /// Whether shutdown has begun.

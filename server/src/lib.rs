@@ -5,6 +5,9 @@
 //! [`transport`] module is the seam; [`websocket`] is an adapter over it;
 //! [`http`] routes the TCP listener; [`server`] ties them together.
 
+pub mod admission;
+pub mod arrival;
+pub mod authenticator;
 pub mod certificate;
 pub mod certificate_store;
 pub mod config;
@@ -12,10 +15,12 @@ pub mod frame;
 pub mod history;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod name;
 pub mod origin;
 pub mod outbox;
 pub mod room;
+pub mod room_pattern;
 pub mod room_registry;
 pub mod server;
 pub mod session;
@@ -23,9 +28,10 @@ pub mod static_files;
 pub mod tls;
 pub mod token_bucket;
 pub mod transport;
+pub mod user;
 pub mod websocket;
 pub mod webtransport;
 
 pub use config::{Config, Settings};
 pub use hub::Hub;
-pub use server::Server;
+pub use server::{Server, ServerError};

@@ -31,6 +31,10 @@ enum Command {
     /// A terminal chat client: joins a room, prints what happens, and sends
     /// what is typed (`/join ROOM`, `/leave`, `/quit`).
     Chat(wtchat_tools::chat::ChatArgs),
+    /// Check a configuration file: validate it (with any WTCHAT_* variables
+    /// and flags on top, as `serve` would) and print the effective
+    /// configuration, every option included, as TOML.
+    CheckConfig(CheckConfigArgs),
     /// Load-test a running server: S subscribers, P publishers, B-byte
     /// messages at R messages per second for D seconds (or a ramp, or idle
     /// connections), with latency percentiles, loss, and CPU and memory
@@ -54,6 +58,14 @@ struct ServeArgs {
     settings: Settings,
 }
 
+#[derive(Debug, clap::Args)]
+struct CheckConfigArgs {
+    /// The TOML file to check.
+    file: PathBuf,
+    #[command(flatten)]
+    settings: Settings,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -68,6 +80,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => (args, serve),
         Some(Command::Certs(args)) => (args, print_certificates),
         Some(Command::Chat(args)) => return client_tool(async move { wtchat_tools::chat::run(args).await }),
+        Some(Command::CheckConfig(args)) => return check_config(&args),
         Some(Command::Bench(args)) => {
             return client_tool(async move { wtchat_tools::bench::run(args).await.map(drop) });
         }
@@ -118,6 +131,28 @@ fn resolve_config(args: &ServeArgs) -> anyhow::Result<Config> {
     let config = config.apply(&args.settings);
     config.validate()?;
     Ok(config)
+}
+
+fn check_config(args: &CheckConfigArgs) -> ExitCode {
+    let checked = Settings::from_file(&args.file)
+        .map_err(anyhow::Error::from)
+        .map(|file| Config::default().apply(&file).apply(&args.settings))
+        .and_then(|config| config.validate().map(|()| config).map_err(anyhow::Error::from))
+        .and_then(|config| Ok(toml::to_string(&Settings::effective(&config))?));
+    match checked {
+        Ok(text) => {
+            println!(
+                "# {} is valid; the effective configuration (secrets shown as \"(set)\"):",
+                args.file.display()
+            );
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("wtchat: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

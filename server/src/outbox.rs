@@ -70,6 +70,26 @@ struct State {
     queued_bytes: usize,
     /// Where the outbox is in its life.
     phase: Phase,
+    /// The code of the notice that closed or evicted the session, kept for
+    /// the metrics after the writer has taken the notice.
+    close_code: Option<ReasonCode>,
+    /// Frames and bytes written so far, for the metrics; counted under the
+    /// lock the writer takes anyway, so they cost no shared atomic.
+    sent_frames: u64,
+    sent_bytes: u64,
+}
+
+/// What an outbox has sent, and how it ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Frames written to the transport.
+    pub sent_frames: u64,
+    /// Bytes written to the transport.
+    pub sent_bytes: u64,
+    /// Bytes queued or in flight now.
+    pub queued_bytes: usize,
+    /// The code of the closing notice, if the server closed the session.
+    pub close_code: Option<ReasonCode>,
 }
 
 #[derive(Debug)]
@@ -88,7 +108,14 @@ impl Outbox {
     /// An empty, open outbox holding at most `capacity_bytes`.
     pub fn new(capacity_bytes: usize) -> Self {
         Self {
-            state: Mutex::new(State { queue: Vec::new(), queued_bytes: 0, phase: Phase::Open }),
+            state: Mutex::new(State {
+                queue: Vec::new(),
+                queued_bytes: 0,
+                phase: Phase::Open,
+                close_code: None,
+                sent_frames: 0,
+                sent_bytes: 0,
+            }),
             wake: Notify::new(),
             capacity_bytes,
         }
@@ -115,6 +142,7 @@ impl Outbox {
         if state.queued_bytes + frame.len() > self.capacity_bytes {
             let queued = state.queued_bytes;
             Self::drop_queue(&mut state);
+            state.close_code = Some(ReasonCode::SLOW_CONSUMER);
             state.phase = Phase::Evicted(Some(Closing {
                 code: ReasonCode::SLOW_CONSUMER,
                 text: format!(
@@ -142,6 +170,7 @@ impl Outbox {
     pub fn close(&self, closing: Closing) {
         let mut state = self.lock();
         if matches!(state.phase, Phase::Open) {
+            state.close_code = Some(closing.code);
             state.phase = Phase::Closing(closing);
             drop(state);
             self.wake.notify_one();
@@ -163,6 +192,7 @@ impl Outbox {
         let mut state = self.lock();
         if matches!(state.phase, Phase::Open | Phase::Closing(_)) {
             Self::drop_queue(&mut state);
+            state.close_code = closing.as_ref().map(|c| c.code);
             state.phase = Phase::Evicted(closing);
             drop(state);
             self.wake.notify_one();
@@ -211,10 +241,24 @@ impl Outbox {
         }
     }
 
-    /// Reports that the writer finished sending `bytes` of a batch.
-    pub fn written(&self, bytes: usize) {
+    /// Reports that the writer finished sending a batch of `frames` frames
+    /// and `bytes` bytes.
+    pub fn written(&self, frames: usize, bytes: usize) {
         let mut state = self.lock();
         state.queued_bytes = state.queued_bytes.saturating_sub(bytes);
+        state.sent_frames += frames as u64;
+        state.sent_bytes += bytes as u64;
+    }
+
+    /// What the outbox has sent and holds, and how it ended.
+    pub fn stats(&self) -> OutboxStats {
+        let state = self.lock();
+        OutboxStats {
+            sent_frames: state.sent_frames,
+            sent_bytes: state.sent_bytes,
+            queued_bytes: state.queued_bytes,
+            close_code: state.close_code,
+        }
     }
 
     /// Completes when the session is evicted, so that a writer blocked on a
@@ -265,8 +309,10 @@ mod tests {
         assert_eq!(batch.len(), 100);
         let bytes: usize = batch.iter().map(Frame::len).sum();
         assert_eq!(outbox.queued_bytes(), bytes, "in-flight bytes still count until written");
-        outbox.written(bytes);
+        outbox.written(batch.len(), bytes);
         assert_eq!(outbox.queued_bytes(), 0);
+        let stats = outbox.stats();
+        assert_eq!((stats.sent_frames, stats.sent_bytes), (100, bytes as u64));
     }
 
     #[tokio::test]

@@ -164,8 +164,8 @@ impl Room {
 
     /// Publishes a message: sequences it, encodes it once, queues that one
     /// frame for every member (the sender too) and keeps it in the history.
-    /// Returns its sequence number.
-    pub fn publish(&self, sender: &RoomMember, body: String, sent_at_ms: u64) -> u64 {
+    /// Returns how many members it was queued for.
+    pub fn publish(&self, sender: &RoomMember, body: String, sent_at_ms: u64) -> usize {
         let mut state = self.lock();
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -180,7 +180,7 @@ impl Room {
             member.outbox.push(&frame);
         }
         state.history.push(seq, frame);
-        seq
+        state.members.len()
     }
 
     /// Tells the other members that `sender` is typing. The notice is

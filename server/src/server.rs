@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::certificate::CertificateError;
 use crate::certificate_store::CertificateStore;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpState};
 use crate::hub::Hub;
 use crate::origin::OriginPolicy;
@@ -48,6 +48,17 @@ impl Listeners {
     }
 }
 
+/// Why a server could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The certificate could not be loaded or generated.
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    /// The configuration cannot run (an unreadable authentication key).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
 /// A server and its core.
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -60,10 +71,10 @@ pub struct Server {
 impl Server {
     /// A server for a validated configuration. Opens the certificate store,
     /// generating a development certificate if none is configured or kept.
-    pub fn new(config: Config) -> Result<Self, CertificateError> {
+    pub fn new(config: Config) -> Result<Self, ServerError> {
         tls::install_crypto_provider();
         let certificates = Arc::new(CertificateStore::open(config.certificate_source(), SystemTime::now())?);
-        Ok(Self { hub: Hub::new(config), certificates })
+        Ok(Self { hub: Hub::new(config)?, certificates })
     }
 
     /// The core, for counts and for tests.
@@ -150,7 +161,10 @@ impl Server {
         }
         tasks.spawn(refresh_certificates(self.certificates.clone()));
 
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = self.hub.drain_requested() => tracing::info!("an operator asked for a drain"),
+        }
         let sessions = self.hub.session_count();
         tracing::info!(sessions, "shutting down: telling sessions to reconnect later");
         // Accepting stops first (and the listening sockets are released,

@@ -12,10 +12,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 use wtchat_protocol::{
-    ClientFrame, ClientMessage, Closing, DecodeError, ErrorCode, ErrorNotice, Left, PROTOCOL_VERSION, Pong,
-    PresenceChange, ReasonCode, Resume, ServerMessage, Welcome, decode,
+    ClientFrame, ClientMessage, Closing, DecodeError, ErrorCode, ErrorNotice, FallbackReason, Left,
+    PROTOCOL_VERSION, Pong, PresenceChange, ReasonCode, Resume, ServerMessage, Welcome, decode,
 };
 
+use crate::admission::Ticket;
+use crate::arrival::TransportKind;
 use crate::frame::Frame;
 use crate::hub::{Hub, unix_millis};
 use crate::name::{validate_display_name, validate_room_name};
@@ -23,6 +25,7 @@ use crate::outbox::Outbox;
 use crate::room::{Room, RoomMember};
 use crate::room_registry::RoomLimitReached;
 use crate::token_bucket::TokenBucket;
+use crate::user::User;
 
 /// Typing notices a session may send in a burst, and per second after it.
 /// A client that shows a typing indicator sends one every few seconds.
@@ -83,10 +86,24 @@ pub struct Session {
     /// Typing notices per second; the excess is dropped without an answer,
     /// as ephemeral messages may be.
     typing_rate: TokenBucket,
+    /// The transport, for the metrics.
+    transport: TransportKind,
+    /// Who the session is and where it may go.
+    user: User,
+    /// The session's place under admission control, given back on drop;
+    /// `None` for a session that was turned away.
+    _ticket: Option<Ticket>,
 }
 
 impl Session {
-    pub(crate) fn new(hub: Arc<Hub>, id: u64, outbox: Arc<Outbox>) -> Self {
+    pub(crate) fn new(
+        hub: Arc<Hub>,
+        id: u64,
+        outbox: Arc<Outbox>,
+        transport: TransportKind,
+        user: User,
+        ticket: Option<Ticket>,
+    ) -> Self {
         let limits = hub.config().session;
         let now = Instant::now();
         Self {
@@ -98,6 +115,9 @@ impl Session {
             flood_budget: TokenBucket::new(limits.flood_tolerance, 1.0, now),
             error_budget: TokenBucket::new(limits.error_tolerance, 1.0, now),
             typing_rate: TokenBucket::new(TYPING_BURST, TYPING_RATE_PER_SEC, now),
+            transport,
+            user,
+            _ticket: ticket,
             hub,
         }
     }
@@ -105,6 +125,11 @@ impl Session {
     /// The session's id.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// When the session's credentials expire, if they do.
+    pub fn expires_at(&self) -> Option<std::time::SystemTime> {
+        self.user.expires_at
     }
 
     /// The session's outbound queue, which its transport drains.
@@ -152,8 +177,8 @@ impl Session {
     fn handle(&mut self, frame: ClientFrame, now: Instant) -> Flow {
         let request_id = frame.request_id;
         match frame.message {
-            ClientMessage::Hello { protocol_version, client_name } => {
-                self.hello(request_id, protocol_version, &client_name, now)
+            ClientMessage::Hello { protocol_version, client_name, fallback } => {
+                self.hello(request_id, protocol_version, &client_name, fallback.as_deref(), now)
             }
             _ if !self.greeted => self.refuse(
                 Some(request_id),
@@ -174,7 +199,14 @@ impl Session {
         }
     }
 
-    fn hello(&mut self, request_id: u32, protocol_version: u16, client_name: &str, now: Instant) -> Flow {
+    fn hello(
+        &mut self,
+        request_id: u32,
+        protocol_version: u16,
+        client_name: &str,
+        fallback: Option<&str>,
+        now: Instant,
+    ) -> Flow {
         if self.greeted {
             return self.refuse(
                 Some(request_id),
@@ -194,6 +226,9 @@ impl Session {
         }
         self.greeted = true;
         tracing::debug!(session = self.id, client = %client_name.escape_debug(), "hello");
+        if let Some(reason) = fallback {
+            self.hub.metrics().fallback(FallbackReason::from_name(reason));
+        }
         let config = self.hub.config();
         let millis = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
         self.send(&ServerMessage::Welcome(Welcome {
@@ -223,6 +258,12 @@ impl Session {
                 return self.refuse(Some(request_id), ErrorCode::INVALID_ROOM_NAME, why.to_string(), now);
             }
         };
+        if !self.user.join.covers(&room_name) {
+            let text = format!("your token does not allow joining {room_name:?}");
+            return self.refuse(Some(request_id), ErrorCode::FORBIDDEN, text, now);
+        }
+        // With a token, the name comes from it: a user cannot pose as another.
+        let display_name = self.user.display_name.as_deref().unwrap_or(display_name);
         let display_name = match validate_display_name(display_name, limits.max_display_name_bytes) {
             Ok(name) => name,
             Err(why) => {
@@ -277,6 +318,10 @@ impl Session {
             Ok(index) => index,
             Err(flow) => return flow,
         };
+        if !self.user.publish.covers(room) {
+            let text = format!("your token does not allow publishing to {room:?}");
+            return self.refuse(Some(request_id), ErrorCode::FORBIDDEN, text, now);
+        }
         if body.is_empty() {
             return self.refuse(
                 Some(request_id),
@@ -298,6 +343,7 @@ impl Session {
             );
         }
         if !self.publish_rate.try_take(now) {
+            self.hub.metrics().rate_limited();
             self.send_error(
                 Some(request_id),
                 ErrorCode::RATE_LIMITED,
@@ -313,7 +359,9 @@ impl Session {
             return Flow::Continue;
         }
         let membership = &self.memberships[index];
-        membership.room.publish(&membership.member, body, unix_millis());
+        let started = std::time::Instant::now();
+        let recipients = membership.room.publish(&membership.member, body, unix_millis());
+        self.hub.metrics().published(recipients, started.elapsed());
         Flow::Continue
     }
 
@@ -375,6 +423,7 @@ impl Drop for Session {
             self.hub.rooms().leave(&membership.room, self.id, PresenceChange::Disconnected);
         }
         self.hub.unregister(self.id);
+        self.hub.metrics().session_closed(self.transport, self.outbox.stats());
     }
 }
 

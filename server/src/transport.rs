@@ -16,6 +16,8 @@ use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 use wtchat_protocol::{Closing, ReasonCode, ServerMessage};
 
+use crate::arrival::Arrival;
+use crate::authenticator::remaining;
 use crate::frame::Frame;
 use crate::hub::Hub;
 use crate::outbox::{Next, Outbox};
@@ -34,6 +36,9 @@ const GOODBYE_STEP: Duration = Duration::from_secs(1);
 /// Batches of frames older than this many frames are not kept around: a
 /// session that once received a burst gives the buffer back.
 const BATCH_CAPACITY_KEPT: usize = 1024;
+
+/// A timer that must not fire: a year is longer than any connection.
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// How frames reach a client.
 pub trait FrameSink: Send {
@@ -57,12 +62,12 @@ enum ReaderEnd {
 }
 
 /// Runs one connection from its first frame to its close.
-pub async fn serve<I, K>(hub: Arc<Hub>, mut inbound: I, mut sink: K)
+pub async fn serve<I, K>(hub: Arc<Hub>, arrival: Arrival, mut inbound: I, mut sink: K)
 where
     I: Stream<Item = Inbound> + Unpin + Send,
     K: FrameSink,
 {
-    let mut session = hub.open_session();
+    let mut session = hub.open_session(arrival);
     let session_id = session.id();
     let outbox = session.outbox().clone();
     let heartbeat_timeout = hub.config().heartbeat_timeout;
@@ -112,8 +117,20 @@ where
     let mut last_heard = Instant::now();
     let deadline = tokio::time::sleep_until(last_heard + heartbeat_timeout);
     tokio::pin!(deadline);
+    // A session lives no longer than its token.
+    let expires_at = session.expires_at();
+    // Without a token the timer is never polled; a year stands in for never.
+    let expiry = tokio::time::sleep_until(last_heard + expires_at.map_or(NEVER, remaining));
+    tokio::pin!(expiry);
     loop {
         tokio::select! {
+            () = &mut expiry, if expires_at.is_some() => {
+                return ReaderEnd::Close(Closing {
+                    code: ReasonCode::UNAUTHORIZED,
+                    text: "the token has expired; connect again with a fresh one".into(),
+                    retry_after_ms: None,
+                });
+            }
             item = inbound.next() => {
                 let Some(item) = item else { return ReaderEnd::PeerGone };
                 last_heard = Instant::now();
@@ -149,6 +166,7 @@ async fn pump<K: FrameSink>(outbox: &Outbox, sink: &mut K) {
         tokio::task::yield_now().await;
         match outbox.next(&mut batch).await {
             Next::Frames => {
+                let frames = batch.len();
                 let bytes = batch.iter().map(Frame::len).sum();
                 // A write to a peer that stopped reading can block for ever;
                 // eviction must still end it.
@@ -162,7 +180,7 @@ async fn pump<K: FrameSink>(outbox: &Outbox, sink: &mut K) {
                     batch = Vec::new();
                 }
                 match sent {
-                    Some(Ok(())) => outbox.written(bytes),
+                    Some(Ok(())) => outbox.written(frames, bytes),
                     Some(Err(error)) => {
                         tracing::debug!(%error, "transport write failed");
                         outbox.abandon();

@@ -5,6 +5,7 @@
 //! flush. Everything else (limits, heartbeat, closing) is the core's.
 
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -24,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use wtchat_protocol::ReasonCode;
 
+use crate::arrival::{Arrival, TransportKind};
 use crate::config::SessionLimits;
 use crate::frame::Frame;
 use crate::http::text;
@@ -60,6 +62,7 @@ pub fn config(limits: &SessionLimits) -> WebSocketConfig {
 /// connection in a task of its own.
 pub fn upgrade<B: Send + 'static>(
     mut request: Request<B>,
+    peer: IpAddr,
     hub: &Arc<Hub>,
     origins: &OriginPolicy,
 ) -> Response<Full<Bytes>> {
@@ -74,6 +77,9 @@ pub fn upgrade<B: Send + 'static>(
         return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade (version 13) on /ws\n");
     };
     let accept = derive_accept_key(key.as_bytes());
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = Arrival::token_from(request.uri().query(), authorization);
+    let arrival = Arrival { transport: TransportKind::WebSocket, peer, token };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let hub = hub.clone();
     tokio::spawn(async move {
@@ -83,7 +89,7 @@ pub fn upgrade<B: Send + 'static>(
                 let stream =
                     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                         .await;
-                serve(hub, stream).await;
+                serve(hub, arrival, stream).await;
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }
@@ -115,12 +121,12 @@ fn websocket_key(headers: &HeaderMap) -> Option<&HeaderValue> {
 }
 
 /// Runs a session over an established WebSocket.
-pub async fn serve<S>(hub: Arc<Hub>, stream: WebSocketStream<S>)
+pub async fn serve<S>(hub: Arc<Hub>, arrival: Arrival, stream: WebSocketStream<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, stream) = stream.split();
-    transport::serve(hub, WebSocketInbound { stream }, WebSocketSink { sink }).await;
+    transport::serve(hub, arrival, WebSocketInbound { stream }, WebSocketSink { sink }).await;
 }
 
 /// WebSocket messages as the core sees them.

@@ -30,6 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use wtchat_protocol::{DecodeError, ReasonCode, split_stream_frame};
 
+use crate::arrival::{Arrival, TransportKind};
 use crate::certificate_store::CertificateStore;
 use crate::frame::Frame;
 use crate::hub::Hub;
@@ -184,8 +185,16 @@ async fn serve_connection(connection: quinn::Connection, state: &WebTransportSta
                 let _ = tokio::time::timeout(header_timeout, answer).await;
             }
             Route::Session => {
+                let authorization =
+                    request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                let token = Arrival::token_from(request.uri().query(), authorization);
+                let arrival = Arrival {
+                    transport: TransportKind::WebTransport,
+                    peer: quic.remote_address().ip(),
+                    token,
+                };
                 let session = Session::accept(request, stream, h3).await?;
-                run_session(session, quic, state).await;
+                run_session(session, quic, arrival, state).await;
                 return Ok(());
             }
         }
@@ -194,7 +203,7 @@ async fn serve_connection(connection: quinn::Connection, state: &WebTransportSta
 
 /// Runs an accepted WebTransport session: waits for the client's stream, then
 /// hands the session to the core.
-async fn run_session(session: Session, quic: quinn::Connection, state: &WebTransportState) {
+async fn run_session(session: Session, quic: quinn::Connection, arrival: Arrival, state: &WebTransportState) {
     let hub = state.hub.clone();
     let config = hub.config();
     let opened = tokio::time::timeout(config.heartbeat_timeout, first_stream(&session)).await;
@@ -205,7 +214,7 @@ async fn run_session(session: Session, quic: quinn::Connection, state: &WebTrans
     let (inbound_sender, inbound) = mpsc::channel(INBOUND_QUEUE);
     let sink = WebTransportSink { send, datagrams: session.datagram_sender(), quic };
     let reader = read(&session, recv, inbound_sender, config.session.max_frame_bytes);
-    let serve = transport::serve(hub.clone(), InboundQueue(inbound), sink);
+    let serve = transport::serve(hub.clone(), arrival, InboundQueue(inbound), sink);
     tokio::pin!(reader, serve);
     // The core decides when the session ends. If the reader stops first
     // (the peer went away), its queue closes and the core notices.

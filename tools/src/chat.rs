@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wtchat_protocol::{ClientFrame, ClientMessage, PresenceChange, ServerMessage, decode, encode};
 
-use crate::dial::{Dialer, Received, Transport};
+use crate::dial::{Dialer, Received, Refused, Transport};
 
 /// Options of `wtchat chat`.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,12 +27,37 @@ pub struct ChatArgs {
     /// The room to join first.
     #[arg(long, default_value = "lobby")]
     pub room: String,
+    /// A token (JWT) for servers that require one.
+    #[arg(long, env = "WTCHAT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
+
+/// How many times the client follows a refusal's retry hint before it
+/// gives up.
+const REFUSALS_FOLLOWED: u32 = 10;
 
 /// Runs the terminal client until stdin ends, `/quit`, or the server closes.
 pub async fn run(args: ChatArgs) -> Result<()> {
-    let mut dialer = Dialer::new(args.server).await?;
-    let session = dialer.open(args.transport, "wtchat-chat").await?;
+    let mut dialer = Dialer::new(args.server).await?.with_token(args.token.clone());
+    let mut refusals = 0;
+    let session = loop {
+        match dialer.open(args.transport, "wtchat-chat").await {
+            Ok(session) => break session,
+            Err(error) => {
+                // An overloaded server says when to come back; the hint is
+                // already spread at random, so following it as given keeps
+                // clients from returning all at once.
+                let Some(Refused(closing)) = error.downcast_ref::<Refused>() else { return Err(error) };
+                refusals += 1;
+                if !closing.code.should_reconnect() || refusals > REFUSALS_FOLLOWED {
+                    return Err(error);
+                }
+                let wait = Duration::from_millis(u64::from(closing.retry_after_ms.unwrap_or(1_000)));
+                println!("* {error}; trying again in {} ms", wait.as_millis());
+                tokio::time::sleep(wait).await;
+            }
+        }
+    };
     let transport = match session.transport {
         Transport::Wt => "WebTransport",
         _ => "WebSocket",

@@ -21,8 +21,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wtchat_protocol::{
-    ClientFrame, ClientMessage, LENGTH_PREFIX_BYTES, PROTOCOL_VERSION, ServerMessage, Welcome, decode,
-    encode, split_stream_frame,
+    ClientFrame, ClientMessage, Closing, FallbackReason, LENGTH_PREFIX_BYTES, PROTOCOL_VERSION,
+    ServerMessage, Welcome, decode, encode, split_stream_frame,
 };
 
 /// How many QUIC endpoints (UDP sockets) a dialer spreads sessions over.
@@ -82,6 +82,8 @@ pub struct Dialer {
     next_endpoint: usize,
     /// Which WebSocket client to use.
     websocket_client: WebSocketClient,
+    /// The token presented at connect, if the server wants one.
+    token: Option<String>,
 }
 
 /// A greeted session, split in two.
@@ -107,7 +109,26 @@ impl Dialer {
             endpoints: Vec::new(),
             next_endpoint: 0,
             websocket_client: WebSocketClient::Tungstenite,
+            token: None,
         })
+    }
+
+    /// Presents `token` (a JWT) with every session.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// `url` with the token in its query, if there is one. A JWT is
+    /// URL-safe base64 and dots, so it needs no escaping.
+    fn with_token_query(&self, url: &str) -> String {
+        match &self.token {
+            None => url.to_owned(),
+            Some(token) => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}token={token}")
+            }
+        }
     }
 
     /// Chooses the WebSocket client implementation.
@@ -119,30 +140,39 @@ impl Dialer {
     /// Opens a session and says hello.
     pub async fn open(&mut self, transport: Transport, client_name: &str) -> Result<Session> {
         match transport {
-            Transport::Ws => self.open_websocket(client_name).await,
+            Transport::Ws => self.open_websocket(client_name, None).await,
             Transport::Wt => self.open_webtransport(client_name).await,
             Transport::Auto => {
+                if self.plan.webtransport.is_none() {
+                    return self.open_websocket(client_name, Some(FallbackReason::NOT_OFFERED)).await;
+                }
                 let attempt =
                     tokio::time::timeout(Duration::from_secs(2), self.open_webtransport(client_name));
                 match attempt.await {
                     Ok(Ok(session)) => Ok(session),
-                    _ => self.open_websocket(client_name).await,
+                    Ok(Err(_)) => self.open_websocket(client_name, Some(FallbackReason::FAILED)).await,
+                    Err(_) => self.open_websocket(client_name, Some(FallbackReason::TIMEOUT)).await,
                 }
             }
         }
     }
 
-    async fn open_websocket(&mut self, client_name: &str) -> Result<Session> {
+    async fn open_websocket(
+        &mut self,
+        client_name: &str,
+        fallback: Option<FallbackReason>,
+    ) -> Result<Session> {
+        let url = self.with_token_query(&self.plan.websocket.url);
         if self.websocket_client == WebSocketClient::Raw {
-            let (read, write, leftover) = raw_websocket_handshake(&self.plan.websocket.url).await?;
+            let (read, write, leftover) = raw_websocket_handshake(&url).await?;
             let incoming = Incoming::RawWs { read, buffer: leftover };
-            return greet(Transport::Ws, Outgoing::RawWs(write), incoming, client_name).await;
+            return greet(Transport::Ws, Outgoing::RawWs(write), incoming, client_name, fallback).await;
         }
-        let (stream, _) = tokio_tungstenite::connect_async(&self.plan.websocket.url)
+        let (stream, _) = tokio_tungstenite::connect_async(&url)
             .await
             .with_context(|| format!("WebSocket to {}", self.plan.websocket.url))?;
         let (sink, stream) = stream.split();
-        greet(Transport::Ws, Outgoing::Ws(sink), Incoming::Ws(stream), client_name).await
+        greet(Transport::Ws, Outgoing::Ws(sink), Incoming::Ws(stream), client_name, fallback).await
     }
 
     async fn open_webtransport(&mut self, client_name: &str) -> Result<Session> {
@@ -159,27 +189,47 @@ impl Dialer {
         }
         let endpoint = &self.endpoints[self.next_endpoint % self.endpoints.len()];
         self.next_endpoint += 1;
+        let url = self.with_token_query(&plan.url);
         let connection =
-            endpoint.connect(&plan.url).await.with_context(|| format!("WebTransport to {}", plan.url))?;
+            endpoint.connect(&url).await.with_context(|| format!("WebTransport to {}", plan.url))?;
         let (send, recv) = connection.open_bi().await?.await?;
         let outgoing = Outgoing::Wt { send, connection: connection.clone() };
         let incoming = Incoming::Wt { recv, connection, buffer: BytesMut::new() };
-        greet(Transport::Wt, outgoing, incoming, client_name).await
+        greet(Transport::Wt, outgoing, incoming, client_name, None).await
     }
 }
+
+/// The server turned a session away before its welcome, with this notice
+/// (overloaded, an invalid token); whether and when to try again is the
+/// notice's to say.
+#[derive(Debug, Clone)]
+pub struct Refused(pub Closing);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the server turned the session away: {} ({})", self.0.text, self.0.code)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 async fn greet(
     transport: Transport,
     mut outgoing: Outgoing,
     mut incoming: Incoming,
     name: &str,
+    fallback: Option<FallbackReason>,
 ) -> Result<Session> {
-    let hello =
-        ClientMessage::Hello { protocol_version: u16::from(PROTOCOL_VERSION), client_name: name.into() };
+    let hello = ClientMessage::Hello {
+        protocol_version: u16::from(PROTOCOL_VERSION),
+        client_name: name.into(),
+        fallback: fallback.map(|reason| reason.name().to_owned()),
+    };
     outgoing.send(&encode(&ClientFrame { request_id: 0, message: hello })).await?;
     match incoming.next().await {
         Some(Received::Frame(body)) => match decode::<ServerMessage>(&body, usize::MAX)? {
             ServerMessage::Welcome(welcome) => Ok(Session { transport, welcome, outgoing, incoming }),
+            ServerMessage::Closing(closing) => Err(Refused(closing).into()),
             other => bail!("expected a welcome, got {other:?}"),
         },
         Some(Received::Closed(why)) => bail!("closed before the welcome: {why}"),

@@ -12,6 +12,7 @@ use wtchat_protocol::{
 };
 
 use super::{Flow, Inbound, Session};
+use crate::arrival::{Arrival, TransportKind};
 use crate::config::Config;
 use crate::frame::Frame;
 use crate::hub::Hub;
@@ -22,7 +23,7 @@ fn hub_with(adjust: impl FnOnce(&mut Config)) -> Arc<Hub> {
     config.session.publish_rate_per_sec = 1_000;
     config.session.publish_burst = 1_000;
     adjust(&mut config);
-    Hub::new(config)
+    Hub::new(config).expect("valid configuration")
 }
 
 /// A session with a test's view of its outbox.
@@ -33,7 +34,8 @@ struct Client {
 
 impl Client {
     fn connect(hub: &Arc<Hub>) -> Self {
-        let mut client = Self { session: hub.open_session(), next_request: 1 };
+        let mut client =
+            Self { session: hub.open_session(Arrival::local(TransportKind::WebSocket)), next_request: 1 };
         assert_eq!(client.send(hello()), Flow::Continue);
         assert!(matches!(client.messages()[..], [ServerMessage::Welcome(_)]));
         client
@@ -70,7 +72,7 @@ impl Client {
         match self.session.outbox().next(&mut batch).now_or_never() {
             Some(Next::Frames) => {
                 let bytes = batch.iter().map(Frame::len).sum();
-                self.session.outbox().written(bytes);
+                self.session.outbox().written(batch.len(), bytes);
                 batch
             }
             Some(Next::Close(notice)) => panic!("the session closed: {notice:?}"),
@@ -94,7 +96,11 @@ impl Client {
 }
 
 fn hello() -> ClientMessage {
-    ClientMessage::Hello { protocol_version: u16::from(PROTOCOL_VERSION), client_name: "test".into() }
+    ClientMessage::Hello {
+        protocol_version: u16::from(PROTOCOL_VERSION),
+        client_name: "test".into(),
+        fallback: None,
+    }
 }
 
 fn error_code(messages: &[ServerMessage]) -> Option<ErrorCode> {
@@ -338,7 +344,7 @@ fn refused_requests_get_error_frames_with_their_request_ids() {
         config.session.max_rooms_per_session = 2;
         config.session.max_message_bytes = 10;
     });
-    let mut fresh = hub.open_session();
+    let mut fresh = hub.open_session(Arrival::local(TransportKind::WebSocket));
     let body = encode(&ClientFrame { request_id: 41, message: ClientMessage::Leave { room: "x".into() } });
     assert_eq!(fresh.receive(Inbound::Frame(body.into()), Instant::now()), Flow::Continue);
     let mut client = Client { session: fresh, next_request: 100 };

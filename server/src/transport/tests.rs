@@ -11,6 +11,7 @@ use wtchat_protocol::{
 };
 
 use super::{FrameSink, serve};
+use crate::arrival::{Arrival, TransportKind};
 use crate::config::Config;
 use crate::frame::Frame;
 use crate::hub::Hub;
@@ -59,7 +60,8 @@ fn connect(hub: &Arc<Hub>, stall_after: usize) -> Connection {
     let record = Arc::new(Mutex::new(Record::default()));
     let sink = RecordingSink { record: record.clone(), stall_after };
     let stream = stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    let task = tokio::spawn(serve(hub.clone(), Box::pin(stream), sink));
+    let task =
+        tokio::spawn(serve(hub.clone(), Arrival::local(TransportKind::WebSocket), Box::pin(stream), sink));
     Connection { inbound, record, task }
 }
 
@@ -68,7 +70,14 @@ fn frame(request_id: u32, message: ClientMessage) -> Inbound {
 }
 
 fn hello() -> Inbound {
-    frame(1, ClientMessage::Hello { protocol_version: u16::from(PROTOCOL_VERSION), client_name: "t".into() })
+    frame(
+        1,
+        ClientMessage::Hello {
+            protocol_version: u16::from(PROTOCOL_VERSION),
+            client_name: "t".into(),
+            fallback: None,
+        },
+    )
 }
 
 fn join(room: &str) -> Inbound {
@@ -86,14 +95,15 @@ async fn a_burst_is_written_as_one_batch() {
     let hub = Hub::new(Config {
         session: crate::config::SessionLimits { publish_burst: 1_000, ..Config::default().session },
         ..Config::default()
-    });
+    })
+    .expect("valid configuration");
     let connection = connect(&hub, usize::MAX);
     connection.inbound.send(hello()).unwrap();
     connection.inbound.send(join("burst")).unwrap();
     settle().await;
 
     // A hundred messages arrive while the writer is not running.
-    let mut publisher = hub.open_session();
+    let mut publisher = hub.open_session(Arrival::local(TransportKind::WebSocket));
     let now = tokio::time::Instant::now();
     let say = |s: &mut crate::session::Session, inbound| s.receive(inbound, now);
     say(&mut publisher, hello());
@@ -117,7 +127,8 @@ async fn silence_past_the_heartbeat_timeout_closes_with_its_code() {
         heartbeat_interval: Duration::from_millis(500),
         heartbeat_timeout: Duration::from_secs(2),
         ..Config::default()
-    });
+    })
+    .expect("valid configuration");
     let connection = connect(&hub, usize::MAX);
     connection.inbound.send(hello()).unwrap();
     // Traffic keeps it alive...
@@ -144,12 +155,13 @@ async fn a_write_stuck_on_a_stalled_peer_ends_on_eviction() {
     let hub = Hub::new(Config {
         session: crate::config::SessionLimits { outbound_queue_bytes: 4096, ..Config::default().session },
         ..Config::default()
-    });
+    })
+    .expect("valid configuration");
     let connection = connect(&hub, 2);
     connection.inbound.send(hello()).unwrap();
     connection.inbound.send(join("stall")).unwrap();
     settle().await;
-    let mut publisher = hub.open_session();
+    let mut publisher = hub.open_session(Arrival::local(TransportKind::WebSocket));
     let now = tokio::time::Instant::now();
     publisher.receive(hello(), now);
     publisher.receive(join("stall"), now);
@@ -171,9 +183,10 @@ async fn a_write_stuck_on_a_stalled_peer_ends_on_eviction() {
 #[tokio::test]
 async fn websocket_and_webtransport_members_get_views_of_one_allocation() {
     use tokio_tungstenite::tungstenite::Message;
-    let hub = Hub::new(Config::default());
+    let hub = Hub::new(Config::default()).expect("valid configuration");
     let now = tokio::time::Instant::now();
-    let mut sessions: Vec<_> = (0..2).map(|_| hub.open_session()).collect();
+    let mut sessions: Vec<_> =
+        (0..2).map(|_| hub.open_session(Arrival::local(TransportKind::WebSocket))).collect();
     for session in &mut sessions {
         session.receive(hello(), now);
         session.receive(join("shared"), now);
