@@ -46,9 +46,16 @@ impl<W: Wire> Client<W> {
 
     /// Says hello and waits for the welcome.
     pub async fn hello(&mut self) -> Result<Welcome> {
+        self.hello_reporting(None).await
+    }
+
+    /// Says hello, reporting a WebTransport fallback reason, and waits for
+    /// the welcome.
+    pub async fn hello_reporting(&mut self, fallback: Option<&str>) -> Result<Welcome> {
         self.send(ClientMessage::Hello {
             protocol_version: u16::from(PROTOCOL_VERSION),
             client_name: "wtchat-tests".into(),
+            fallback: fallback.map(str::to_owned),
         })
         .await?;
         match self.next_message().await? {

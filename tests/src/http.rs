@@ -11,9 +11,24 @@ use crate::server::PATIENCE;
 
 /// A GET with `Connection: close`; returns the status code and the body.
 pub async fn http_get(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<(u16, String)> {
+    http_request(address, "GET", path, headers).await
+}
+
+/// A POST without a body, with `Connection: close`; returns the status code
+/// and the body.
+pub async fn http_post(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<(u16, String)> {
+    http_request(address, "POST", path, &[headers, &[("Content-Length", "0")]].concat()).await
+}
+
+async fn http_request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(address).await?;
     let has_host = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host"));
-    let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !has_host {
         request.push_str(&format!("Host: {address}\r\n"));
     }

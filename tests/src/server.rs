@@ -121,6 +121,14 @@ impl TestServer {
         Ok(())
     }
 
+    /// Waits for the server to return on its own (after a drain it was
+    /// asked for), without telling it to stop.
+    pub async fn exited(mut self) -> Result<()> {
+        let task = self.task.take().context("stopped twice")?;
+        tokio::time::timeout(PATIENCE, task).await.context("the server did not exit in time")???;
+        Ok(())
+    }
+
     /// Waits until the server has `n` live sessions.
     pub async fn wait_for_sessions(&self, n: usize) -> Result<()> {
         let hub = self.hub.clone();

@@ -44,9 +44,24 @@ impl WsClient {
         Self::connect_at(server.address, origin, recv_buffer).await
     }
 
+    /// Connects presenting a token in the query string, saying nothing.
+    pub async fn connect_with_token(server: &TestServer, token: &str) -> Result<Self> {
+        Self::connect_to(server.address, &format!("/ws?token={token}"), None, None).await
+    }
+
     /// Connects to the server at a TCP address, saying nothing.
     pub async fn connect_at(
         address: SocketAddr,
+        origin: Option<&str>,
+        recv_buffer: Option<u32>,
+    ) -> Result<Self> {
+        Self::connect_to(address, "/ws", origin, recv_buffer).await
+    }
+
+    /// Connects to `path` (with any query) at a TCP address, saying nothing.
+    pub async fn connect_to(
+        address: SocketAddr,
+        path: &str,
         origin: Option<&str>,
         recv_buffer: Option<u32>,
     ) -> Result<Self> {
@@ -55,7 +70,7 @@ impl WsClient {
             socket.set_recv_buffer_size(size)?;
         }
         let tcp = socket.connect(address).await?;
-        let mut request = format!("ws://{address}/ws").into_client_request()?;
+        let mut request = format!("ws://{address}{path}").into_client_request()?;
         if let Some(origin) = origin {
             request.headers_mut().insert("origin", origin.parse()?);
         }

@@ -142,3 +142,38 @@ fn help_documents_every_option() {
         assert!(help.contains(option), "--help does not mention {option}:\n{help}");
     }
 }
+
+#[test]
+fn check_config_prints_the_effective_configuration_or_why_it_is_invalid() -> Result<()> {
+    let dir = temp_dir("check-config");
+    std::fs::create_dir_all(&dir)?;
+    let check = |text: &str| -> Result<(bool, String, String)> {
+        let file = dir.join("wtchat.toml");
+        std::fs::write(&file, text)?;
+        let output = Command::new(wtchat_binary())
+            .args(["check-config", file.to_str().unwrap_or_default()])
+            .env_remove("WTCHAT_HISTORY_LEN")
+            .output()?;
+        Ok((
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    };
+    let (ok, stdout, _) =
+        check("history_len = 7\nauth_hs256_secret = \"a secret that is long enough to be accepted\"\n")?;
+    assert!(ok, "a valid file passes");
+    assert!(stdout.contains("history_len = 7"), "the file's value:\n{stdout}");
+    assert!(stdout.contains("max_connections_per_ip = 1000"), "defaults are shown too:\n{stdout}");
+    assert!(stdout.contains("auth_hs256_secret = \"(set)\""), "secrets are not printed:\n{stdout}");
+    assert!(!stdout.contains("long enough"), "the secret's value never appears");
+
+    let (ok, _, stderr) = check("histroy_len = 7\n")?;
+    assert!(!ok && stderr.contains("histroy_len"), "an unknown key is named: {stderr}");
+    let (ok, _, stderr) = check("auth_hs256_secret = \"short\"\n")?;
+    assert!(!ok && stderr.contains("32 bytes"), "a weak secret is refused: {stderr}");
+    let (ok, _, stderr) = check("heartbeat_interval_ms = 5000\nheartbeat_timeout_ms = 1000\n")?;
+    assert!(!ok && stderr.contains("heartbeat_timeout"), "contradictions are explained: {stderr}");
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}

@@ -139,3 +139,53 @@ async fn the_terminal_client_exchanges_lines_with_another_client() -> Result<()>
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_terminal_client_presents_its_token_and_follows_a_refusals_retry_hint() -> Result<()> {
+    let secret = "the test issuer's secret, forty-four bytes!!";
+    let server = TestServer::start_with(|c| {
+        c.auth_hs256_secret = Some(secret.into());
+        c.admission.max_connections_per_ip = 1;
+        c.refusal_retry_after = Duration::from_millis(300);
+        c.refusal_retry_spread = Duration::from_millis(200);
+    })
+    .await;
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 600;
+    let claims = serde_json::json!({"sub": "t", "name": "Terminal", "exp": exp});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?;
+    // The only place this address may have is taken.
+    let mut holder = WsClient::connect_with_token(&server, &token).await?;
+    holder.hello().await?;
+    holder.join("lobby", "holder").await?;
+    let mut chat = tokio::process::Command::new(wtchat_binary())
+        .args(["chat", "--server", &server.address.to_string(), "--name", "ignored", "--transport", "ws"])
+        .env("WTCHAT_TOKEN", &token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(chat.stdout.take().context("stdout")?).lines();
+    let first = tokio::time::timeout(PATIENCE, lines.next_line()).await??.context("chat ended")?;
+    assert!(first.contains("turned the session away") && first.contains("trying again in"), "{first}");
+    // Once the place is free, a later try gets in.
+    drop(holder);
+    loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line()).await??.context("chat ended")?;
+        if line.contains("connected over") {
+            break;
+        }
+    }
+    // The terminal client holds the one place now: another is refused.
+    let mut other = WsClient::connect_with_token(&server, &token).await?;
+    let (notice, _) = other.until_closed().await?;
+    assert_eq!(notice.map(|n| n.code), Some(wtchat_protocol::ReasonCode::OVERLOADED));
+    let mut stdin = chat.stdin.take().context("stdin")?;
+    stdin.write_all(b"/quit\n").await?;
+    let status = tokio::time::timeout(Duration::from_secs(10), chat.wait()).await??;
+    assert!(status.success(), "{status:?}");
+    server.stop().await
+}

@@ -295,7 +295,9 @@ async fn shutdown_tells_every_session_when_to_come_back() -> Result<()> {
 async fn a_wrong_protocol_version_is_closed_with_its_code() -> Result<()> {
     let server = TestServer::start().await;
     let mut client = WsClient::connect_quietly(&server).await?;
-    client.send(ClientMessage::Hello { protocol_version: 99, client_name: "future".into() }).await?;
+    client
+        .send(ClientMessage::Hello { protocol_version: 99, client_name: "future".into(), fallback: None })
+        .await?;
     let (notice, code) = client.until_closed().await?;
     assert_eq!(notice.map(|n| n.code), Some(ReasonCode::UNSUPPORTED_VERSION));
     assert_eq!(code, Some(ReasonCode::UNSUPPORTED_VERSION.0));

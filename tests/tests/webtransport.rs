@@ -276,8 +276,11 @@ async fn ca_certificates_serve_https_and_wss_on_tcp_and_quic() -> Result<()> {
     let tcp = tokio::net::TcpStream::connect(server.address).await?;
     let tls_stream = connector.connect(name, tcp).await?;
     let (mut wss, _) = tokio_tungstenite::client_async("wss://localhost/ws", tls_stream).await?;
-    let hello =
-        ClientMessage::Hello { protocol_version: u16::from(PROTOCOL_VERSION), client_name: "wss".into() };
+    let hello = ClientMessage::Hello {
+        protocol_version: u16::from(PROTOCOL_VERSION),
+        client_name: "wss".into(),
+        fallback: None,
+    };
     let body = encode(&wtchat_protocol::ClientFrame { request_id: 1, message: hello });
     futures_util::SinkExt::send(&mut wss, tokio_tungstenite::tungstenite::Message::Binary(body.into()))
         .await?;
