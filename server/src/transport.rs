@@ -37,9 +37,6 @@ const GOODBYE_STEP: Duration = Duration::from_secs(1);
 /// session that once received a burst gives the buffer back.
 const BATCH_CAPACITY_KEPT: usize = 1024;
 
-/// A timer that must not fire: a year is longer than any connection.
-const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
-
 /// How frames reach a client.
 pub trait FrameSink: Send {
     /// Sends the frames in order, as few system calls as the transport
@@ -62,12 +59,17 @@ enum ReaderEnd {
 }
 
 /// Runs one connection from its first frame to its close.
-pub async fn serve<I, K>(hub: Arc<Hub>, arrival: Arrival, mut inbound: I, mut sink: K)
+///
+/// The arrival comes boxed and the session is opened here rather than by
+/// the caller: an async function keeps its arguments for its whole life, so
+/// passing a `Session` (or an unboxed `Arrival`) down through the adapters'
+/// async functions would store it once per level, on every idle connection.
+pub async fn serve<I, K>(hub: Arc<Hub>, arrival: Box<Arrival>, mut inbound: I, mut sink: K)
 where
     I: Stream<Item = Inbound> + Unpin + Send,
     K: FrameSink,
 {
-    let mut session = hub.open_session(arrival);
+    let mut session = hub.open_session(*arrival);
     let session_id = session.id();
     let outbox = session.outbox().clone();
     let heartbeat_timeout = hub.config().heartbeat_timeout;
@@ -113,24 +115,19 @@ where
 {
     // The timer is re-armed only when it fires, from the time of the last
     // frame, rather than reset on every frame: a busy session costs one
-    // timestamp per frame instead of one timer update.
+    // timestamp per frame instead of one timer update. The same timer also
+    // ends the session when its token expires; one timer instead of two
+    // keeps an idle connection small.
     let mut last_heard = Instant::now();
-    let deadline = tokio::time::sleep_until(last_heard + heartbeat_timeout);
+    let expiry = session.expires_at().map(|at| last_heard + remaining(at));
+    let next_due = |last_heard: Instant| {
+        let heartbeat = last_heard + heartbeat_timeout;
+        expiry.map_or(heartbeat, |expiry| expiry.min(heartbeat))
+    };
+    let deadline = tokio::time::sleep_until(next_due(last_heard));
     tokio::pin!(deadline);
-    // A session lives no longer than its token.
-    let expires_at = session.expires_at();
-    // Without a token the timer is never polled; a year stands in for never.
-    let expiry = tokio::time::sleep_until(last_heard + expires_at.map_or(NEVER, remaining));
-    tokio::pin!(expiry);
     loop {
         tokio::select! {
-            () = &mut expiry, if expires_at.is_some() => {
-                return ReaderEnd::Close(Closing {
-                    code: ReasonCode::UNAUTHORIZED,
-                    text: "the token has expired; connect again with a fresh one".into(),
-                    retry_after_ms: None,
-                });
-            }
             item = inbound.next() => {
                 let Some(item) = item else { return ReaderEnd::PeerGone };
                 last_heard = Instant::now();
@@ -139,9 +136,16 @@ where
                 }
             }
             () = &mut deadline => {
-                let due = last_heard + heartbeat_timeout;
-                if Instant::now() < due {
-                    deadline.as_mut().reset(due);
+                let now = Instant::now();
+                if expiry.is_some_and(|expiry| now >= expiry) {
+                    return ReaderEnd::Close(Closing {
+                        code: ReasonCode::UNAUTHORIZED,
+                        text: "the token has expired; connect again with a fresh one".into(),
+                        retry_after_ms: None,
+                    });
+                }
+                if now < last_heard + heartbeat_timeout {
+                    deadline.as_mut().reset(next_due(last_heard));
                     continue;
                 }
                 return ReaderEnd::Close(Closing {

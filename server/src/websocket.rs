@@ -35,10 +35,11 @@ use crate::session::Inbound;
 use crate::transport::{self, FrameSink};
 
 /// Bytes tungstenite reads from the socket at a time. Its default is 128 KiB,
-/// allocated up front for every connection, idle or not; most chat frames are
-/// a few hundred bytes, and a larger frame grows the buffer only while it
-/// arrives. This is the largest single item of an idle connection's memory.
-const READ_BUFFER_BYTES: usize = 512;
+/// allocated up front for every connection, idle or not. What clients send is
+/// small (a hello, a join or a ping is tens of bytes, a typical message under
+/// 200), and a larger frame grows the buffer only while it arrives. This is
+/// the largest single item of an idle connection's memory.
+const READ_BUFFER_BYTES: usize = 256;
 
 /// Bytes tungstenite gathers before it writes to the socket on its own. A
 /// batch is flushed as a whole anyway; this only bounds how much one write
@@ -79,7 +80,9 @@ pub fn upgrade<B: Send + 'static>(
     let accept = derive_accept_key(key.as_bytes());
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let token = Arrival::token_from(request.uri().query(), authorization);
-    let arrival = Arrival { transport: TransportKind::WebSocket, peer, token };
+    // Boxed: the task below keeps what it captures for the connection's
+    // whole life (see `transport::serve`).
+    let arrival = Box::new(Arrival { transport: TransportKind::WebSocket, peer, token });
     let on_upgrade = hyper::upgrade::on(&mut request);
     let hub = hub.clone();
     tokio::spawn(async move {
@@ -121,7 +124,7 @@ fn websocket_key(headers: &HeaderMap) -> Option<&HeaderValue> {
 }
 
 /// Runs a session over an established WebSocket.
-pub async fn serve<S>(hub: Arc<Hub>, arrival: Arrival, stream: WebSocketStream<S>)
+pub async fn serve<S>(hub: Arc<Hub>, arrival: Box<Arrival>, stream: WebSocketStream<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -214,7 +214,7 @@ async fn run_session(session: Session, quic: quinn::Connection, arrival: Arrival
     let (inbound_sender, inbound) = mpsc::channel(INBOUND_QUEUE);
     let sink = WebTransportSink { send, datagrams: session.datagram_sender(), quic };
     let reader = read(&session, recv, inbound_sender, config.session.max_frame_bytes);
-    let serve = transport::serve(hub.clone(), arrival, InboundQueue(inbound), sink);
+    let serve = transport::serve(hub.clone(), Box::new(arrival), InboundQueue(inbound), sink);
     tokio::pin!(reader, serve);
     // The core decides when the session ends. If the reader stops first
     // (the peer went away), its queue closes and the core notices.

@@ -60,8 +60,12 @@ fn connect(hub: &Arc<Hub>, stall_after: usize) -> Connection {
     let record = Arc::new(Mutex::new(Record::default()));
     let sink = RecordingSink { record: record.clone(), stall_after };
     let stream = stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    let task =
-        tokio::spawn(serve(hub.clone(), Arrival::local(TransportKind::WebSocket), Box::pin(stream), sink));
+    let task = tokio::spawn(serve(
+        hub.clone(),
+        Box::new(Arrival::local(TransportKind::WebSocket)),
+        Box::pin(stream),
+        sink,
+    ));
     Connection { inbound, record, task }
 }
 
