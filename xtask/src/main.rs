@@ -7,10 +7,12 @@
 //!   `web/pkg` (or `DIR/pkg` with a copy of the page).
 //! - `cargo xtask bench [--quick]`: run the benchmarks and write
 //!   BENCHMARKS.md.
+//! - `cargo xtask fuzz [SECONDS]`: run every fuzz target for SECONDS each
+//!   (`cargo test` runs them for a short time too).
 //!
 //! Each installs what it needs when it is missing (the wasm target,
-//! wasm-bindgen-cli at the pinned version, Chromium and chromedriver), so
-//! all of them work on a fresh machine.
+//! wasm-bindgen-cli at the pinned version, cargo-fuzz, Chromium and
+//! chromedriver), so all of them work on a fresh machine.
 
 mod bench;
 
@@ -26,6 +28,11 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
+        Some("fuzz") => {
+            let seconds = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
+            let mut totals = Totals::default();
+            fuzz(seconds, &mut totals)
+        }
         Some("build-client") => {
             let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from);
             build_client(out.as_deref())
@@ -37,7 +44,8 @@ fn main() -> ExitCode {
                  run [-- ARGS]              build the client and start the server with the demo page (ARGS go to `wtchat serve`)\n  \
                  test                       run every check: formatting, clippy, the wasm build, all tests (browser ones too)\n  \
                  build-client [--out DIR]   build the wasm client into web/pkg, or into DIR with a copy of the page\n  \
-                 bench [--quick]            run every benchmark against a release server and write BENCHMARKS.md"
+                 bench [--quick]            run every benchmark against a release server and write BENCHMARKS.md\n  \
+                 fuzz [SECONDS]             run every fuzz target for SECONDS (default 60) each, growing fuzz/corpus"
             );
             return ExitCode::from(2);
         }
@@ -279,8 +287,50 @@ fn test() -> Result {
             .env("CHROMEDRIVER", "/usr/bin/chromedriver"),
         &mut totals,
     );
+    let fuzzed = fuzz(FUZZ_SECONDS_IN_TESTS, &mut totals);
     println!("\ntotal: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
-    native.and(browser)
+    native.and(browser).and(fuzzed)
+}
+
+/// How long the test command fuzzes each target.
+const FUZZ_SECONDS_IN_TESTS: u32 = 20;
+
+/// The fuzz targets in `fuzz/fuzz_targets`.
+const FUZZ_TARGETS: [&str; 3] = ["client_frame", "server_message", "stream_frames"];
+
+/// The cargo-fuzz version installed when it is missing.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Runs each fuzz target for `seconds`, starting from and adding to its
+/// corpus in `fuzz/corpus/TARGET`, which is kept in the repository. Without
+/// a sanitizer (`-s none`) coverage-guided fuzzing works on the stable
+/// compiler; the targets check the decoders' contracts themselves.
+fn fuzz(seconds: u32, totals: &mut Totals) -> Result {
+    let installed = cargo().args(["fuzz", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if !installed.is_ok_and(|s| s.success()) {
+        step("install cargo-fuzz", cargo().args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION]))?;
+    }
+    let mut outcome = Ok(());
+    for target in FUZZ_TARGETS {
+        let fuzzed = step(
+            &format!("fuzz {target} for {seconds} s"),
+            cargo()
+                .current_dir(root().join("fuzz"))
+                .args(["fuzz", "run", "--sanitizer", "none", target, "--"])
+                .arg(format!("-max_total_time={seconds}"))
+                // The dictionary and per-input lines are noise in CI logs.
+                .args(["-print_final_stats=1", "-verbosity=0"]),
+        );
+        match fuzzed {
+            Ok(()) => totals.passed += 1,
+            Err(error) => {
+                totals.failed += 1;
+                eprintln!("{error}; the crashing input is in fuzz/artifacts/{target}/");
+                outcome = outcome.and(Err(error));
+            }
+        }
+    }
+    outcome
 }
 
 /// Test counts across runs.
