@@ -187,6 +187,24 @@ mod tests {
     }
 
     #[test]
+    fn rs256_tokens_verify_with_an_rsa_public_key() {
+        let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let auth = Authenticator::new(AuthKey::PublicKeyFile(&testdata.join("rs256-public.pem")), None, None)
+            .unwrap();
+        let private = std::fs::read(testdata.join("rs256-private.pem")).unwrap();
+        let signing = EncodingKey::from_rsa_pem(&private).unwrap();
+        let token = encode(&Header::new(Algorithm::RS256), &json!({"sub": "r", "exp": now() + 60}), &signing)
+            .unwrap();
+        assert_eq!(auth.verify(Some(&token)).unwrap().id, "r");
+        // Change one character inside the signature (not its last, whose
+        // low bits are padding that decoders may ignore).
+        let at = token.len() - 10;
+        let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+        assert!(auth.verify(Some(&tampered)).is_err(), "a changed signature is refused");
+    }
+
+    #[test]
     fn es256_tokens_verify_with_the_public_key_and_hs256_ones_do_not() {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let dir = std::env::temp_dir().join(format!("wtchat-auth-{}", std::process::id()));
