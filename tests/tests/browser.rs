@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use wtchat_tests::browser::{Chromedriver, web_root};
-use wtchat_tests::{TestServer, WsClient};
+use wtchat_tests::{TestServer, WsClient, http_get};
 
 async fn demo_server() -> TestServer {
     let root = web_root().to_path_buf();
@@ -105,6 +105,41 @@ async fn a_page_whose_webtransport_cannot_work_falls_back_within_the_head_start(
             .await?;
         page.close().await?;
     }
+    // Each page told the server why it is not on WebTransport.
+    let (_, metrics) = http_get(server.address, "/metrics", &[]).await?;
+    let count = |reason: &str| {
+        let series = format!("wtchat_webtransport_fallbacks_total{{reason=\"{reason}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&series)?.parse::<u64>().ok()).unwrap_or(0)
+    };
+    assert!(count("failed") + count("slow") >= 2, "fallbacks reported at hello:\n{metrics}");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn a_page_turned_away_by_admission_waits_for_the_retry_hint_then_connects() -> Result<()> {
+    let root = web_root().to_path_buf();
+    let server = TestServer::start_with(move |c| {
+        c.web_root = root;
+        c.admission.max_connections_per_ip = 1;
+        c.refusal_retry_after = Duration::from_millis(1500);
+        c.refusal_retry_spread = Duration::ZERO;
+    })
+    .await;
+    // The only place this address may have is taken.
+    let holder = WsClient::connect(&server).await?;
+    let driver = Chromedriver::start().await?;
+    let page = driver.open(&format!("http://{}/?name=Dee&room=lobby", server.address)).await?;
+    page.wait_for(
+        "window.wtchatDemo.events.some(e => e.type === 'state' && e.state === 'reconnecting' && e.retryInMs >= 1500)",
+    )
+    .await?;
+    let ready_early = page.eval("window.wtchatDemo.ready").await?;
+    assert_eq!(ready_early, serde_json::Value::Bool(false), "no session while the place is taken");
+    drop(holder);
+    page.wait_for("window.wtchatDemo.ready").await?;
+    page.say("in at last").await?;
+    page.wait_for("window.wtchatDemo.messages.some(m => m.body === 'in at last')").await?;
+    page.close().await?;
     server.stop().await
 }
 
