@@ -133,10 +133,11 @@ impl Hub {
                 }
             }
         };
+        let refused = refusal.is_some();
         if let Some(closing) = refusal {
             outbox.close(closing);
         }
-        Session::new(self.clone(), id, outbox, arrival.transport, user, ticket)
+        Session::new(self.clone(), id, outbox, arrival.transport, user, ticket, refused)
     }
 
     /// The counters.

@@ -95,6 +95,11 @@ pub struct Session {
     /// The session's place under admission control, given back on drop;
     /// `None` for a session that was turned away.
     _ticket: Option<Ticket>,
+    /// Whether the session was turned away at opening. Its client may have
+    /// sent frames before it reads the refusal; they must not be acted on
+    /// (an unauthenticated client would otherwise join and publish in the
+    /// moment before its connection closes).
+    refused: bool,
 }
 
 impl Session {
@@ -105,6 +110,7 @@ impl Session {
         transport: TransportKind,
         user: User,
         ticket: Option<Ticket>,
+        refused: bool,
     ) -> Self {
         let limits = hub.config().session;
         let now = Instant::now();
@@ -120,6 +126,7 @@ impl Session {
             transport,
             user: (user != User::anonymous()).then(|| Box::new(user)),
             _ticket: ticket,
+            refused,
             hub,
         }
     }
@@ -141,6 +148,9 @@ impl Session {
 
     /// Handles one thing that arrived from the client.
     pub fn receive(&mut self, inbound: Inbound, now: Instant) -> Flow {
+        if self.refused {
+            return Flow::Continue;
+        }
         let max_frame = self.hub.config().session.max_frame_bytes;
         match inbound {
             Inbound::Frame(body) => match decode::<ClientFrame>(&body, max_frame) {

@@ -489,3 +489,21 @@ fn typing_reaches_the_others_and_is_never_stored() {
     assert!((1..20).contains(&notices), "{notices} of 20 typing notices went through");
     assert!(alice.frames().is_empty(), "dropped typing notices get no error");
 }
+
+#[test]
+fn a_refused_session_acts_on_nothing_its_client_sent_before_reading_the_refusal() {
+    let hub = hub_with(|c| c.auth_hs256_secret = Some("a secret of at least thirty-two bytes!!".into()));
+    // No token: the session opens already closed with UNAUTHORIZED.
+    let mut intruder =
+        Client { session: hub.open_session(Arrival::local(TransportKind::WebSocket)), next_request: 1 };
+    assert!(!intruder.session.outbox().is_open());
+    for message in [
+        hello(),
+        ClientMessage::Join { room: "lobby".into(), display_name: "intruder".into(), resume: None },
+        ClientMessage::Publish { room: "lobby".into(), body: "sneaked in".into() },
+    ] {
+        assert_eq!(intruder.send(message), Flow::Continue);
+    }
+    assert!(hub.rooms().is_empty(), "the refused client created no room");
+    assert_eq!(hub.metrics().published_count(), 0, "and published nothing");
+}
