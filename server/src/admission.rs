@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -148,13 +147,6 @@ impl Admission {
         [Refusal::Full, Refusal::TooManyFromAddress, Refusal::TooFast]
             .map(|refusal| (refusal.name(), self.refused[refusal as usize].load(Ordering::Relaxed)))
     }
-
-    /// A retry hint: `base` plus a random share of `spread`.
-    pub fn retry_hint(base: Duration, spread: Duration) -> u32 {
-        let spread = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
-        let base = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
-        u32::try_from(base.saturating_add(fastrand::u64(0..=spread))).unwrap_or(u32::MAX)
-    }
 }
 
 impl Drop for Ticket {
@@ -210,17 +202,9 @@ mod tests {
             tickets.push(admission.admit([10, 0, 0, 1].into(), start).unwrap());
         }
         assert_eq!(admission.admit([10, 0, 0, 1].into(), start).unwrap_err(), Refusal::TooFast);
-        assert!(admission.admit([10, 0, 0, 1].into(), start + Duration::from_millis(250)).is_ok());
+        assert!(admission.admit([10, 0, 0, 1].into(), start + std::time::Duration::from_millis(250)).is_ok());
         assert_eq!((admission.open(), admission.addresses()), (10, 1));
         drop(tickets);
         assert_eq!((admission.open(), admission.addresses()), (0, 0), "every place is given back");
-    }
-
-    #[test]
-    fn retry_hints_are_spread() {
-        let hints: std::collections::HashSet<u32> =
-            (0..50).map(|_| Admission::retry_hint(Duration::from_secs(1), Duration::from_secs(4))).collect();
-        assert!(hints.iter().all(|h| (1000..=5000).contains(h)));
-        assert!(hints.len() > 10, "the hints are not all the same");
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wtchat_protocol::{Closing, ReasonCode};
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Ticket};
 use crate::arrival::Arrival;
 use crate::authenticator::Authenticator;
 use crate::config::{Config, ConfigError};
@@ -94,50 +94,39 @@ impl Hub {
         let outbox = Arc::new(Outbox::new(self.config.session.outbound_queue_bytes));
         self.sessions().insert(id, outbox.clone());
         self.metrics.session_opened(arrival.transport);
-        let mut user = User::anonymous();
-        let mut ticket = None;
-        let refusal = if self.draining.load(Ordering::Acquire) {
-            Some(self.shutdown_notice())
-        } else {
-            match self.admission.admit(arrival.peer, tokio::time::Instant::now()) {
-                Err(refusal) => {
-                    tracing::info!(peer = %arrival.peer, reason = refusal.name(), "refused a session");
-                    Some(Closing {
-                        code: ReasonCode::OVERLOADED,
-                        text: refusal.text().into(),
-                        retry_after_ms: Some(Admission::retry_hint(
-                            self.config.refusal_retry_after,
-                            self.config.refusal_retry_spread,
-                        )),
-                    })
-                }
-                Ok(admitted) => {
-                    ticket = Some(admitted);
-                    match &self.authenticator {
-                        None => None,
-                        Some(authenticator) => match authenticator.verify(arrival.token.as_deref()) {
-                            Ok(verified) => {
-                                user = verified;
-                                None
-                            }
-                            Err(why) => {
-                                tracing::info!(peer = %arrival.peer, %why, "refused a token");
-                                Some(Closing {
-                                    code: ReasonCode::UNAUTHORIZED,
-                                    text: why,
-                                    retry_after_ms: None,
-                                })
-                            }
-                        },
-                    }
-                }
+        let (user, ticket) = match self.admit(&arrival) {
+            Ok((user, ticket)) => (user, Some(ticket)),
+            Err(closing) => {
+                outbox.close(closing);
+                (None, None)
             }
         };
-        let refused = refusal.is_some();
-        if let Some(closing) = refusal {
-            outbox.close(closing);
+        Session::new(self.clone(), id, outbox, arrival.transport, user, ticket)
+    }
+
+    /// Who a new session is (`None` without authentication) and its place
+    /// under admission control, or the notice that turns it away.
+    fn admit(&self, arrival: &Arrival) -> Result<(Option<User>, Ticket), Closing> {
+        if self.is_draining() {
+            return Err(self.shutdown_notice());
         }
-        Session::new(self.clone(), id, outbox, arrival.transport, user, ticket, refused)
+        let ticket = self.admission.admit(arrival.peer, tokio::time::Instant::now()).map_err(|refusal| {
+            tracing::info!(peer = %arrival.peer, reason = refusal.name(), "refused a session");
+            Closing {
+                code: ReasonCode::OVERLOADED,
+                text: refusal.text().into(),
+                retry_after_ms: Some(retry_hint(
+                    self.config.refusal_retry_after,
+                    self.config.refusal_retry_spread,
+                )),
+            }
+        })?;
+        let Some(authenticator) = &self.authenticator else { return Ok((None, ticket)) };
+        let user = authenticator.verify(arrival.token.as_deref()).map_err(|why| {
+            tracing::info!(peer = %arrival.peer, %why, "refused a token");
+            Closing { code: ReasonCode::UNAUTHORIZED, text: why, retry_after_ms: None }
+        })?;
+        Ok((Some(user), ticket))
     }
 
     /// The counters.
@@ -219,15 +208,23 @@ impl Hub {
     /// configured window, so that a restart is not met by every client at
     /// the same instant.
     fn shutdown_notice(&self) -> Closing {
-        let spread = u64::try_from(self.config.shutdown_retry_spread.as_millis()).unwrap_or(u64::MAX);
-        let base = u64::try_from(self.config.shutdown_retry_after.as_millis()).unwrap_or(u64::MAX);
-        let retry = base.saturating_add(fastrand::u64(0..=spread));
         Closing {
             code: ReasonCode::SERVER_SHUTDOWN,
             text: "the server is shutting down; reconnect after the retry hint".into(),
-            retry_after_ms: Some(u32::try_from(retry).unwrap_or(u32::MAX)),
+            retry_after_ms: Some(retry_hint(
+                self.config.shutdown_retry_after,
+                self.config.shutdown_retry_spread,
+            )),
         }
     }
+}
+
+/// A retry hint in milliseconds: `base` plus a random share of `spread`, so
+/// that clients told to come back together do not all come back at once.
+pub fn retry_hint(base: Duration, spread: Duration) -> u32 {
+    let spread = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
+    let base = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+    u32::try_from(base.saturating_add(fastrand::u64(0..=spread))).unwrap_or(u32::MAX)
 }
 
 /// The wall clock in milliseconds since the Unix epoch, for message
@@ -236,4 +233,17 @@ pub fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_hints_are_spread() {
+        let hints: std::collections::HashSet<u32> =
+            (0..50).map(|_| retry_hint(Duration::from_secs(1), Duration::from_secs(4))).collect();
+        assert!(hints.iter().all(|h| (1000..=5000).contains(h)));
+        assert!(hints.len() > 10, "the hints are not all the same");
+    }
 }

@@ -93,13 +93,8 @@ pub struct Session {
     /// whole `User` on every idle connection.
     user: Option<Box<User>>,
     /// The session's place under admission control, given back on drop;
-    /// `None` for a session that was turned away.
-    _ticket: Option<Ticket>,
-    /// Whether the session was turned away at opening. Its client may have
-    /// sent frames before it reads the refusal; they must not be acted on
-    /// (an unauthenticated client would otherwise join and publish in the
-    /// moment before its connection closes).
-    refused: bool,
+    /// `None` for a session that was turned away at opening.
+    ticket: Option<Ticket>,
 }
 
 impl Session {
@@ -108,9 +103,8 @@ impl Session {
         id: u64,
         outbox: Arc<Outbox>,
         transport: TransportKind,
-        user: User,
+        user: Option<User>,
         ticket: Option<Ticket>,
-        refused: bool,
     ) -> Self {
         let limits = hub.config().session;
         let now = Instant::now();
@@ -124,9 +118,8 @@ impl Session {
             error_budget: TokenBucket::new(limits.error_tolerance, 1.0, now),
             typing_rate: TokenBucket::new(TYPING_BURST, TYPING_RATE_PER_SEC, now),
             transport,
-            user: (user != User::anonymous()).then(|| Box::new(user)),
-            _ticket: ticket,
-            refused,
+            user: user.map(Box::new),
+            ticket,
             hub,
         }
     }
@@ -148,7 +141,10 @@ impl Session {
 
     /// Handles one thing that arrived from the client.
     pub fn receive(&mut self, inbound: Inbound, now: Instant) -> Flow {
-        if self.refused {
+        // A session turned away at opening acts on nothing its client sent
+        // before reading the refusal: an unauthenticated client would
+        // otherwise join and publish in the moment before its close.
+        if self.ticket.is_none() {
             return Flow::Continue;
         }
         let max_frame = self.hub.config().session.max_frame_bytes;

@@ -4,11 +4,12 @@ use std::time::SystemTime;
 
 use crate::room_pattern::RoomGrant;
 
-/// A session's user. Without authentication every session is
-/// [anonymous](User::anonymous): it names itself and may go anywhere.
+/// A session's user, as a verified token describes them. Without
+/// authentication a session has no `User`: it names itself and may go
+/// anywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    /// Who the token names (its `sub`); empty when anonymous.
+    /// Who the token names (its `sub`).
     pub id: String,
     /// The name other members see. When set, it replaces the display name a
     /// client asks for at join, so that a user cannot pose as another.
@@ -19,17 +20,4 @@ pub struct User {
     pub publish: RoomGrant,
     /// When the credentials stop being valid; the session is closed then.
     pub expires_at: Option<SystemTime>,
-}
-
-impl User {
-    /// The user of a session on a server without authentication.
-    pub fn anonymous() -> Self {
-        Self {
-            id: String::new(),
-            display_name: None,
-            join: RoomGrant::Any,
-            publish: RoomGrant::Any,
-            expires_at: None,
-        }
-    }
 }
