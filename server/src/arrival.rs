@@ -53,12 +53,14 @@ impl Arrival {
                 (key == "token").then(|| percent_decode(value))
             })
         });
-        from_query.or_else(|| {
-            let value = authorization?.trim();
-            let (scheme, token) = value.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
-        })
+        from_query.or_else(|| bearer(authorization?).map(str::to_owned))
     }
+}
+
+/// The token of an `Authorization: Bearer ...` header value.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Decodes `%XX` escapes and `+`; a JWT needs neither, but a client that

@@ -20,9 +20,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::arrival::TransportKind;
+use crate::arrival::{TransportKind, bearer};
 use crate::certificate_store::CertificateStore;
 use crate::hub::Hub;
+use crate::metrics::family;
 use crate::origin::OriginPolicy;
 use crate::static_files::StaticFiles;
 use crate::websocket;
@@ -140,16 +141,17 @@ fn metrics(state: &HttpState) -> Response<Full<Bytes>> {
     let mut out = String::with_capacity(8 * 1024);
     hub.metrics().render(&mut out, &hub.outbox_stats());
     let gauge = |out: &mut String, name: &str, help: &str, value: String| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        family(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
     };
     gauge(&mut out, "wtchat_rooms", "Rooms that exist now.", hub.rooms().len().to_string());
-    let refusals = hub.admission().refusals();
-    let _ = writeln!(
-        out,
-        "# HELP wtchat_admission_refusals_total Sessions turned away by admission control, by limit.\n\
-         # TYPE wtchat_admission_refusals_total counter"
+    family(
+        &mut out,
+        "wtchat_admission_refusals_total",
+        "counter",
+        "Sessions turned away by admission control, by limit.",
     );
-    for (limit, count) in refusals {
+    for (limit, count) in hub.admission().refusals() {
         let _ = writeln!(out, "wtchat_admission_refusals_total{{limit=\"{limit}\"}} {count}");
     }
     let expiry = unix_seconds(state.certificates.current().not_after());
@@ -208,7 +210,7 @@ fn admin_drain<B>(request: &Request<B>, state: &HttpState) -> Response<Full<Byte
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer)
         .unwrap_or_default();
     // Compared in constant time, so that timing does not reveal a prefix.
     if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {

@@ -45,7 +45,7 @@ impl<const N: usize> Histogram<N> {
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        family(out, name, "histogram", help);
         let mut cumulative = 0;
         for (slot, count) in self.counts.iter().enumerate() {
             cumulative += count.load(Ordering::Relaxed);
@@ -96,6 +96,11 @@ impl Default for Metrics {
             fanout: Histogram::new(FANOUT_BUCKETS),
         }
     }
+}
+
+/// Writes a metric family's `HELP` and `TYPE` lines.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// The name a session's end is counted under: its closing code's name, or
@@ -160,9 +165,6 @@ impl Metrics {
     /// Renders the core's metrics; `live` is every live session's outbox
     /// figures, read at scrape time.
     pub fn render(&self, out: &mut String, live: &[OutboxStats]) {
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
         family(out, "wtchat_connections", "gauge", "Sessions open now, by transport.");
         for transport in TransportKind::ALL {
             let _ = writeln!(
