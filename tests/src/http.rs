@@ -48,3 +48,15 @@ async fn http_request(
     let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
     Ok((status, body))
 }
+
+/// The `/metrics` scrape of the server at `address`.
+pub async fn scrape_metrics(address: SocketAddr) -> Result<String> {
+    let (status, body) = http_get(address, "/metrics", &[]).await?;
+    anyhow::ensure!(status == 200, "/metrics answered {status}");
+    Ok(body)
+}
+
+/// The value of one series (`name{labels}`) in a Prometheus scrape.
+pub fn metric(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

@@ -13,7 +13,7 @@ pub mod websocket;
 pub mod webtransport;
 
 pub use client::{Client, Received, Wire};
-pub use http::{http_get, http_post};
+pub use http::{http_get, http_post, metric, scrape_metrics};
 pub use server::{PATIENCE, TestServer, eventually};
 pub use websocket::{WsClient, WsWire};
 pub use webtransport::{WtClient, WtWire};

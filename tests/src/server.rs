@@ -147,6 +147,23 @@ impl Drop for TestServer {
     }
 }
 
+/// Polls an asynchronous condition (a request, say) every 100 ms until it
+/// holds, or fails after `patience`.
+pub async fn eventually_async<F, Fut>(patience: Duration, condition: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    while !condition().await {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the condition did not hold within {patience:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// Polls a condition until it holds or patience runs out.
 pub async fn eventually(mut condition: impl FnMut() -> bool) -> Result<()> {
     let deadline = tokio::time::Instant::now() + PATIENCE;

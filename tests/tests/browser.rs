@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use wtchat_tests::browser::{Chromedriver, web_root};
-use wtchat_tests::{TestServer, WsClient, http_get};
+use wtchat_tests::{TestServer, WsClient, metric, scrape_metrics};
 
 async fn demo_server() -> TestServer {
     let root = web_root().to_path_buf();
@@ -106,12 +106,12 @@ async fn a_page_whose_webtransport_cannot_work_falls_back_within_the_head_start(
         page.close().await?;
     }
     // Each page told the server why it is not on WebTransport.
-    let (_, metrics) = http_get(server.address, "/metrics", &[]).await?;
+    let metrics = scrape_metrics(server.address).await?;
     let count = |reason: &str| {
-        let series = format!("wtchat_webtransport_fallbacks_total{{reason=\"{reason}\"}} ");
-        metrics.lines().find_map(|l| l.strip_prefix(&series)?.parse::<u64>().ok()).unwrap_or(0)
+        metric(&metrics, &format!("wtchat_webtransport_fallbacks_total{{reason=\"{reason}\"}}"))
+            .unwrap_or(0.0)
     };
-    assert!(count("failed") + count("slow") >= 2, "fallbacks reported at hello:\n{metrics}");
+    assert!(count("failed") + count("slow") >= 2.0, "fallbacks reported at hello:\n{metrics}");
     server.stop().await
 }
 

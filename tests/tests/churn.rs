@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::Value;
 use wtchat_tests::binary::Binary;
+use wtchat_tests::server::eventually_async;
 use wtchat_tests::server::temp_dir;
 use wtchat_tests::webtransport::published_hashes_at;
 use wtchat_tests::{WsClient, WtClient, http_get};
@@ -19,6 +20,10 @@ const CYCLES: usize = 5_000;
 
 /// Cycles running at once.
 const CONCURRENCY: usize = 16;
+
+/// How long the server may take to settle after a churn: closed QUIC
+/// connections linger for their draining period before their tasks end.
+const SETTLING: Duration = Duration::from_secs(60);
 
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -102,7 +107,7 @@ async fn ten_thousand_sessions_come_and_go_and_leave_nothing_behind() -> Result<
     // Closed QUIC connections linger for their draining period (three
     // probe timeouts) before their tasks end; this waits for that.
     let settled = |binary: Arc<Binary>| async move {
-        eventually_async(|| {
+        eventually_async(SETTLING, || {
             let binary = binary.clone();
             async move {
                 status(&binary).await.is_ok_and(|s| {
@@ -163,20 +168,4 @@ async fn ten_thousand_sessions_come_and_go_and_leave_nothing_behind() -> Result<
     eprintln!("churn: RSS {baseline} KiB before, {rss} KiB after; {} tasks, as when idle", after["tasks"]);
     let _ = std::fs::remove_dir_all(certs);
     Ok(())
-}
-
-/// Polls an async condition until it holds or patience runs out.
-async fn eventually_async<F, Fut>(condition: F) -> Result<()>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while tokio::time::Instant::now() < deadline {
-        if condition().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the condition did not hold within 60 s")
 }

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use wtchat_protocol::{ClientMessage, ErrorCode, ReasonCode, ServerMessage};
 use wtchat_tests::webtransport::published_hashes;
-use wtchat_tests::{TestServer, WsClient, WtClient, http_get, http_post};
+use wtchat_tests::{TestServer, WsClient, WtClient, http_get, http_post, metric, scrape_metrics};
 
 const SECRET: &str = "the shared secret of the test issuer, 44 bytes";
 
@@ -25,15 +25,8 @@ async fn auth_server() -> TestServer {
     TestServer::start_with(|c| c.auth_hs256_secret = Some(SECRET.into())).await
 }
 
-/// The value of a metric line (`name{labels} value`) in a scrape.
-fn metric(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 async fn scrape(server: &TestServer) -> Result<String> {
-    let (status, body) = http_get(server.address, "/metrics", &[]).await?;
-    anyhow::ensure!(status == 200, "/metrics answered {status}");
-    Ok(body)
+    scrape_metrics(server.address).await
 }
 
 #[tokio::test]
