@@ -248,34 +248,8 @@ fn test() -> Result {
     step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     // The protocol's tests use proptest, which does not build for wasm32;
     // its library does, and that is what the browser runs.
-    step(
-        "clippy for the browser",
-        cargo().args([
-            "clippy",
-            "--package",
-            "wtchat-protocol",
-            "--lib",
-            "--target",
-            WASM_TARGET,
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
-    step(
-        "clippy for the browser client and its tests",
-        cargo().args([
-            "clippy",
-            "--package",
-            "wtchat-client-wasm",
-            "--all-targets",
-            "--target",
-            WASM_TARGET,
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
+    clippy_for_wasm("clippy for the browser", "wtchat-protocol", "--lib")?;
+    clippy_for_wasm("clippy for the browser client and its tests", "wtchat-client-wasm", "--all-targets")?;
     build_client(None)?;
     let mut totals = Totals::default();
     let native = run_tests("tests", cargo().args(["test", "--workspace"]), &mut totals);
@@ -290,6 +264,25 @@ fn test() -> Result {
     let fuzzed = fuzz(FUZZ_SECONDS_IN_TESTS, &mut totals);
     println!("\ntotal: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
     native.and(browser).and(fuzzed)
+}
+
+/// Runs clippy on one package's `targets` (`--lib`, `--all-targets`) for
+/// the browser's target.
+fn clippy_for_wasm(title: &str, package: &str, targets: &str) -> Result {
+    step(
+        title,
+        cargo().args([
+            "clippy",
+            "--package",
+            package,
+            targets,
+            "--target",
+            WASM_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )
 }
 
 /// How long the test command fuzzes each target.
