@@ -22,6 +22,7 @@
 //! | 13 | `RATE_LIMITED` | The session publishes faster than its rate limit allows. |
 //! | 14 | `UNSUPPORTED_VERSION` | A frame carried a protocol version the server does not speak. |
 //! | 15 | `FORBIDDEN` | The session's credentials do not allow this room (joining or publishing). |
+//! | 16 | `BROKER_UNAVAILABLE` | The broker that orders rooms across servers (Redis) cannot be reached; the message was not sent, or the room not joined. Try again. |
 
 use core::fmt;
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,8 @@ impl ErrorCode {
     pub const UNSUPPORTED_VERSION: Self = Self(14);
     /// The session's credentials do not allow this room.
     pub const FORBIDDEN: Self = Self(15);
+    /// The broker that orders rooms across servers cannot be reached.
+    pub const BROKER_UNAVAILABLE: Self = Self(16);
 
     /// The code's name as written in the table, or `None` for a code this
     /// version does not know.
@@ -82,6 +85,7 @@ impl ErrorCode {
             Self::RATE_LIMITED => "RATE_LIMITED",
             Self::UNSUPPORTED_VERSION => "UNSUPPORTED_VERSION",
             Self::FORBIDDEN => "FORBIDDEN",
+            Self::BROKER_UNAVAILABLE => "BROKER_UNAVAILABLE",
             _ => return None,
         })
     }

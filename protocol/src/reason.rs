@@ -20,6 +20,7 @@
 //! | 4008 | `UNAUTHORIZED` | no | The session's credentials were missing, invalid or expired. |
 //! | 4009 | `FORBIDDEN_ORIGIN` | no | The page's origin is not allowed to connect. |
 //! | 4010 | `INTERNAL_ERROR` | yes | The server failed in a way that is not the client's fault. |
+//! | 4011 | `BROKER_UNAVAILABLE` | yes, after the hint | The server lost its link to the broker (Redis) that orders rooms across servers, or a room's history there was lost; reconnect and resume. |
 //!
 //! Codes below 4000 other than 1000 come from the transport itself (for
 //! example a WebSocket 1006 when the connection dropped without a close).
@@ -60,9 +61,11 @@ impl ReasonCode {
     pub const FORBIDDEN_ORIGIN: Self = Self(4009);
     /// The server failed in a way that is not the client's fault.
     pub const INTERNAL_ERROR: Self = Self(4010);
+    /// The server cannot reach the broker that orders rooms across servers.
+    pub const BROKER_UNAVAILABLE: Self = Self(4011);
 
     /// Every code this version defines, for documentation and tests.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::NORMAL,
         Self::SERVER_SHUTDOWN,
         Self::SLOW_CONSUMER,
@@ -75,6 +78,7 @@ impl ReasonCode {
         Self::UNAUTHORIZED,
         Self::FORBIDDEN_ORIGIN,
         Self::INTERNAL_ERROR,
+        Self::BROKER_UNAVAILABLE,
     ];
 
     /// The code's name as written in the table, or `None` for a code this
@@ -93,6 +97,7 @@ impl ReasonCode {
             Self::UNAUTHORIZED => "UNAUTHORIZED",
             Self::FORBIDDEN_ORIGIN => "FORBIDDEN_ORIGIN",
             Self::INTERNAL_ERROR => "INTERNAL_ERROR",
+            Self::BROKER_UNAVAILABLE => "BROKER_UNAVAILABLE",
             _ => return None,
         })
     }

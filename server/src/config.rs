@@ -91,6 +91,14 @@ pub struct Config {
     /// are off without one.
     #[serde(serialize_with = "redacted")]
     pub admin_token: Option<String>,
+    /// The Redis server that orders rooms across several wtchat servers
+    /// (`redis://host:port/db`); without one, rooms live in this process.
+    #[serde(serialize_with = "redacted")]
+    pub redis_url: Option<String>,
+    /// How long a server may stay silent in Redis before the others
+    /// consider it dead and remove its members from every room.
+    #[serde(with = "millis")]
+    pub redis_node_timeout: Duration,
 }
 
 /// Limits each session is held to.
@@ -181,6 +189,8 @@ impl Default for Config {
             auth_issuer: None,
             auth_audience: None,
             admin_token: None,
+            redis_url: None,
+            redis_node_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -323,6 +333,14 @@ pub struct Settings {
     /// off without it.
     #[arg(long, env = "WTCHAT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Redis URL (`redis://127.0.0.1:6379/0`) that spreads rooms over
+    /// several servers; without it rooms live in this process.
+    #[arg(long, env = "WTCHAT_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// How long a server may be silent in Redis before the others remove
+    /// its members, in ms (default 10000).
+    #[arg(long, env = "WTCHAT_REDIS_NODE_TIMEOUT_MS")]
+    pub redis_node_timeout_ms: Option<u64>,
 }
 
 /// A configuration that cannot run, or a file that cannot be read.
@@ -394,6 +412,8 @@ impl Settings {
             auth_issuer: config.auth_issuer.clone(),
             auth_audience: config.auth_audience.clone(),
             admin_token: secret(&config.admin_token),
+            redis_url: secret(&config.redis_url),
+            redis_node_timeout_ms: ms(config.redis_node_timeout),
         }
     }
 
@@ -454,6 +474,8 @@ impl Config {
             self.auth_issuer => s.auth_issuer.map(Some),
             self.auth_audience => s.auth_audience.map(Some),
             self.admin_token => s.admin_token.map(Some),
+            self.redis_url => s.redis_url.map(Some),
+            self.redis_node_timeout => s.redis_node_timeout_ms.map(ms),
         }
         self
     }
@@ -504,6 +526,12 @@ impl Config {
         }
         if self.auth_hs256_secret.is_some() && self.auth_public_key_file.is_some() {
             return fail("auth_hs256_secret and auth_public_key_file exclude each other: give one".into());
+        }
+        if self.redis_url.as_ref().is_some_and(|url| !url.starts_with("redis://")) {
+            return fail("redis_url must be a redis:// URL".into());
+        }
+        if self.redis_node_timeout < Duration::from_secs(3) {
+            return fail("redis_node_timeout_ms must be at least 3000".into());
         }
         if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return fail("admin_token must be at least 16 characters long".into());

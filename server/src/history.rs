@@ -46,6 +46,11 @@ impl History {
         self.entries.push_back((seq, frame));
     }
 
+    /// Forgets every message, for a room that starts again from a snapshot.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     /// Everything kept: for a joiner that has seen nothing.
     pub fn all(&self) -> Replay<'_> {
         Replay { frames: self.entries.iter().map(|(_, frame)| frame).collect(), gap: false }

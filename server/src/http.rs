@@ -100,6 +100,10 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &HttpState) 
         (Method::GET | Method::HEAD, "/healthz") => {
             if state.hub.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else if !state.hub.broker().is_available() {
+                // A load balancer sends nobody to a server that would turn
+                // them away.
+                text(StatusCode::SERVICE_UNAVAILABLE, "broker unavailable\n")
             } else {
                 text(StatusCode::OK, "ok\n")
             }
@@ -145,6 +149,17 @@ fn metrics(state: &HttpState) -> Response<Full<Bytes>> {
         let _ = writeln!(out, "{name} {value}");
     };
     gauge(&mut out, "wtchat_rooms", "Rooms that exist now.", hub.rooms().len().to_string());
+    let broker = hub.broker().describe();
+    gauge(
+        &mut out,
+        "wtchat_broker_available",
+        "1 while the broker (in memory, or the link to Redis) can order messages.",
+        u8::from(hub.broker().is_available()).to_string(),
+    );
+    if let Some(losses) = broker.get("link_losses") {
+        family(&mut out, "wtchat_broker_link_losses_total", "counter", "Times the link to Redis was lost.");
+        let _ = writeln!(out, "wtchat_broker_link_losses_total {losses}");
+    }
     family(
         &mut out,
         "wtchat_admission_refusals_total",
@@ -191,6 +206,7 @@ fn status(state: &HttpState) -> Response<Full<Bytes>> {
         "addresses": hub.admission().addresses(),
         "connections": connections,
         "rooms": hub.rooms().len(),
+        "broker": hub.broker().describe(),
         "messages_published": metrics.published_count(),
         "tasks": tasks,
         "certificate_expires": unix_seconds(state.certificates.current().not_after()),

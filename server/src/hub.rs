@@ -16,9 +16,12 @@ use wtchat_protocol::{Closing, ReasonCode};
 use crate::admission::{Admission, Ticket};
 use crate::arrival::Arrival;
 use crate::authenticator::Authenticator;
+use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
+use crate::in_memory_broker::InMemoryBroker;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, OutboxStats};
+use crate::redis_broker::RedisBroker;
 use crate::room_registry::RoomRegistry;
 use crate::session::Session;
 use crate::user::User;
@@ -30,6 +33,8 @@ pub struct Hub {
     config: Config,
     /// Every room.
     rooms: RoomRegistry,
+    /// Orders the rooms' messages: in this process, or across servers.
+    broker: Arc<dyn Broker>,
     /// The outbox of every live session, so that shutdown can reach them. A
     /// std mutex, taken once when a session opens and once when it ends,
     /// never on the message path.
@@ -56,8 +61,13 @@ impl Hub {
     /// authentication key can be loaded.
     pub fn new(config: Config) -> Result<Arc<Self>, ConfigError> {
         let authenticator = config.authenticator()?;
+        let broker: Arc<dyn Broker> = match &config.redis_url {
+            Some(url) => Arc::new(RedisBroker::new(url, config.history_len, config.redis_node_timeout)?),
+            None => Arc::new(InMemoryBroker),
+        };
         Ok(Arc::new(Self {
-            rooms: RoomRegistry::new(config.max_rooms, config.history_len),
+            rooms: RoomRegistry::new(config.max_rooms, config.history_len, broker.clone()),
+            broker,
             admission: Admission::new(config.admission),
             authenticator,
             metrics: Metrics::default(),
@@ -80,6 +90,16 @@ impl Hub {
         &self.rooms
     }
 
+    /// The broker that orders the rooms' messages.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// Starts the broker's background work; the server calls it once.
+    pub fn start(self: &Arc<Self>) {
+        self.broker.clone().start(Arc::downgrade(self));
+    }
+
     fn sessions(&self) -> MutexGuard<'_, HashMap<u64, Arc<Outbox>>> {
         // Insert and remove leave the map consistent if they panic.
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
@@ -90,7 +110,7 @@ impl Hub {
     /// session, already closed with the notice that says why, so that every
     /// refusal reaches the client through the same path as any other close.
     pub fn open_session(self: &Arc<Self>, arrival: Arrival) -> Session {
-        let id = self.next_session_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.broker.session_id_base() + self.next_session_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(self.config.session.outbound_queue_bytes));
         self.sessions().insert(id, outbox.clone());
         self.metrics.session_opened(arrival.transport);
@@ -109,6 +129,9 @@ impl Hub {
     fn admit(&self, arrival: &Arrival) -> Result<(Option<User>, Ticket), Closing> {
         if self.is_draining() {
             return Err(self.shutdown_notice());
+        }
+        if !self.broker.is_available() {
+            return Err(self.broker_notice());
         }
         let ticket = self.admission.admit(arrival.peer, tokio::time::Instant::now()).map_err(|refusal| {
             tracing::info!(peer = %arrival.peer, reason = refusal.name(), "refused a session");
@@ -170,9 +193,22 @@ impl Hub {
     /// its transport is closed.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Release);
+        self.close_all(|| self.shutdown_notice());
+    }
+
+    /// Closes every session after the broker's link was lost: a member can
+    /// no longer be sure to see every message of its rooms, so each client
+    /// reconnects after its hint and resumes from its last sequence number,
+    /// which tells it exactly what it missed. New sessions are turned away
+    /// with the same notice until the link is back.
+    pub fn broker_lost(&self) {
+        self.close_all(|| self.broker_notice());
+    }
+
+    fn close_all(&self, notice: impl Fn() -> Closing) {
         let outboxes: Vec<Arc<Outbox>> = self.sessions().values().cloned().collect();
         for outbox in outboxes {
-            outbox.close(self.shutdown_notice());
+            outbox.close(notice());
         }
     }
 
@@ -202,6 +238,19 @@ impl Hub {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         true
+    }
+
+    /// The notice of a server that cannot reach its broker.
+    fn broker_notice(&self) -> Closing {
+        Closing {
+            code: ReasonCode::BROKER_UNAVAILABLE,
+            text: "the server lost its link to the message broker; reconnect after the retry hint and resume"
+                .into(),
+            retry_after_ms: Some(retry_hint(
+                self.config.refusal_retry_after,
+                self.config.refusal_retry_spread,
+            )),
+        }
     }
 
     /// A shutdown notice with a retry hint spread at random over the

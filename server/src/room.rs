@@ -5,16 +5,26 @@
 //! is queued for every member in one critical section, so no two messages can
 //! reach two members in different orders. The lock is never held across an
 //! `.await`; queueing a frame is a pointer push into each member's outbox.
+//!
+//! A room is either the sequencer of its messages (the in-memory broker:
+//! [`Room::publish`]) or a follower of a feed the broker sequences for every
+//! server ([`Room::apply`]). A follower starts out syncing: it holds joiners
+//! and early events until the broker's snapshot arrives
+//! ([`Room::synced`]), so that a joiner's history and the live feed meet
+//! without a gap or a duplicate.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use wtchat_protocol::{
-    ChatMessage, HistoryReplay, Joined, Member, Presence, PresenceChange, Resume, ServerMessage, Typing,
+    ChatMessage, Closing, HistoryReplay, Joined, Member, Presence, PresenceChange, ReasonCode, Resume,
+    ServerMessage, Typing,
 };
 
 use crate::frame::Frame;
 use crate::history::History;
 use crate::outbox::Outbox;
+use crate::room_event::{EventMember, RoomEvent};
 
 /// A session as a member of one room.
 #[derive(Debug, Clone)]
@@ -57,6 +67,52 @@ struct RoomState {
     /// Set when the room became empty and left the registry. A session that
     /// found the room just before that must look it up again.
     removed: bool,
+    /// The shared feed's state when the room follows one; `None` when the
+    /// room sequences its own messages.
+    feed: Option<Box<Feed>>,
+}
+
+/// A follower room's view of the shared feed.
+#[derive(Debug, Default)]
+struct Feed {
+    /// Every member on every server, by session id.
+    everyone: HashMap<u64, Arc<str>>,
+    /// Set until the broker's snapshot arrives.
+    syncing: Option<Syncing>,
+}
+
+/// What waits for a follower room's snapshot.
+#[derive(Debug, Default)]
+struct Syncing {
+    /// Joins to answer once the room knows its history.
+    joiners: Vec<(RoomMember, u32, Option<Resume>)>,
+    /// Events that arrived before the snapshot; some may be in it too.
+    events: Vec<RoomEvent>,
+}
+
+/// The broker's state of a room, which a follower room starts from.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The room's epoch.
+    pub epoch: u64,
+    /// The last sequence number given out (0 for none).
+    pub last_seq: u64,
+    /// The most recent messages, oldest first.
+    pub history: Vec<RoomEvent>,
+    /// Every member on every server.
+    pub members: Vec<EventMember>,
+}
+
+/// What applying a feed event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A message went to this many members.
+    Delivered(usize),
+    /// Nothing to count (presence, typing, a duplicate, or held for sync).
+    Noted,
+    /// The feed broke (its epoch changed, or a number was skipped): the
+    /// members were closed and the room must be synced again.
+    Resync,
 }
 
 /// The room was removed from the registry; look it up again.
@@ -64,8 +120,10 @@ struct RoomState {
 pub struct RoomRemoved;
 
 impl Room {
-    /// An empty room keeping `history_len` messages.
-    pub fn new(name: Arc<str>, history_len: usize) -> Self {
+    /// An empty room keeping `history_len` messages; a room that `follows`
+    /// a shared feed waits for [`Room::synced`] before answering joins.
+    pub fn new(name: Arc<str>, history_len: usize, follows: bool) -> Self {
+        let feed = follows.then(|| Box::new(Feed { syncing: Some(Syncing::default()), ..Feed::default() }));
         Self {
             name,
             state: Mutex::new(RoomState {
@@ -75,6 +133,7 @@ impl Room {
                 members: Vec::new(),
                 history: History::new(history_len),
                 removed: false,
+                feed,
             }),
         }
     }
@@ -106,6 +165,21 @@ impl Room {
         if state.removed {
             return Err(RoomRemoved);
         }
+        if let Some(syncing) = state.feed.as_mut().and_then(|feed| feed.syncing.as_mut()) {
+            syncing.joiners.push((joiner, request_id, resume));
+            return Ok(());
+        }
+        self.answer_join(&mut state, joiner, request_id, resume);
+        Ok(())
+    }
+
+    fn answer_join(
+        &self,
+        state: &mut RoomState,
+        joiner: RoomMember,
+        request_id: u32,
+        resume: Option<Resume>,
+    ) {
         let mut replay = match resume {
             None => state.history.all(),
             Some(resume) if resume.epoch == state.epoch => {
@@ -132,8 +206,24 @@ impl Room {
             replay.gap = true;
         }
 
-        let mut members: Vec<Member> = state.members.iter().map(RoomMember::describe).collect();
-        members.push(joiner.describe());
+        let mut members: Vec<Member> = match &mut state.feed {
+            Some(feed) => {
+                feed.everyone.insert(joiner.session_id, joiner.name.clone());
+                let mut everyone: Vec<Member> = feed
+                    .everyone
+                    .iter()
+                    .map(|(id, name)| Member { session_id: *id, name: name.to_string() })
+                    .collect();
+                everyone.sort_unstable_by_key(|m| m.session_id);
+                everyone
+            }
+            None => {
+                let mut local: Vec<Member> = state.members.iter().map(RoomMember::describe).collect();
+                local.push(joiner.describe());
+                local
+            }
+        };
+        members.dedup_by_key(|m| m.session_id);
         let joined = Frame::encode(&ServerMessage::Joined(Joined {
             request_id,
             room: self.name.to_string(),
@@ -159,7 +249,6 @@ impl Room {
             member.outbox.push(&presence);
         }
         state.members.push(joiner);
-        Ok(())
     }
 
     /// Publishes a message: sequences it, encodes it once, queues that one
@@ -196,30 +285,187 @@ impl Room {
         }
     }
 
-    /// Removes a member and tells the others. When the room becomes empty it
-    /// is marked removed and `on_empty` runs while the room is still locked,
-    /// so that nobody can join the dead room in between. Returns whether the
-    /// session was a member.
-    pub fn leave(&self, session_id: u64, change: PresenceChange, on_empty: impl FnOnce()) -> bool {
+    /// Removes a member (or a joiner still waiting for the room to sync) and
+    /// tells the others. When the room becomes empty it is marked removed
+    /// and `on_empty` runs while the room is still locked, so that nobody can
+    /// join the dead room in between. Returns the member it removed.
+    pub fn leave(
+        &self,
+        session_id: u64,
+        change: PresenceChange,
+        on_empty: impl FnOnce(),
+    ) -> Option<RoomMember> {
         let mut state = self.lock();
-        let Some(index) = state.members.iter().position(|m| m.session_id == session_id) else {
-            return false;
+        let waiting = state.feed.as_mut().and_then(|feed| feed.syncing.as_mut()).and_then(|syncing| {
+            let index = syncing.joiners.iter().position(|(m, ..)| m.session_id == session_id)?;
+            Some(syncing.joiners.remove(index).0)
+        });
+        let gone = match waiting {
+            Some(gone) => gone,
+            None => {
+                let index = state.members.iter().position(|m| m.session_id == session_id)?;
+                let gone = state.members.remove(index);
+                let presence = Frame::encode(&ServerMessage::Presence(Presence {
+                    room: self.name.to_string(),
+                    change,
+                    member: gone.describe(),
+                }));
+                for member in &state.members {
+                    member.outbox.push(&presence);
+                }
+                gone
+            }
         };
-        let gone = state.members.remove(index);
-        if state.members.is_empty() {
+        if let Some(feed) = &mut state.feed {
+            feed.everyone.remove(&session_id);
+        }
+        let waiting =
+            state.feed.as_ref().and_then(|feed| feed.syncing.as_ref()).map_or(0, |s| s.joiners.len());
+        if state.members.is_empty() && waiting == 0 {
             state.removed = true;
             on_empty();
-            return true;
         }
-        let presence = Frame::encode(&ServerMessage::Presence(Presence {
-            room: self.name.to_string(),
-            change,
-            member: gone.describe(),
-        }));
+        Some(gone)
+    }
+
+    /// Starts a follower room from the broker's snapshot: the history and
+    /// members it holds, then the events that arrived while it was taken
+    /// (skipping those already in it), then the joins that waited.
+    pub fn synced(&self, snapshot: Snapshot) {
+        let mut state = self.lock();
+        let Some(feed) = state.feed.as_mut() else { return };
+        let Some(syncing) = feed.syncing.take() else { return };
+        feed.everyone = snapshot.members.into_iter().map(|m| (m.session_id, m.name)).collect();
+        state.epoch = snapshot.epoch;
+        state.next_seq = snapshot.last_seq + 1;
+        state.history.clear();
+        for event in snapshot.history {
+            if let RoomEvent::Message { epoch, seq, sender, sent_at_ms, body } = event {
+                if epoch == snapshot.epoch && seq <= snapshot.last_seq {
+                    state.history.push(seq, self.message_frame(seq, &sender, sent_at_ms, body));
+                }
+            }
+        }
+        for event in syncing.events {
+            if self.apply_locked(&mut state, event) == Applied::Resync {
+                break;
+            }
+        }
+        for (joiner, request_id, resume) in syncing.joiners {
+            self.answer_join(&mut state, joiner, request_id, resume);
+        }
+    }
+
+    /// Makes a follower room wait for a fresh snapshot, after its feed was
+    /// interrupted by a lost link.
+    pub fn resync(&self) {
+        let mut state = self.lock();
+        if let Some(feed) = &mut state.feed {
+            feed.syncing.get_or_insert_with(Syncing::default);
+        }
+    }
+
+    /// Applies one event of the shared feed: a message is sequenced already
+    /// and goes to every member of this server as one frame.
+    pub fn apply(&self, event: RoomEvent) -> Applied {
+        let mut state = self.lock();
+        self.apply_locked(&mut state, event)
+    }
+
+    fn apply_locked(&self, state: &mut RoomState, event: RoomEvent) -> Applied {
+        let Some(feed) = state.feed.as_mut() else { return Applied::Noted };
+        if let Some(syncing) = &mut feed.syncing {
+            syncing.events.push(event);
+            return Applied::Noted;
+        }
+        match event {
+            RoomEvent::Message { epoch, seq, .. } if epoch == state.epoch && seq < state.next_seq => {
+                Applied::Noted
+            }
+            RoomEvent::Message { epoch, seq, sender, sent_at_ms, body }
+                if epoch == state.epoch && seq == state.next_seq =>
+            {
+                let frame = self.message_frame(seq, &sender, sent_at_ms, body);
+                for member in &state.members {
+                    member.outbox.push(&frame);
+                }
+                state.history.push(seq, frame);
+                state.next_seq += 1;
+                Applied::Delivered(state.members.len())
+            }
+            RoomEvent::Message { epoch, seq, .. } => {
+                tracing::warn!(
+                    room = %self.name, epoch, seq, expected_epoch = state.epoch, expected_seq = state.next_seq,
+                    "the room's feed broke; closing its members so that they resume"
+                );
+                self.break_feed(state);
+                Applied::Resync
+            }
+            RoomEvent::Presence { change, member } => {
+                let changed = match change {
+                    PresenceChange::Joined => {
+                        feed.everyone.insert(member.session_id, member.name.clone()).is_none()
+                    }
+                    PresenceChange::Left | PresenceChange::Disconnected => {
+                        feed.everyone.remove(&member.session_id).is_some()
+                    }
+                };
+                if changed {
+                    let frame = Frame::encode(&ServerMessage::Presence(Presence {
+                        room: self.name.to_string(),
+                        change,
+                        member: Member { session_id: member.session_id, name: member.name.to_string() },
+                    }));
+                    for local in state.members.iter().filter(|m| m.session_id != member.session_id) {
+                        local.outbox.push(&frame);
+                    }
+                }
+                Applied::Noted
+            }
+            RoomEvent::Typing { member } => {
+                let frame = Frame::encode(&ServerMessage::Typing(Typing {
+                    room: self.name.to_string(),
+                    member: Member { session_id: member.session_id, name: member.name.to_string() },
+                }));
+                for local in state.members.iter().filter(|m| m.session_id != member.session_id) {
+                    local.outbox.push(&frame);
+                }
+                Applied::Noted
+            }
+        }
+    }
+
+    /// Closes every member after a break in the feed, which this server
+    /// cannot repair without risking a silent gap: each member reconnects,
+    /// resumes from its last number and is told exactly what it missed, or
+    /// that the history no longer covers it. The room syncs again for
+    /// whoever joins meanwhile.
+    fn break_feed(&self, state: &mut RoomState) {
+        let notice = Closing {
+            code: ReasonCode::BROKER_UNAVAILABLE,
+            text: format!("the shared feed of room {} broke; reconnect and resume", self.name),
+            retry_after_ms: Some(crate::hub::retry_hint(
+                std::time::Duration::from_millis(200),
+                std::time::Duration::from_secs(2),
+            )),
+        };
         for member in &state.members {
-            member.outbox.push(&presence);
+            member.outbox.close(notice.clone());
         }
-        true
+        if let Some(feed) = &mut state.feed {
+            feed.syncing = Some(Syncing::default());
+        }
+    }
+
+    /// Encodes a sequenced message as the frame members receive.
+    fn message_frame(&self, seq: u64, sender: &EventMember, sent_at_ms: u64, body: String) -> Frame {
+        Frame::encode(&ServerMessage::Message(ChatMessage {
+            room: self.name.to_string(),
+            seq,
+            sender: Member { session_id: sender.session_id, name: sender.name.to_string() },
+            sent_at_ms,
+            body,
+        }))
     }
 
     /// How many members the room has.

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use wtchat_protocol::{PresenceChange, Resume};
 
+use crate::broker::Broker;
 use crate::room::{Room, RoomMember, RoomRemoved};
 
 const SHARDS: usize = 32;
@@ -40,12 +41,15 @@ pub struct RoomRegistry {
     max_rooms: usize,
     /// History length of new rooms.
     history_len: usize,
+    /// Orders the rooms' messages; told when rooms and members come and go.
+    broker: Arc<dyn Broker>,
 }
 
 impl RoomRegistry {
     /// An empty registry.
-    pub fn new(max_rooms: usize, history_len: usize) -> Self {
+    pub fn new(max_rooms: usize, history_len: usize, broker: Arc<dyn Broker>) -> Self {
         Self {
+            broker,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             count: AtomicUsize::new(0),
@@ -71,7 +75,10 @@ impl RoomRegistry {
         loop {
             let room = self.get_or_create(name)?;
             match room.join(member.clone(), request_id, resume) {
-                Ok(()) => return Ok(room),
+                Ok(()) => {
+                    self.broker.member_joined(&room, &member);
+                    return Ok(room);
+                }
                 // The last member left between the look-up and the join, and
                 // the room is gone from the map already: the next look-up
                 // creates a fresh one.
@@ -89,21 +96,43 @@ impl RoomRegistry {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return Err(RoomLimitReached);
         }
-        let room = Arc::new(Room::new(name.clone(), self.history_len));
+        let room = Arc::new(Room::new(name.clone(), self.history_len, self.broker.rooms_follow()));
         shard.insert(name.clone(), room.clone());
+        // Under the shard lock, so that the broker hears of this room after
+        // it heard that an earlier room of the same name closed.
+        self.broker.room_opened(&room);
         Ok(room)
+    }
+
+    /// Every room on this server.
+    pub fn all(&self) -> Vec<Arc<Room>> {
+        let mut rooms = Vec::with_capacity(self.len());
+        for shard in &self.shards {
+            rooms.extend(shard.lock().unwrap_or_else(PoisonError::into_inner).values().cloned());
+        }
+        rooms
+    }
+
+    /// The room of that name on this server, if it has one.
+    pub fn get(&self, name: &str) -> Option<Arc<Room>> {
+        self.shard(name).get(name).cloned()
     }
 
     /// Removes a member from a room, and the room from the registry when it
     /// becomes empty. Returns whether the session was a member.
     pub fn leave(&self, room: &Arc<Room>, session_id: u64, change: PresenceChange) -> bool {
-        room.leave(session_id, change, || {
+        let gone = room.leave(session_id, change, || {
             let mut shard = self.shard(room.name());
             if shard.get(room.name()).is_some_and(|current| Arc::ptr_eq(current, room)) {
                 shard.remove(room.name());
                 self.count.fetch_sub(1, Ordering::Relaxed);
+                self.broker.room_closed(room);
             }
-        })
+        });
+        if let Some(member) = &gone {
+            self.broker.member_left(room, member, change);
+        }
+        gone.is_some()
     }
 
     /// How many rooms exist.

@@ -134,6 +134,7 @@ impl Server {
     /// they are gone or the shutdown timeout passes.
     pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let config = self.hub.config();
+        self.hub.start();
         let tls = if self.certificates.is_self_signed() {
             None
         } else {

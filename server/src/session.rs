@@ -18,6 +18,7 @@ use wtchat_protocol::{
 
 use crate::admission::Ticket;
 use crate::arrival::TransportKind;
+use crate::broker::{BrokerUnavailable, Published};
 use crate::frame::Frame;
 use crate::hub::{Hub, unix_millis};
 use crate::name::{validate_display_name, validate_room_name};
@@ -295,6 +296,11 @@ impl Session {
                 now,
             );
         }
+        if !self.hub.broker().is_available() {
+            let text = "cannot join now: the server cannot reach its message broker; try again".into();
+            self.send_error(Some(request_id), ErrorCode::BROKER_UNAVAILABLE, text);
+            return Flow::Continue;
+        }
         let member = RoomMember { session_id: self.id, name: display_name, outbox: self.outbox.clone() };
         match self.hub.rooms().join(&room_name, member.clone(), request_id, resume) {
             Ok(room) => {
@@ -369,8 +375,19 @@ impl Session {
         }
         let membership = &self.memberships[index];
         let started = std::time::Instant::now();
-        let recipients = membership.room.publish(&membership.member, body, unix_millis());
-        self.hub.metrics().published(recipients, started.elapsed());
+        match self.hub.broker().publish(&membership.room, &membership.member, request_id, body, unix_millis())
+        {
+            Ok(Published::Delivered(recipients)) => {
+                self.hub.metrics().published(recipients, started.elapsed())
+            }
+            Ok(Published::Forwarded) => {}
+            // Not the client's fault, so not charged to its error budget.
+            Err(BrokerUnavailable) => self.send_error(
+                Some(request_id),
+                ErrorCode::BROKER_UNAVAILABLE,
+                "the message was not sent: the server cannot reach its message broker; send it again".into(),
+            ),
+        }
         Flow::Continue
     }
 
@@ -381,7 +398,7 @@ impl Session {
         };
         if self.typing_rate.try_take(now) {
             let membership = &self.memberships[index];
-            membership.room.typing(&membership.member);
+            self.hub.broker().typing(&membership.room, &membership.member);
         }
         Flow::Continue
     }

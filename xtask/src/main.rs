@@ -12,7 +12,7 @@
 //!
 //! Each installs what it needs when it is missing (the wasm target,
 //! wasm-bindgen-cli at the pinned version, cargo-fuzz, Chromium and
-//! chromedriver), so all of them work on a fresh machine.
+//! chromedriver, Redis), so all of them work on a fresh machine.
 
 mod bench;
 
@@ -201,12 +201,28 @@ fn build_client(out: Option<&Path>) -> Result {
     )
 }
 
-/// Makes sure Debian's Chromium and chromedriver are installed, installing
-/// them with apt-get when they are missing. Debian's clean-up hook deletes
-/// downloaded packages between dpkg runs, which can break a large install
-/// halfway; keeping the archives in a folder of our own avoids that.
+/// Makes sure Debian's Chromium and chromedriver are installed, for the
+/// browser tests.
 fn ensure_chromium() -> Result {
-    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+    ensure_debian_packages(
+        "Chromium and chromedriver",
+        &["/usr/bin/chromium", "/usr/bin/chromedriver"],
+        &["chromium", "chromium-driver"],
+    )
+}
+
+/// Makes sure Debian's Redis is installed, for the scale-out tests (each
+/// test starts its own `redis-server` on a loopback port).
+fn ensure_redis() -> Result {
+    ensure_debian_packages("Redis", &["/usr/bin/redis-server"], &["redis-server"])
+}
+
+/// Installs `packages` with apt-get unless every one of `files` exists.
+/// Debian's clean-up hook deletes downloaded packages between dpkg runs,
+/// which can break a large install halfway; keeping the archives in a
+/// folder of our own avoids that.
+fn ensure_debian_packages(what: &str, files: &[&str], packages: &[&str]) -> Result {
+    if files.iter().all(|file| Path::new(file).exists()) {
         return Ok(());
     }
     let archives = std::env::temp_dir().join("wtchat-apt-archives");
@@ -221,10 +237,10 @@ fn ensure_chromium() -> Result {
         command
     };
     step("apt-get update", &mut apt(&["update"]))?;
-    let install = ["install", "-y", "chromium", "chromium-driver"];
-    if step("install Chromium and chromedriver", &mut apt(&install)).is_err() {
+    let install: Vec<&str> = ["install", "-y"].iter().chain(packages).copied().collect();
+    if step(&format!("install {what}"), &mut apt(&install)).is_err() {
         step("repair the interrupted install", &mut apt(&["-f", "install", "-y"]))?;
-        step("install Chromium and chromedriver again", &mut apt(&install))?;
+        step(&format!("install {what} again"), &mut apt(&install))?;
     }
     Ok(())
 }
@@ -244,6 +260,7 @@ fn test() -> Result {
     ensure_toolchain()?;
     ensure_wasm_bindgen_cli()?;
     ensure_chromium()?;
+    ensure_redis()?;
     step("formatting", cargo().args(["fmt", "--all", "--", "--check"]))?;
     step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     // The protocol's tests use proptest, which does not build for wasm32;
