@@ -7,6 +7,7 @@ pub mod binary;
 pub mod browser;
 pub mod client;
 pub mod http;
+pub mod redis;
 pub mod scenario;
 pub mod server;
 pub mod websocket;

@@ -1,0 +1,337 @@
+//! Scale-out: several `wtchat` processes share rooms through a real Redis.
+//! Members on different servers see one order and one numbering, presence
+//! spans servers and forgets a dead one, a member whose server dies resumes
+//! on another with nothing missing and nothing twice, and a Redis restart
+//! closes sessions with a reason code and heals by itself.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use wtchat_protocol::{
+    ChatMessage, ClientMessage, Member, PresenceChange, ReasonCode, Resume, ServerMessage,
+};
+use wtchat_tests::binary::Binary;
+use wtchat_tests::redis::RedisServer;
+use wtchat_tests::server::{eventually_async, temp_dir};
+use wtchat_tests::webtransport::published_hashes_at;
+use wtchat_tests::{Client, Wire, WsClient, WtClient, http_get, metric, scrape_metrics};
+
+/// Several servers sharing one Redis.
+struct Cluster {
+    redis: RedisServer,
+    servers: Vec<Binary>,
+}
+
+impl Cluster {
+    /// Starts Redis and `n` servers linked to it, with `extra` flags, and
+    /// waits until every server reports its broker available.
+    async fn start(n: usize, extra: &[&str]) -> Result<Self> {
+        let redis = RedisServer::start()?;
+        let url = redis.url();
+        let mut servers = Vec::new();
+        for _ in 0..n {
+            let certs = temp_dir("scale-out-certs");
+            let mut args = vec!["--listen", "127.0.0.1:0", "--redis-url", &url, "--cert-dir"];
+            let certs = certs.to_str().unwrap_or_default().to_owned();
+            args.push(&certs);
+            args.extend_from_slice(&["--redis-node-timeout-ms", "3000"]);
+            args.extend_from_slice(extra);
+            servers.push(Binary::start(&args)?);
+        }
+        let cluster = Self { redis, servers };
+        for index in 0..n {
+            cluster.wait_health(index, 200).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Waits until server `index` answers `/healthz` with `code`.
+    async fn wait_health(&self, index: usize, code: u16) -> Result<()> {
+        let address = self.servers[index].address;
+        eventually_async(Duration::from_secs(15), || async move {
+            http_get(address, "/healthz", &[]).await.is_ok_and(|(got, _)| got == code)
+        })
+        .await
+        .with_context(|| format!("server {index} never answered /healthz with {code}"))
+    }
+
+    async fn ws(&self, index: usize) -> Result<WsClient> {
+        let mut client = WsClient::connect_at(self.servers[index].address, None, None).await?;
+        client.hello().await?;
+        Ok(client)
+    }
+
+    async fn wt(&self, index: usize) -> Result<WtClient> {
+        let server = &self.servers[index];
+        let hashes = published_hashes_at(server.address).await?;
+        let url = server.webtransport_url.clone().context("the server announced no WebTransport URL")?;
+        let mut client = WtClient::open(&url, &hashes, None).await?;
+        client.hello().await?;
+        Ok(client)
+    }
+}
+
+/// What a member saw of a room: `(seq, sender name, body)` in arrival order.
+fn seen(messages: &[ChatMessage]) -> Vec<(u64, String, String)> {
+    messages.iter().map(|m| (m.seq, m.sender.name.clone(), m.body.clone())).collect()
+}
+
+/// Receives until a presence change of `name` arrives, skipping the rest.
+async fn presence<W: Wire>(client: &mut Client<W>, name: &str, change: PresenceChange) -> Result<u64> {
+    let wait = client.until(|message| match message {
+        ServerMessage::Presence(p) if p.member.name == name && p.change == change => {
+            Some(p.member.session_id)
+        }
+        _ => None,
+    });
+    tokio::time::timeout(Duration::from_secs(15), wait).await.context("no presence notice")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_different_servers_share_one_order_and_presence() -> Result<()> {
+    let cluster = Cluster::start(2, &["--publish-rate-per-sec", "1000", "--publish-burst", "1000"]).await?;
+    let mut ann = cluster.ws(0).await?;
+    let mut bob = cluster.wt(1).await?;
+    let mut cid = cluster.ws(1).await?;
+
+    let (joined, _) = ann.join("plaza", "Ann").await?;
+    ensure!(joined.next_seq == 1 && joined.members.len() == 1);
+    let (joined, _) = bob.join("plaza", "Bob").await?;
+    let names: HashSet<String> = joined.members.iter().map(|m| m.name.clone()).collect();
+    ensure!(names == HashSet::from(["Ann".into(), "Bob".into()]), "Bob sees {names:?}");
+    presence(&mut ann, "Bob", PresenceChange::Joined).await?;
+    let (joined, _) = cid.join("plaza", "Cid").await?;
+    ensure!(joined.members.len() == 3, "Cid sees {:?}", joined.members);
+    presence(&mut ann, "Cid", PresenceChange::Joined).await?;
+    presence(&mut bob, "Cid", PresenceChange::Joined).await?;
+    let ids: HashSet<u64> = joined.members.iter().map(|m| m.session_id).collect();
+    ensure!(ids.len() == 3, "session ids are unique across servers: {:?}", joined.members);
+
+    // Everyone publishes at once, from both servers.
+    const EACH: usize = 30;
+    for i in 0..EACH {
+        ann.publish("plaza", &format!("ann {i}")).await?;
+        bob.publish("plaza", &format!("bob {i}")).await?;
+        cid.publish("plaza", &format!("cid {i}")).await?;
+    }
+    let total = 3 * EACH;
+    let (a, b, c) = tokio::try_join!(ann.chat(total), bob.chat(total), cid.chat(total))?;
+    let (a, b, c) = (seen(&a), seen(&b), seen(&c));
+    ensure!(a == b && b == c, "the three members saw different orders");
+    let seqs: Vec<u64> = a.iter().map(|(seq, ..)| *seq).collect();
+    ensure!(seqs == (1..=total as u64).collect::<Vec<_>>(), "sequence numbers are 1..={total}: {seqs:?}");
+    for sender in ["ann", "bob", "cid"] {
+        let own: Vec<&String> = a.iter().map(|(_, _, body)| body).filter(|b| b.starts_with(sender)).collect();
+        let expected: Vec<String> = (0..EACH).map(|i| format!("{sender} {i}")).collect();
+        ensure!(
+            own.iter().map(|s| s.as_str()).eq(expected.iter().map(String::as_str)),
+            "{sender}'s order kept"
+        );
+    }
+
+    // A leave on one server reaches the other; a late joiner on either
+    // server gets the same history from Redis.
+    cid.send(ClientMessage::Leave { room: "plaza".into() }).await?;
+    presence(&mut ann, "Cid", PresenceChange::Left).await?;
+    let mut dee = cluster.ws(0).await?;
+    let (joined, history) = dee.join("plaza", "Dee").await?;
+    ensure!(joined.next_seq == total as u64 + 1);
+    ensure!(seen(&history) == a[a.len() - history.len()..], "the history matches what members saw");
+    let names: HashSet<String> = joined.members.iter().map(|m| m.name.clone()).collect();
+    ensure!(names == HashSet::from(["Ann".into(), "Bob".into(), "Dee".into()]), "Dee sees {names:?}");
+    Ok(())
+}
+
+/// A member that lost its server: what it saw, where it was, and its name.
+struct Survivor {
+    name: &'static str,
+    received: Vec<ChatMessage>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_stream_costs_no_member_a_message() -> Result<()> {
+    let mut cluster = Cluster::start(
+        3,
+        &["--publish-rate-per-sec", "1000", "--publish-burst", "1000", "--history-len", "1000"],
+    )
+    .await?;
+    const TOTAL: u64 = 300;
+    let mut publisher = cluster.ws(1).await?;
+    publisher.join("stream", "Pub").await?;
+    let mut stayer_b = cluster.wt(1).await?;
+    stayer_b.join("stream", "StayB").await?;
+    let mut stayer_c = cluster.ws(2).await?;
+    stayer_c.join("stream", "StayC").await?;
+    let mut victims = Vec::new();
+    for name in ["LostOne", "LostTwo"] {
+        let mut client = cluster.ws(0).await?;
+        let (joined, _) = client.join("stream", name).await?;
+        victims.push((name, client, joined.epoch));
+    }
+    let epoch = victims[0].2;
+    let lost_ids: HashSet<u64> =
+        victims.iter().filter_map(|(_, client, _)| client.welcome.as_ref().map(|w| w.session_id)).collect();
+
+    // The publisher sends at a steady pace on server 1 while server 0 dies.
+    let sending = tokio::spawn(async move {
+        for i in 1..=TOTAL {
+            publisher.publish("stream", &format!("m{i}")).await?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        anyhow::Ok(publisher)
+    });
+    let mut lost = Vec::new();
+    for (name, mut client, _) in victims {
+        let received = client.chat(60).await?;
+        lost.push((Survivor { name, received }, client));
+    }
+    let killed_at = std::time::Instant::now();
+    cluster.servers[0].child.kill()?;
+    cluster.servers[0].child.wait()?;
+
+    // Each member of the dead server reads what reached it, then reconnects
+    // to another server with backoff and jitter and resumes from its last
+    // number.
+    let mut resumed = Vec::new();
+    for (index, (mut survivor, mut client)) in lost.into_iter().enumerate() {
+        while let Ok(Ok(message)) =
+            tokio::time::timeout(Duration::from_millis(200), client.next_message()).await
+        {
+            if let ServerMessage::Message(chat) = message {
+                survivor.received.push(chat);
+            }
+        }
+        let mut delay = Duration::from_millis(100);
+        let target = 1 + index % 2;
+        let mut client = loop {
+            tokio::time::sleep(delay + Duration::from_millis(fastrand_jitter(index))).await;
+            match cluster.ws(target).await {
+                Ok(client) => break client,
+                Err(_) => delay = (delay * 2).min(Duration::from_secs(2)),
+            }
+        };
+        let last_seq = survivor.received.last().map_or(0, |m| m.seq);
+        let (joined, history) =
+            client.join_from("stream", survivor.name, Some(Resume { epoch, last_seq })).await?;
+        ensure!(!joined.history.gap, "{} was told of a gap the history covers", survivor.name);
+        survivor.received.extend(history);
+        resumed.push((survivor, client));
+    }
+
+    let publisher = sending.await??;
+    let (b, c) = tokio::try_join!(stayer_b.chat(TOTAL as usize), stayer_c.chat(TOTAL as usize))?;
+    let every: Vec<u64> = (1..=TOTAL).collect();
+    for (name, got) in [("StayB", &b), ("StayC", &c)] {
+        let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
+        ensure!(seqs == every, "{name} did not get every message exactly once");
+    }
+    for (survivor, client) in &mut resumed {
+        let have = survivor.received.len() as u64;
+        let rest = client.chat((TOTAL - have) as usize).await?;
+        survivor.received.extend(rest);
+        let seqs: Vec<u64> = survivor.received.iter().map(|m| m.seq).collect();
+        ensure!(seqs == every, "{} has a gap or a duplicate: {seqs:?}", survivor.name);
+        let bodies: Vec<String> = survivor.received.iter().map(|m| m.body.clone()).collect();
+        ensure!(bodies == every.iter().map(|i| format!("m{i}")).collect::<Vec<_>>());
+    }
+
+    // The dead server's members vanish from the room for everyone once its
+    // heartbeat lapses, and a newcomer sees no ghost.
+
+    presence(&mut stayer_c, "LostTwo", PresenceChange::Disconnected).await?;
+    let mut newcomer = cluster.ws(2).await?;
+    let (joined, _) = newcomer.join("stream", "New").await?;
+    let names: Vec<String> = joined.members.iter().map(|m| m.name.clone()).collect();
+    ensure!(names.len() == 6, "members after the crash: {names:?}");
+    drop(publisher);
+    Ok(())
+}
+
+/// A little jitter per client, as a real client spreads its retries.
+fn fastrand_jitter(index: usize) -> u64 {
+    (index as u64 * 37 + u64::from(std::process::id())) % 50
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_past_the_history_on_another_server_is_told_a_gap() -> Result<()> {
+    let cluster = Cluster::start(
+        2,
+        &["--publish-rate-per-sec", "1000", "--publish-burst", "1000", "--history-len", "5"],
+    )
+    .await?;
+    let mut talker = cluster.ws(0).await?;
+    let (joined, _) = talker.join("short", "Talker").await?;
+    for i in 1..=3 {
+        talker.publish("short", &format!("early {i}")).await?;
+    }
+    talker.chat(3).await?;
+    for i in 4..=20 {
+        talker.publish("short", &format!("late {i}")).await?;
+    }
+    talker.chat(17).await?;
+    let mut returning = cluster.ws(1).await?;
+    let (rejoined, history) =
+        returning.join_from("short", "Back", Some(Resume { epoch: joined.epoch, last_seq: 3 })).await?;
+    ensure!(rejoined.epoch == joined.epoch, "one epoch across servers");
+    ensure!(rejoined.history.gap, "a resume the history cannot cover is told so");
+    let seqs: Vec<u64> = history.iter().map(|m| m.seq).collect();
+    ensure!(seqs == (16..=20).collect::<Vec<_>>(), "the last five follow: {seqs:?}");
+    let (covered, history) = cluster
+        .ws(1)
+        .await?
+        .join_from("short", "Near", Some(Resume { epoch: joined.epoch, last_seq: 17 }))
+        .await?;
+    ensure!(!covered.history.gap && history.len() == 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_closes_sessions_with_a_reason_and_heals() -> Result<()> {
+    let mut cluster =
+        Cluster::start(2, &["--refusal-retry-after-ms", "300", "--refusal-retry-spread-ms", "300"]).await?;
+    let mut ann = cluster.ws(0).await?;
+    let mut bob = cluster.wt(1).await?;
+    let (joined, _) = ann.join("hall", "Ann").await?;
+    bob.join("hall", "Bob").await?;
+    ann.publish("hall", "before").await?;
+    let before = bob.chat(1).await?;
+    ensure!(before[0].seq == 1);
+
+    cluster.redis.kill();
+    for (name, closed) in [("Ann", ann.until_closed().await?), ("Bob", bob.until_closed().await?)] {
+        let (notice, code) = closed;
+        let notice = notice.with_context(|| format!("{name} got no closing notice"))?;
+        ensure!(notice.code == ReasonCode::BROKER_UNAVAILABLE, "{name}: {notice:?}");
+        ensure!(notice.retry_after_ms.is_some_and(|ms| (300..=600).contains(&ms)), "{name}: {notice:?}");
+        ensure!(code == Some(ReasonCode::BROKER_UNAVAILABLE.0), "{name} close code {code:?}");
+    }
+    cluster.wait_health(0, 503).await?;
+    let mut turned_away = WsClient::connect_at(cluster.servers[0].address, None, None).await?;
+    turned_away.send(ClientMessage::Ping { nonce: 1 }).await?;
+    let (notice, _) = turned_away.until_closed().await?;
+    ensure!(notice.is_some_and(|n| n.code == ReasonCode::BROKER_UNAVAILABLE && n.retry_after_ms.is_some()));
+    for server in &mut cluster.servers {
+        ensure!(server.child.try_wait()?.is_none(), "a server exited without Redis");
+    }
+
+    // Redis comes back empty: the servers relink by themselves, and a
+    // member resuming from before is told that its history is gone.
+    cluster.redis.restart()?;
+    cluster.wait_health(0, 200).await?;
+    cluster.wait_health(1, 200).await?;
+    let mut ann = cluster.ws(0).await?;
+    let (rejoined, history) =
+        ann.join_from("hall", "Ann", Some(Resume { epoch: joined.epoch, last_seq: 1 })).await?;
+    ensure!(rejoined.epoch != joined.epoch && rejoined.history.gap && history.is_empty());
+    let mut bob = cluster.wt(1).await?;
+    bob.join("hall", "Bob").await?;
+    presence(&mut ann, "Bob", PresenceChange::Joined).await?;
+    bob.publish("hall", "after").await?;
+    let (a, b) = tokio::try_join!(ann.chat(1), bob.chat(1))?;
+    ensure!(seen(&a) == seen(&b) && a[0].seq == 1 && a[0].body == "after");
+    let scrape = scrape_metrics(cluster.servers[0].address).await?;
+    ensure!(metric(&scrape, "wtchat_broker_link_losses_total").is_some_and(|n| n >= 1.0));
+    ensure!(metric(&scrape, "wtchat_broker_available") == Some(1.0));
+    Ok(())
+}
