@@ -79,10 +79,17 @@ fn seen(messages: &[ChatMessage]) -> Vec<(u64, String, String)> {
 
 /// Receives until a presence change of `name` arrives, skipping the rest.
 async fn presence<W: Wire>(client: &mut Client<W>, name: &str, change: PresenceChange) -> Result<u64> {
+    presence_of(client, |member| member.name == name, change).await
+}
+
+/// Receives until a presence change of a member `who` picks arrives.
+async fn presence_of<W: Wire>(
+    client: &mut Client<W>,
+    who: impl Fn(&Member) -> bool,
+    change: PresenceChange,
+) -> Result<u64> {
     let wait = client.until(|message| match message {
-        ServerMessage::Presence(p) if p.member.name == name && p.change == change => {
-            Some(p.member.session_id)
-        }
+        ServerMessage::Presence(p) if who(&p.member) && p.change == change => Some(p.member.session_id),
         _ => None,
     });
     tokio::time::timeout(Duration::from_secs(15), wait).await.context("no presence notice")?
@@ -237,14 +244,26 @@ async fn a_server_killed_mid_stream_costs_no_member_a_message() -> Result<()> {
     }
 
     // The dead server's members vanish from the room for everyone once its
-    // heartbeat lapses, and a newcomer sees no ghost.
-
-    presence(&mut stayer_c, "LostTwo", PresenceChange::Disconnected).await?;
+    // heartbeat lapses (3 s here), and a newcomer sees no ghost.
+    disconnected(&mut stayer_b, &lost_ids).await?;
+    disconnected(&mut stayer_c, &lost_ids).await?;
+    ensure!(killed_at.elapsed() >= Duration::from_secs(2), "removed before the node timeout");
     let mut newcomer = cluster.ws(2).await?;
     let (joined, _) = newcomer.join("stream", "New").await?;
-    let names: Vec<String> = joined.members.iter().map(|m| m.name.clone()).collect();
-    ensure!(names.len() == 6, "members after the crash: {names:?}");
-    drop(publisher);
+    let ids: HashSet<u64> = joined.members.iter().map(|m| m.session_id).collect();
+    ensure!(ids.len() == 6 && ids.is_disjoint(&lost_ids), "members after the crash: {:?}", joined.members);
+    drop((publisher, resumed));
+    Ok(())
+}
+
+/// Receives until every session in `ids` is reported disconnected.
+async fn disconnected<W: Wire>(client: &mut Client<W>, ids: &HashSet<u64>) -> Result<()> {
+    let mut gone = HashSet::new();
+    while gone.len() < ids.len() {
+        gone.insert(
+            presence_of(client, |m| ids.contains(&m.session_id), PresenceChange::Disconnected).await?,
+        );
+    }
     Ok(())
 }
 
