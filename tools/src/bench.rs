@@ -79,9 +79,14 @@ pub struct BenchArgs {
     /// Seconds to hold them.
     #[arg(long, default_value_t = 3.0)]
     pub hold: f64,
-    /// The server's process id, to report its CPU time and memory.
+    /// More servers sharing the room through Redis; sessions are spread
+    /// over all of them in turn (repeatable).
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub also_server: Vec<SocketAddr>,
+    /// Process ids whose CPU time and memory count as the server's
+    /// (repeatable: every wtchat process, and Redis, for a split room).
+    #[arg(long)]
+    pub server_pid: Vec<u32>,
     /// Connections opened at once.
     #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,
@@ -155,16 +160,37 @@ fn transport_name(transport: Transport) -> &'static str {
     }
 }
 
-/// Opens `count` greeted sessions, a few at a time.
+/// The summed CPU seconds of the server's processes, if every one is known.
+fn server_cpu_seconds(args: &BenchArgs) -> Option<f64> {
+    let each: Option<Vec<f64>> = args.server_pid.iter().map(|pid| procstat::cpu_seconds(*pid)).collect();
+    each.filter(|e| !e.is_empty()).map(|e| e.iter().sum())
+}
+
+/// The summed resident memory of the server's processes, if every one is
+/// known.
+fn server_rss_bytes(args: &BenchArgs) -> Option<u64> {
+    let each: Option<Vec<u64>> = args.server_pid.iter().map(|pid| procstat::rss_bytes(*pid)).collect();
+    each.filter(|e| !e.is_empty()).map(|e| e.iter().sum())
+}
+
+/// Opens `count` greeted sessions, a few at a time, spread in turn over
+/// `--server` and every `--also-server`.
 async fn connect_all(args: &BenchArgs, count: usize) -> Result<Vec<Session>> {
-    let dialer = Dialer::new(args.server).await?.with_websocket_client(WebSocketClient::Raw);
-    let dialer = Arc::new(tokio::sync::Mutex::new(dialer));
-    // The first session creates the shared QUIC endpoint; the rest reuse it.
-    let first = dialer.lock().await.open(args.transport, "wtchat-bench").await?;
+    let mut dialers = Vec::new();
+    for server in std::iter::once(args.server).chain(args.also_server.iter().copied()) {
+        let dialer = Dialer::new(server).await?.with_websocket_client(WebSocketClient::Raw);
+        dialers.push(Arc::new(tokio::sync::Mutex::new(dialer)));
+    }
     let transport = args.transport;
-    let rest = futures_util::stream::iter(1..count)
-        .map(|_| {
-            let dialer = dialer.clone();
+    // Each server's first session creates its dialer's QUIC endpoint, one
+    // at a time; the rest reuse them.
+    let mut sessions = Vec::new();
+    for dialer in dialers.iter().take(count) {
+        sessions.push(dialer.lock().await.open(transport, "wtchat-bench").await?);
+    }
+    let rest = futures_util::stream::iter(sessions.len()..count)
+        .map(|index| {
+            let dialer = dialers[index % dialers.len()].clone();
             async move {
                 // The dialer is shared for its endpoint; opening a session
                 // holds its lock only while it starts the handshake.
@@ -175,7 +201,6 @@ async fn connect_all(args: &BenchArgs, count: usize) -> Result<Vec<Session>> {
         .buffer_unordered(args.connect_concurrency.max(1))
         .collect::<Vec<_>>()
         .await;
-    let mut sessions = vec![first];
     for session in rest {
         sessions.push(session?);
     }
@@ -184,7 +209,7 @@ async fn connect_all(args: &BenchArgs, count: usize) -> Result<Vec<Session>> {
 
 async fn load(args: &BenchArgs) -> Result<Vec<StepReport>> {
     let publishers = args.publishers.clamp(1, args.subscribers.max(1));
-    let server_rss_before = args.server_pid.and_then(procstat::rss_bytes);
+    let server_rss_before = server_rss_bytes(args);
     let connect_started = Instant::now();
     let sessions = connect_all(args, args.subscribers).await?;
     let shared = Arc::new(Shared {
@@ -231,13 +256,12 @@ async fn load(args: &BenchArgs) -> Result<Vec<StepReport>> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let connect_s = connect_started.elapsed().as_secs_f64();
-    let server_rss_per_connection_kb =
-        match (server_rss_before, args.server_pid.and_then(procstat::rss_bytes)) {
-            (Some(before), Some(after)) => {
-                Some(after.saturating_sub(before) as f64 / 1024.0 / args.subscribers as f64)
-            }
-            _ => None,
-        };
+    let server_rss_per_connection_kb = match (server_rss_before, server_rss_bytes(args)) {
+        (Some(before), Some(after)) => {
+            Some(after.saturating_sub(before) as f64 / 1024.0 / args.subscribers as f64)
+        }
+        _ => None,
+    };
     if !args.quiet {
         eprintln!(
             "connected and joined {} sessions over {} in {connect_s:.2} s",
@@ -310,7 +334,7 @@ async fn run_step(
     connect_s: f64,
     server_rss_per_connection_kb: Option<f64>,
 ) -> Result<StepReport> {
-    let server_cpu_before = args.server_pid.and_then(procstat::cpu_seconds);
+    let server_cpu_before = server_cpu_seconds(args);
     let own_cpu_before = procstat::cpu_seconds(std::process::id()).unwrap_or(0.0);
     let disconnected_before = shared.disconnected.load(Ordering::Relaxed);
     let start = Instant::now() + Duration::from_millis(20);
@@ -356,7 +380,7 @@ async fn run_step(
     if !args.quiet {
         eprint!("\r{:80}\r", "");
     }
-    let server_cpu_s = match (server_cpu_before, args.server_pid.and_then(procstat::cpu_seconds)) {
+    let server_cpu_s = match (server_cpu_before, server_cpu_seconds(args)) {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
@@ -541,13 +565,13 @@ fn due_time(start: Instant, rate_per_publisher: f64, offset: f64, counter: u64) 
 /// Holds `connections` greeted sessions and reports the server's memory per
 /// connection.
 async fn idle(args: &BenchArgs) -> Result<IdleReport> {
-    let before = args.server_pid.and_then(procstat::rss_bytes);
+    let before = server_rss_bytes(args);
     let started = Instant::now();
     let sessions = connect_all(args, args.connections).await?;
     let connect_s = started.elapsed().as_secs_f64();
     // Let the server settle (allocator, lazily grown buffers) before reading.
     tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
-    let after = args.server_pid.and_then(procstat::rss_bytes);
+    let after = server_rss_bytes(args);
     let mb = |bytes: u64| bytes as f64 / 1024.0 / 1024.0;
     let report = IdleReport {
         mode: "idle",

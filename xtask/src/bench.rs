@@ -31,6 +31,9 @@ struct Workload {
     title: &'static str,
     server: &'static [&'static str],
     bench: Vec<String>,
+    /// How many servers share the room through a Redis started for the
+    /// workload; 0 for one server with the in-memory broker.
+    redis_servers: usize,
 }
 
 fn workloads(quick: bool) -> Vec<Workload> {
@@ -44,6 +47,7 @@ fn workloads(quick: bool) -> Vec<Workload> {
             name: "ws-100",
             title: "WebSocket, 100 messages/s (100,000 deliveries/s)",
             server: &[],
+            redis_servers: 0,
             bench: args(
                 &[&["--transport", "ws", "--mode", "run", "-r", "100", "-d", seconds][..], &room[..]]
                     .concat(),
@@ -53,6 +57,7 @@ fn workloads(quick: bool) -> Vec<Workload> {
             name: "ws-ramp",
             title: "WebSocket ramp",
             server: &[],
+            redis_servers: 0,
             bench: args(
                 &[
                     &[
@@ -77,6 +82,7 @@ fn workloads(quick: bool) -> Vec<Workload> {
             name: "wt-100",
             title: "WebTransport, 100 messages/s (100,000 deliveries/s)",
             server: &[],
+            redis_servers: 0,
             bench: args(
                 &[&["--transport", "wt", "--mode", "run", "-r", "100", "-d", seconds][..], &room[..]]
                     .concat(),
@@ -86,6 +92,7 @@ fn workloads(quick: bool) -> Vec<Workload> {
             name: "wt-ramp",
             title: "WebTransport ramp",
             server: &[],
+            redis_servers: 0,
             bench: args(
                 &[
                     &[
@@ -116,7 +123,25 @@ fn workloads(quick: bool) -> Vec<Workload> {
             name,
             title,
             server: IDLE_SERVER,
+            redis_servers: 0,
             bench: args(&["--transport", transport, "--mode", "idle", "--connections", idle, "--hold", "3"]),
+        });
+    }
+    // The ws-100 load again, through Redis: on one server, then with the
+    // room split over two (members alternate between them).
+    for (name, title, redis_servers) in [
+        ("redis-1", "WebSocket, 100 messages/s, one server through Redis", 1),
+        ("redis-split", "WebSocket, 100 messages/s, the room split over two servers through Redis", 2),
+    ] {
+        list.push(Workload {
+            name,
+            title,
+            server: &[],
+            redis_servers,
+            bench: args(
+                &[&["--transport", "ws", "--mode", "run", "-r", "100", "-d", seconds][..], &room[..]]
+                    .concat(),
+            ),
         });
     }
     list
@@ -136,20 +161,30 @@ pub fn run(quick: bool) -> Result {
     let mut sections = Vec::new();
     for workload in workloads(quick) {
         eprintln!("\n==> benchmark {}: {}", workload.name, workload.title);
-        let server = Server::start(&wtchat, workload.server)?;
+        let redis = if workload.redis_servers > 0 { Some(Redis::start()?) } else { None };
+        let mut flags: Vec<String> = workload.server.iter().map(|f| (*f).to_owned()).collect();
+        if let Some(redis) = &redis {
+            flags.extend(["--redis-url".to_owned(), redis.url()]);
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let servers = (0..workload.redis_servers.max(1))
+            .map(|_| Server::start(&wtchat, &flags))
+            .collect::<Result<Vec<_>>>()?;
         let before = std::fs::read_to_string(&results).unwrap_or_default().lines().count();
         let mut command = Command::new(&wtchat);
-        command
-            .current_dir(root())
-            .arg("bench")
-            .args(["--server", &server.address])
-            .args(&workload.bench)
-            .args(["--server-pid", &server.pid().to_string(), "--json"])
-            .arg(&results);
+        command.current_dir(root()).arg("bench").args(["--server", &servers[0].address]);
+        for server in &servers[1..] {
+            command.args(["--also-server", &server.address]);
+        }
+        for pid in servers.iter().map(Server::pid).chain(redis.iter().map(Redis::pid)) {
+            command.args(["--server-pid", &pid.to_string()]);
+        }
+        command.args(&workload.bench).arg("--json").arg(&results);
         let output = command.stderr(Stdio::inherit()).output().map_err(|e| e.to_string())?;
         let table = String::from_utf8_lossy(&output.stdout).into_owned();
         print!("{table}");
-        drop(server);
+        drop(servers);
+        drop(redis);
         if !output.status.success() {
             return Err(format!("benchmark {} failed", workload.name));
         }
@@ -159,13 +194,33 @@ pub fn run(quick: bool) -> Result {
             .skip(before)
             .filter_map(|line| serde_json::from_str(line).ok())
             .collect();
-        let command_line = format!(
-            "wtchat serve --listen 127.0.0.1:PORT {}{}\n\
-             wtchat bench --server 127.0.0.1:PORT --server-pid PID {}",
-            BENCH_SERVER.join(" "),
-            workload.server.iter().map(|a| format!(" {a}")).collect::<String>(),
-            workload.bench.join(" ")
-        );
+        let command_line = if workload.redis_servers == 0 {
+            format!(
+                "wtchat serve --listen 127.0.0.1:PORT {}{}\n\
+                 wtchat bench --server 127.0.0.1:PORT --server-pid PID {}",
+                BENCH_SERVER.join(" "),
+                workload.server.iter().map(|a| format!(" {a}")).collect::<String>(),
+                workload.bench.join(" ")
+            )
+        } else {
+            let ports: Vec<String> = (1..=workload.redis_servers).map(|i| format!("PORT{i}")).collect();
+            let serve: String = ports
+                .iter()
+                .map(|port| {
+                    format!(
+                        "wtchat serve --listen 127.0.0.1:{port} {} --redis-url redis://127.0.0.1:6379 &\n",
+                        BENCH_SERVER.join(" ")
+                    )
+                })
+                .collect();
+            let also: String = ports[1..].iter().map(|p| format!(" --also-server 127.0.0.1:{p}")).collect();
+            let pids: String = ports.iter().map(|p| format!(" --server-pid PID_{p}")).collect();
+            format!(
+                "redis-server --port 6379 --save '' --appendonly no &\n{serve}\
+                 wtchat bench --server 127.0.0.1:PORT1{also}{pids} --server-pid PID_REDIS {}",
+                workload.bench.join(" ")
+            )
+        };
         sections.push((workload, lines, command_line, table));
     }
     // One profile where the latency target is set and one near the
@@ -291,6 +346,7 @@ fn write_report(sections: &[(Workload, Vec<Value>, String, String)], profile: &s
         "Raw results, one JSON object per step: [`docs/bench/results.jsonl`](docs/bench/results.jsonl).\n"
     );
     let _ = writeln!(md, "## Targets\n\n{}", targets(sections));
+    let _ = writeln!(md, "## Scale-out through Redis\n\n{}", scale_out(sections));
     for (workload, lines, command, table) in sections {
         let _ = writeln!(md, "## {}\n", workload.title);
         let _ = writeln!(md, "```sh\n{command}\n```\n");
@@ -310,6 +366,44 @@ fn write_report(sections: &[(Workload, Vec<Value>, String, String)], profile: &s
     std::fs::write(root().join("BENCHMARKS.md"), md).map_err(|e| e.to_string())?;
     eprintln!("\nwrote BENCHMARKS.md");
     Ok(())
+}
+
+/// The same room and load on one in-memory server, on one server through
+/// Redis, and split over two servers through Redis, side by side.
+fn scale_out(sections: &[(Workload, Vec<Value>, String, String)]) -> String {
+    let mut rows = String::from(
+        "The `ws-100` load (1000 members, 10 publishers, 100 messages/s of 128 bytes over WebSocket) three \
+         ways. With Redis, the CPU counted is every wtchat process plus `redis-server`.\n\n\
+         | setup | deliveries/s | lost | p50 ms | p99 ms | CPU s per million deliveries | vs. one server |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    let cost = |name: &str| {
+        let (_, lines, ..) = sections.iter().find(|(w, ..)| w.name == name)?;
+        lines.first().and_then(|v| v["server_cpu_s_per_million"].as_f64())
+    };
+    let baseline = cost("ws-100");
+    for (name, setup) in [
+        ("ws-100", "one server, in memory"),
+        ("redis-1", "one server, through Redis"),
+        ("redis-split", "two servers, 500 members each, through Redis"),
+    ] {
+        let Some((_, lines, ..)) = sections.iter().find(|(w, ..)| w.name == name) else { continue };
+        let Some(v) = lines.first() else { continue };
+        let ratio = match (cost(name), baseline) {
+            (Some(c), Some(b)) if b > 0.0 => format!("{:.2}×", c / b),
+            _ => "n/a".into(),
+        };
+        let _ = writeln!(
+            rows,
+            "| {setup} | {:.0} | {} | {:.2} | {:.2} | {} | {ratio} |",
+            v["achieved_deliveries_per_s"].as_f64().unwrap_or(f64::NAN),
+            v["lost"].as_u64().unwrap_or(0),
+            v["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
+            v["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
+            cost(name).map_or("n/a".into(), |c| format!("{c:.2}")),
+        );
+    }
+    rows
 }
 
 /// The issue's targets against what was measured.
@@ -395,6 +489,82 @@ fn targets(sections: &[(Workload, Vec<Value>, String, String)]) -> String {
     rows
 }
 
+/// A Redis for the scale-out workloads, on a free loopback port, without
+/// persistence, stopped when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Result<Self> {
+        crate::ensure_redis()?;
+        let port = free_port()?;
+        let child = Command::new("/usr/bin/redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        wait_for_port(&format!("127.0.0.1:{port}"), "redis-server")?;
+        Ok(Self { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+fn wait_for_port(address: &str, what: &str) -> Result {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(address).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not start"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Waits until a server's `/healthz` answers 200: with Redis, a server
+/// turns sessions away until its link is up.
+fn wait_healthy(address: &str) -> Result {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut reply = String::new();
+        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+            let _ = write!(stream, "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+            let _ = stream.read_to_string(&mut reply);
+        }
+        if reply.starts_with("HTTP/1.1 200") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the server at {address} never became healthy"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A release server on a free loopback port, stopped when dropped.
 struct Server {
     child: Child,
@@ -404,11 +574,7 @@ struct Server {
 
 impl Server {
     fn start(wtchat: &Path, extra: &[&str]) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let address = format!("127.0.0.1:{port}");
+        let address = format!("127.0.0.1:{}", free_port()?);
         let certs = std::env::temp_dir().join(format!("wtchat-bench-certs-{}", std::process::id()));
         let child = Command::new(wtchat)
             .args(["serve", "--listen", &address, "--log", "warn"])
@@ -420,13 +586,8 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&address).is_err() {
-            if Instant::now() > deadline {
-                return Err("the server did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(&address, "the server")?;
+        wait_healthy(&address)?;
         Ok(Self { child, address, _certs: certs })
     }
 

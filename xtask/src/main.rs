@@ -213,7 +213,7 @@ fn ensure_chromium() -> Result {
 
 /// Makes sure Debian's Redis is installed, for the scale-out tests (each
 /// test starts its own `redis-server` on a loopback port).
-fn ensure_redis() -> Result {
+pub(crate) fn ensure_redis() -> Result {
     ensure_debian_packages("Redis", &["/usr/bin/redis-server"], &["redis-server"])
 }
 
