@@ -473,3 +473,120 @@ impl Room {
         self.lock().members.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Next;
+
+    fn member(session_id: u64, name: &str) -> RoomMember {
+        RoomMember { session_id, name: Arc::from(name), outbox: Arc::new(Outbox::new(1 << 20)) }
+    }
+
+    fn message(epoch: u64, seq: u64) -> RoomEvent {
+        RoomEvent::Message {
+            epoch,
+            seq,
+            sender: EventMember { session_id: 99, name: "Far".into() },
+            sent_at_ms: 0,
+            body: format!("m{seq}"),
+        }
+    }
+
+    /// Everything queued for a member so far, decoded.
+    async fn received(member: &RoomMember) -> Vec<ServerMessage> {
+        let mut out = Vec::new();
+        if member.outbox.queued_bytes() == 0 {
+            return out;
+        }
+        let mut batch = Vec::new();
+        if let Next::Frames = member.outbox.next(&mut batch).await {
+            for frame in batch {
+                out.push(wtchat_protocol::decode(&frame.body(), usize::MAX).unwrap());
+            }
+        }
+        out
+    }
+
+    fn seqs(messages: &[ServerMessage]) -> Vec<u64> {
+        messages
+            .iter()
+            .filter_map(|m| if let ServerMessage::Message(c) = m { Some(c.seq) } else { None })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_follower_answers_joins_from_the_snapshot_and_drops_what_it_already_holds() {
+        let room = Room::new("r".into(), 10, true);
+        let ann = member(1, "Ann");
+        room.join(ann.clone(), 7, Some(Resume { epoch: 5, last_seq: 2 })).unwrap();
+        // Events that arrive before the snapshot wait, whether or not the
+        // snapshot turns out to hold them too.
+        assert_eq!(room.apply(message(5, 4)), Applied::Noted);
+        assert_eq!(room.apply(message(5, 5)), Applied::Noted);
+        assert!(received(&ann).await.is_empty(), "nothing before the snapshot");
+        let far = EventMember { session_id: 99, name: "Far".into() };
+        room.synced(Snapshot {
+            epoch: 5,
+            last_seq: 4,
+            history: (1..=4).map(|seq| message(5, seq)).collect(),
+            members: vec![far],
+        });
+        let got = received(&ann).await;
+        let ServerMessage::Joined(joined) = &got[0] else { panic!("{got:?}") };
+        // The held message 5 is applied before the waiting join is answered,
+        // so the joiner gets it in its replay.
+        assert_eq!((joined.request_id, joined.epoch, joined.next_seq), (7, 5, 6));
+        assert!(!joined.history.gap);
+        assert_eq!(joined.members.len(), 2, "members on other servers are listed");
+        // What it missed after 2, where 4 was both in the snapshot and
+        // held from the feed, and comes once.
+        assert_eq!(seqs(&got), vec![3, 4, 5]);
+        assert_eq!(room.apply(message(5, 5)), Applied::Noted, "a duplicate is dropped");
+        assert_eq!(room.apply(message(5, 6)), Applied::Delivered(1));
+        assert_eq!(seqs(&received(&ann).await), vec![6]);
+    }
+
+    #[test]
+    fn a_broken_feed_closes_members_so_that_they_resume() {
+        let room = Room::new("r".into(), 10, true);
+        let ann = member(1, "Ann");
+        room.join(ann.clone(), 1, None).unwrap();
+        room.synced(Snapshot { epoch: 5, last_seq: 0, history: Vec::new(), members: Vec::new() });
+        assert_eq!(room.apply(message(5, 1)), Applied::Delivered(1));
+        // Number 2 never came: the member must not silently miss it.
+        assert_eq!(room.apply(message(5, 3)), Applied::Resync);
+        assert!(!ann.outbox.is_open());
+        assert_eq!(ann.outbox.stats().close_code, Some(ReasonCode::BROKER_UNAVAILABLE));
+        // A new epoch (Redis lost the room) breaks the feed the same way.
+        let room = Room::new("s".into(), 10, true);
+        room.synced(Snapshot { epoch: 5, last_seq: 9, history: Vec::new(), members: Vec::new() });
+        let bob = member(2, "Bob");
+        room.join(bob.clone(), 1, None).unwrap();
+        assert_eq!(room.apply(message(6, 1)), Applied::Resync);
+        assert_eq!(bob.outbox.stats().close_code, Some(ReasonCode::BROKER_UNAVAILABLE));
+    }
+
+    #[test]
+    fn presence_from_other_servers_is_told_once() {
+        let room = Room::new("r".into(), 10, true);
+        room.synced(Snapshot { epoch: 1, last_seq: 0, history: Vec::new(), members: Vec::new() });
+        let ann = member(1, "Ann");
+        room.join(ann.clone(), 1, None).unwrap();
+        let before = ann.outbox.queued_bytes();
+        let far = EventMember { session_id: 99, name: "Far".into() };
+        room.apply(RoomEvent::Presence { change: PresenceChange::Joined, member: far.clone() });
+        let after_first = ann.outbox.queued_bytes();
+        assert!(after_first > before);
+        room.apply(RoomEvent::Presence { change: PresenceChange::Joined, member: far.clone() });
+        assert_eq!(ann.outbox.queued_bytes(), after_first, "a repeated join is not told again");
+        // Ann's own join, echoed back by Redis, is not news to anyone.
+        room.apply(RoomEvent::Presence {
+            change: PresenceChange::Joined,
+            member: EventMember { session_id: 1, name: "Ann".into() },
+        });
+        assert_eq!(ann.outbox.queued_bytes(), after_first);
+        room.apply(RoomEvent::Presence { change: PresenceChange::Disconnected, member: far });
+        assert!(ann.outbox.queued_bytes() > after_first);
+    }
+}

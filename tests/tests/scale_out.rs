@@ -2,7 +2,8 @@
 //! Members on different servers see one order and one numbering, presence
 //! spans servers and forgets a dead one, a member whose server dies resumes
 //! on another with nothing missing and nothing twice, and a Redis restart
-//! closes sessions with a reason code and heals by itself.
+//! closes sessions with a reason code and heals by itself. The benchmark
+//! tool spreads one room over two servers.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -16,6 +17,8 @@ use wtchat_tests::redis::RedisServer;
 use wtchat_tests::server::{eventually_async, temp_dir};
 use wtchat_tests::webtransport::published_hashes_at;
 use wtchat_tests::{Client, Wire, WsClient, WtClient, http_get, metric, scrape_metrics};
+use wtchat_tools::bench::{BenchArgs, Mode, run};
+use wtchat_tools::dial::Transport;
 
 /// Several servers sharing one Redis.
 struct Cluster {
@@ -352,5 +355,47 @@ async fn a_redis_restart_closes_sessions_with_a_reason_and_heals() -> Result<()>
     let scrape = scrape_metrics(cluster.servers[0].address).await?;
     ensure!(metric(&scrape, "wtchat_broker_link_losses_total").is_some_and(|n| n >= 1.0));
     ensure!(metric(&scrape, "wtchat_broker_available") == Some(1.0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_tool_measures_a_room_split_over_two_servers() -> Result<()> {
+    let cluster = Cluster::start(2, &["--publish-rate-per-sec", "10000", "--publish-burst", "10000"]).await?;
+    let args = BenchArgs {
+        server: cluster.servers[0].address,
+        transport: Transport::Ws,
+        mode: Mode::Run,
+        subscribers: 20,
+        publishers: 4,
+        bytes: 128,
+        rate: 60.0,
+        duration: 1.0,
+        ramp_factor: 1.5,
+        ramp_max: 1_000.0,
+        connections: 10,
+        hold: 0.1,
+        also_server: vec![cluster.servers[1].address],
+        server_pid: cluster.servers.iter().map(|s| s.child.id()).collect(),
+        connect_concurrency: 8,
+        room: "split".into(),
+        json: None,
+        plot: None,
+        quiet: true,
+    };
+    let reports = run(args).await?;
+    let [report] = &reports[..] else { anyhow::bail!("one step, got {reports:?}") };
+    ensure!(report.messages_sent >= 50, "only {} messages sent", report.messages_sent);
+    ensure!((report.lost, report.duplicated, report.disconnected) == (0, 0, 0), "{report:?}");
+    ensure!(report.delivery_ratio == 1.0 && report.server_cpu_s.is_some(), "{report:?}");
+    // Both servers served half the room each.
+    for server in &cluster.servers {
+        let scrape = scrape_metrics(server.address).await?;
+        let delivered = metric(&scrape, "wtchat_messages_delivered_total").unwrap_or(0.0);
+        ensure!(
+            delivered == (report.messages_sent * 10) as f64,
+            "{delivered} delivered by {}",
+            server.address
+        );
+    }
     Ok(())
 }
