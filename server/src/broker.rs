@@ -11,7 +11,7 @@
 use std::fmt;
 use std::sync::{Arc, Weak};
 
-use wtchat_protocol::PresenceChange;
+use wtchat_protocol::{ErrorCode, ErrorNotice, PresenceChange, ServerMessage};
 
 use crate::hub::Hub;
 use crate::room::{Room, RoomMember};
@@ -19,6 +19,19 @@ use crate::room::{Room, RoomMember};
 /// The broker cannot take the request now; nothing was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BrokerUnavailable;
+
+impl BrokerUnavailable {
+    /// The error that tells a sender its message was not sent, whether the
+    /// session finds out at once or the broker finds out later.
+    pub fn publish_error(request_id: u32) -> ServerMessage {
+        ServerMessage::Error(ErrorNotice {
+            request_id: Some(request_id),
+            code: ErrorCode::BROKER_UNAVAILABLE,
+            text: "the message was not sent: the server cannot reach its message broker; send it again"
+                .into(),
+        })
+    }
+}
 
 /// Where a publish went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,7 +35,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Script, Value};
 use tokio::sync::mpsc;
-use wtchat_protocol::{ErrorCode, ErrorNotice, PresenceChange, ServerMessage};
+use wtchat_protocol::PresenceChange;
 
 use crate::broker::{Broker, BrokerUnavailable, Published};
 use crate::config::ConfigError;
@@ -515,11 +515,7 @@ async fn read_feed(mut feed: PubSubStream, hub: Weak<Hub>, commands: mpsc::Unbou
 
 /// Tells a sender its message was not sent.
 fn refuse_publish(outbox: &Outbox, request_id: u32) {
-    outbox.push(&Frame::encode(&ServerMessage::Error(ErrorNotice {
-        request_id: Some(request_id),
-        code: ErrorCode::BROKER_UNAVAILABLE,
-        text: "the message was not sent: the server cannot reach its message broker; send it again".into(),
-    })));
+    outbox.push(&Frame::encode(&BrokerUnavailable::publish_error(request_id)));
 }
 
 fn room_key(room: &str, part: &str) -> String {

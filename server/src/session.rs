@@ -382,11 +382,7 @@ impl Session {
             }
             Ok(Published::Forwarded) => {}
             // Not the client's fault, so not charged to its error budget.
-            Err(BrokerUnavailable) => self.send_error(
-                Some(request_id),
-                ErrorCode::BROKER_UNAVAILABLE,
-                "the message was not sent: the server cannot reach its message broker; send it again".into(),
-            ),
+            Err(BrokerUnavailable) => self.send(&BrokerUnavailable::publish_error(request_id)),
         }
         Flow::Continue
     }
