@@ -202,14 +202,15 @@ impl RedisBroker {
             if hub.strong_count() == 0 {
                 return;
             }
-            self.discard(&mut queue);
+            // What was asked while the link was down cannot be run.
+            self.discard(std::iter::from_fn(|| queue.try_recv().ok()));
             tokio::time::sleep(Duration::from_millis(500 + fastrand::u64(0..500))).await;
         }
     }
 
-    /// Drops what was asked while the link was down, answering publishes.
-    fn discard(&self, queue: &mut mpsc::UnboundedReceiver<Command>) {
-        while let Ok(command) = queue.try_recv() {
+    /// Drops commands that cannot be run, answering publishes.
+    fn discard(&self, commands: impl Iterator<Item = Command>) {
+        for command in commands {
             if let Command::Publish { request_id, outbox, .. } = command {
                 self.queued_publishes.fetch_sub(1, Ordering::Relaxed);
                 refuse_publish(&outbox, request_id);
@@ -280,7 +281,27 @@ impl RedisBroker {
         hub: &Weak<Hub>,
     ) -> redis::RedisResult<()> {
         let mut writes = Writes::default();
-        for command in batch.drain(..) {
+        let mut commands = batch.drain(..);
+        let result = self.run_commands(&mut commands, &mut writes, connection, subscriptions, hub).await;
+        if result.is_err() {
+            // The link failed partway: whatever was not sent is answered
+            // and uncounted here, so that no publish waits for an answer
+            // that will not come and the queue bound stays true.
+            writes.abandon(&self.queued_publishes);
+            self.discard(commands);
+        }
+        result
+    }
+
+    async fn run_commands(
+        &self,
+        commands: &mut impl Iterator<Item = Command>,
+        writes: &mut Writes,
+        connection: &mut MultiplexedConnection,
+        subscriptions: &mut PubSubSink,
+        hub: &Weak<Hub>,
+    ) -> redis::RedisResult<()> {
+        for command in commands {
             match command {
                 Command::Open(room) => {
                     writes.flush(connection, &self.queued_publishes).await?;
@@ -437,6 +458,16 @@ impl Writes {
         }
         self.pipeline.add_command(command);
         self.count += 1;
+    }
+
+    /// Answers and uncounts the publishes that will not be sent.
+    fn abandon(&mut self, queued_publishes: &AtomicUsize) {
+        let publishes = std::mem::take(&mut self.publishes);
+        queued_publishes.fetch_sub(publishes.len(), Ordering::Relaxed);
+        for (_, request_id, outbox) in &publishes {
+            refuse_publish(outbox, *request_id);
+        }
+        *self = Self::default();
     }
 
     /// Sends the pipeline. A failed connection fails the link; a command
