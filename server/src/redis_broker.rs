@@ -597,17 +597,13 @@ impl Broker for RedisBroker {
     fn member_joined(&self, room: &Room, member: &RoomMember) {
         self.send(Command::Presence {
             room: room.name().clone(),
-            member: EventMember { session_id: member.session_id, name: member.name.clone() },
+            member: member.event_member(),
             change: PresenceChange::Joined,
         });
     }
 
     fn member_left(&self, room: &Room, member: &RoomMember, change: PresenceChange) {
-        self.send(Command::Presence {
-            room: room.name().clone(),
-            member: EventMember { session_id: member.session_id, name: member.name.clone() },
-            change,
-        });
+        self.send(Command::Presence { room: room.name().clone(), member: member.event_member(), change });
     }
 
     fn publish(
@@ -624,7 +620,7 @@ impl Broker for RedisBroker {
         self.queued_publishes.fetch_add(1, Ordering::Relaxed);
         self.send(Command::Publish {
             room: room.name().clone(),
-            sender: EventMember { session_id: sender.session_id, name: sender.name.clone() },
+            sender: sender.event_member(),
             sent_at_ms,
             body,
             request_id,
@@ -635,10 +631,7 @@ impl Broker for RedisBroker {
 
     fn typing(&self, room: &Room, sender: &RoomMember) {
         if self.is_available() {
-            self.send(Command::Typing {
-                room: room.name().clone(),
-                member: EventMember { session_id: sender.session_id, name: sender.name.clone() },
-            });
+            self.send(Command::Typing { room: room.name().clone(), member: sender.event_member() });
         }
     }
 

@@ -41,6 +41,11 @@ impl RoomMember {
     fn describe(&self) -> Member {
         Member { session_id: self.session_id, name: self.name.to_string() }
     }
+
+    /// The member as the broker's events name it.
+    pub fn event_member(&self) -> EventMember {
+        EventMember { session_id: self.session_id, name: self.name.clone() }
+    }
 }
 
 /// A room.
@@ -240,14 +245,7 @@ impl Room {
             joiner.outbox.push(frame);
         }
 
-        let presence = Frame::encode(&ServerMessage::Presence(Presence {
-            room: self.name.to_string(),
-            change: PresenceChange::Joined,
-            member: joiner.describe(),
-        }));
-        for member in &state.members {
-            member.outbox.push(&presence);
-        }
+        self.tell_presence(&state.members, PresenceChange::Joined, joiner.describe());
         state.members.push(joiner);
     }
 
@@ -257,18 +255,18 @@ impl Room {
     pub fn publish(&self, sender: &RoomMember, body: String, sent_at_ms: u64) -> usize {
         let mut state = self.lock();
         let seq = state.next_seq;
-        state.next_seq += 1;
-        let frame = Frame::encode(&ServerMessage::Message(ChatMessage {
-            room: self.name.to_string(),
-            seq,
-            sender: sender.describe(),
-            sent_at_ms,
-            body,
-        }));
+        let frame = self.message_frame(seq, sender.describe(), sent_at_ms, body);
+        Self::deliver(&mut state, seq, frame)
+    }
+
+    /// Queues the message numbered `seq` (the room's next) for every member
+    /// and keeps it in the history; returns how many members got it.
+    fn deliver(state: &mut RoomState, seq: u64, frame: Frame) -> usize {
         for member in &state.members {
             member.outbox.push(&frame);
         }
         state.history.push(seq, frame);
+        state.next_seq = seq + 1;
         state.members.len()
     }
 
@@ -276,13 +274,7 @@ impl Room {
     /// encoded once and is ephemeral: not sequenced, not kept.
     pub fn typing(&self, sender: &RoomMember) {
         let state = self.lock();
-        let frame = Frame::encode(&ServerMessage::Typing(Typing {
-            room: self.name.to_string(),
-            member: sender.describe(),
-        }));
-        for member in state.members.iter().filter(|m| m.session_id != sender.session_id) {
-            member.outbox.push(&frame);
-        }
+        self.tell_typing(&state.members, sender.describe());
     }
 
     /// Removes a member (or a joiner still waiting for the room to sync) and
@@ -305,14 +297,7 @@ impl Room {
             None => {
                 let index = state.members.iter().position(|m| m.session_id == session_id)?;
                 let gone = state.members.remove(index);
-                let presence = Frame::encode(&ServerMessage::Presence(Presence {
-                    room: self.name.to_string(),
-                    change,
-                    member: gone.describe(),
-                }));
-                for member in &state.members {
-                    member.outbox.push(&presence);
-                }
+                self.tell_presence(&state.members, change, gone.describe());
                 gone
             }
         };
@@ -342,7 +327,7 @@ impl Room {
         for event in snapshot.history {
             if let RoomEvent::Message { epoch, seq, sender, sent_at_ms, body } = event {
                 if epoch == snapshot.epoch && seq <= snapshot.last_seq {
-                    state.history.push(seq, self.message_frame(seq, &sender, sent_at_ms, body));
+                    state.history.push(seq, self.message_frame(seq, sender.describe(), sent_at_ms, body));
                 }
             }
         }
@@ -385,13 +370,8 @@ impl Room {
             RoomEvent::Message { epoch, seq, sender, sent_at_ms, body }
                 if epoch == state.epoch && seq == state.next_seq =>
             {
-                let frame = self.message_frame(seq, &sender, sent_at_ms, body);
-                for member in &state.members {
-                    member.outbox.push(&frame);
-                }
-                state.history.push(seq, frame);
-                state.next_seq += 1;
-                Applied::Delivered(state.members.len())
+                let frame = self.message_frame(seq, sender.describe(), sent_at_ms, body);
+                Applied::Delivered(Self::deliver(state, seq, frame))
             }
             RoomEvent::Message { epoch, seq, .. } => {
                 tracing::warn!(
@@ -411,25 +391,12 @@ impl Room {
                     }
                 };
                 if changed {
-                    let frame = Frame::encode(&ServerMessage::Presence(Presence {
-                        room: self.name.to_string(),
-                        change,
-                        member: Member { session_id: member.session_id, name: member.name.to_string() },
-                    }));
-                    for local in state.members.iter().filter(|m| m.session_id != member.session_id) {
-                        local.outbox.push(&frame);
-                    }
+                    self.tell_presence(&state.members, change, member.describe());
                 }
                 Applied::Noted
             }
             RoomEvent::Typing { member } => {
-                let frame = Frame::encode(&ServerMessage::Typing(Typing {
-                    room: self.name.to_string(),
-                    member: Member { session_id: member.session_id, name: member.name.to_string() },
-                }));
-                for local in state.members.iter().filter(|m| m.session_id != member.session_id) {
-                    local.outbox.push(&frame);
-                }
+                self.tell_typing(&state.members, member.describe());
                 Applied::Noted
             }
         }
@@ -458,14 +425,40 @@ impl Room {
     }
 
     /// Encodes a sequenced message as the frame members receive.
-    fn message_frame(&self, seq: u64, sender: &EventMember, sent_at_ms: u64, body: String) -> Frame {
+    fn message_frame(&self, seq: u64, sender: Member, sent_at_ms: u64, body: String) -> Frame {
         Frame::encode(&ServerMessage::Message(ChatMessage {
             room: self.name.to_string(),
             seq,
-            sender: Member { session_id: sender.session_id, name: sender.name.to_string() },
+            sender,
             sent_at_ms,
             body,
         }))
+    }
+
+    /// Tells `members` (but the member concerned) of a presence change, in
+    /// one frame.
+    fn tell_presence(&self, members: &[RoomMember], change: PresenceChange, member: Member) {
+        let except = member.session_id;
+        let presence = ServerMessage::Presence(Presence { room: self.name.to_string(), change, member });
+        Self::tell_others(members, &presence, except);
+    }
+
+    /// Tells `members` (but the typist) that `member` is typing. The notice
+    /// is encoded once and is ephemeral: not sequenced, not kept.
+    fn tell_typing(&self, members: &[RoomMember], member: Member) {
+        let except = member.session_id;
+        Self::tell_others(
+            members,
+            &ServerMessage::Typing(Typing { room: self.name.to_string(), member }),
+            except,
+        );
+    }
+
+    fn tell_others(members: &[RoomMember], message: &ServerMessage, except: u64) {
+        let frame = Frame::encode(message);
+        for member in members.iter().filter(|m| m.session_id != except) {
+            member.outbox.push(&frame);
+        }
     }
 
     /// How many members the room has.

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use wtchat_protocol::PresenceChange;
+use wtchat_protocol::{Member, PresenceChange};
 
 /// A member as events name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,13 @@ pub struct EventMember {
     pub session_id: u64,
     /// Its display name.
     pub name: Arc<str>,
+}
+
+impl EventMember {
+    /// The member as clients see it.
+    pub fn describe(&self) -> Member {
+        Member { session_id: self.session_id, name: self.name.to_string() }
+    }
 }
 
 /// One event in a room's shared feed.
