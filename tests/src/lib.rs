@@ -3,6 +3,7 @@
 //! (tokio-tungstenite), a WebTransport client (wtransport, an implementation
 //! independent of the server's h3 stack), and a plain HTTP/3 client (h3).
 
+pub mod bench;
 pub mod binary;
 pub mod browser;
 pub mod client;

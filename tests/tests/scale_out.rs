@@ -12,12 +12,13 @@ use anyhow::{Context, Result, ensure};
 use wtchat_protocol::{
     ChatMessage, ClientMessage, Member, PresenceChange, ReasonCode, Resume, ServerMessage,
 };
+use wtchat_tests::bench::short_bench;
 use wtchat_tests::binary::Binary;
 use wtchat_tests::redis::RedisServer;
 use wtchat_tests::server::{eventually_async, temp_dir};
 use wtchat_tests::webtransport::published_hashes_at;
 use wtchat_tests::{Client, Wire, WsClient, WtClient, http_get, metric, scrape_metrics};
-use wtchat_tools::bench::{BenchArgs, Mode, run};
+use wtchat_tools::bench::{BenchArgs, run};
 use wtchat_tools::dial::Transport;
 
 /// Several servers sharing one Redis.
@@ -361,26 +362,12 @@ async fn a_redis_restart_closes_sessions_with_a_reason_and_heals() -> Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_tool_measures_a_room_split_over_two_servers() -> Result<()> {
     let cluster = Cluster::start(2, &["--publish-rate-per-sec", "10000", "--publish-burst", "10000"]).await?;
+    let pids = cluster.servers.iter().map(|s| s.child.id()).collect();
     let args = BenchArgs {
-        server: cluster.servers[0].address,
-        transport: Transport::Ws,
-        mode: Mode::Run,
-        subscribers: 20,
         publishers: 4,
-        bytes: 128,
-        rate: 60.0,
-        duration: 1.0,
-        ramp_factor: 1.5,
-        ramp_max: 1_000.0,
-        connections: 10,
-        hold: 0.1,
         also_server: vec![cluster.servers[1].address],
-        server_pid: cluster.servers.iter().map(|s| s.child.id()).collect(),
-        connect_concurrency: 8,
         room: "split".into(),
-        json: None,
-        plot: None,
-        quiet: true,
+        ..short_bench(cluster.servers[0].address, Transport::Ws, pids)
     };
     let reports = run(args).await?;
     let [report] = &reports[..] else { anyhow::bail!("one step, got {reports:?}") };

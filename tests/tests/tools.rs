@@ -6,33 +6,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use wtchat_tests::bench::short_bench;
 use wtchat_tests::binary::wtchat_binary;
 use wtchat_tests::{PATIENCE, TestServer, WsClient};
 use wtchat_tools::bench::{BenchArgs, Mode, run};
 use wtchat_tools::dial::Transport;
 
 fn bench_args(server: &TestServer, transport: Transport) -> BenchArgs {
-    BenchArgs {
-        server: server.address,
-        transport,
-        mode: Mode::Run,
-        subscribers: 20,
-        publishers: 3,
-        bytes: 128,
-        rate: 60.0,
-        duration: 1.0,
-        ramp_factor: 1.5,
-        ramp_max: 1_000.0,
-        connections: 10,
-        hold: 0.1,
-        also_server: Vec::new(),
-        server_pid: vec![std::process::id()],
-        connect_concurrency: 8,
-        room: "bench".into(),
-        json: None,
-        plot: None,
-        quiet: true,
-    }
+    short_bench(server.address, transport, vec![std::process::id()])
 }
 
 async fn fast_server() -> TestServer {
