@@ -56,3 +56,52 @@ pub fn stream_frames(data: &[u8]) {
         }
     }
 }
+
+/// The largest request head the checks accept, as the server's.
+pub const MAX_FIELD_SECTION: usize = 16 * 1024;
+
+/// A request head as the WebTransport server reads it (a QPACK field section
+/// from an untrusted client): decoding stays within its size limit, and a
+/// decoded head either becomes a request or is refused with a typed error.
+pub fn request_head(data: &[u8]) {
+    use wtchat_webtransport::{qpack, request::Request};
+    if let Ok(fields) = qpack::decode(data, MAX_FIELD_SECTION) {
+        let size: usize = fields.iter().map(|f| f.name.len() + f.value.len() + 32).sum();
+        assert!(size <= MAX_FIELD_SECTION, "a decoded head stays within its limit");
+        if let Ok(request) = Request::from_fields(&fields) {
+            assert!(!request.method.is_empty());
+        }
+    }
+}
+
+/// Capsules on a CONNECT stream: each split consumes bytes, never more than
+/// the buffer holds, and a capsule that decodes survives a round trip.
+pub fn capsules(data: &[u8]) {
+    use wtchat_webtransport::capsule::Capsule;
+    let mut buffer = bytes::BytesMut::from(data);
+    loop {
+        let before = buffer.len();
+        match Capsule::split(&mut buffer) {
+            Ok(Some(capsule)) => {
+                assert!(buffer.len() < before, "a capsule consumes bytes");
+                let mut again = bytes::BytesMut::from(&capsule.to_bytes()[..]);
+                assert_eq!(Capsule::split(&mut again).ok().flatten(), Some(capsule));
+            }
+            Ok(None) => {
+                assert_eq!(buffer.len(), before, "an incomplete capsule is left whole");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// A client's SETTINGS payload: decodes or is refused, never panics, and
+/// flow control is declared only with a non-zero limit.
+pub fn h3_settings(data: &[u8]) {
+    if let Ok(settings) = wtchat_webtransport::PeerSettings::decode(data) {
+        if settings.initial_max_data > 0 {
+            assert!(settings.flow_control);
+        }
+    }
+}

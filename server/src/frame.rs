@@ -43,6 +43,13 @@ impl Frame {
         self.prefixed.slice(LENGTH_PREFIX_BYTES..)
     }
 
+    /// The frame as a byte stream carries it, consuming the frame: the same
+    /// allocation as [`Frame::prefixed`], handed over without touching the
+    /// shared reference count.
+    pub fn into_prefixed(self) -> Bytes {
+        self.prefixed
+    }
+
     /// The body alone, consuming the frame: the same view as [`Frame::body`]
     /// without touching the shared reference count, which every recipient's
     /// copy of the frame contends on.

@@ -7,12 +7,12 @@
 //! ways. Requests that are not a WebTransport session at the right path get
 //! an HTTP/3 error response and the connection stays usable.
 //!
-//! Everything about chat (limits, heartbeat, closing) is the core's; this
-//! module only turns streams and datagrams into [`Inbound`] items and frames
-//! back into bytes. The heartbeat matters more here than on WebSocket: a
-//! browser that closes a session does not tell the server (h3-webtransport
-//! does not surface the session's CONNECT stream), so silence is how the
-//! server notices.
+//! HTTP/3 itself (SETTINGS for every browser's dialect, requests, session
+//! flow control, the close capsule) is the `wtchat-webtransport` crate's;
+//! everything about chat (limits, heartbeat, closing) is the core's. This
+//! module only routes requests, turns the stream and datagrams into
+//! [`Inbound`] items, and writes frames back: each batch in one zero-copy
+//! write of the frames' own buffers.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,14 +21,10 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream;
-use h3::ext::Protocol;
-use h3_datagram::datagram_handler::DatagramSender;
-use h3_webtransport::server::{AcceptedBi, WebTransportSession};
-use http::{Method, Request, Response, StatusCode, header};
 use quinn::crypto::rustls::QuicServerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use wtchat_protocol::{DecodeError, ReasonCode, split_stream_frame};
+use wtchat_webtransport::{self as wt, DataRecv, DataSend, IncomingRequest, Session, SessionEnd};
 
 use crate::arrival::{Arrival, TransportKind};
 use crate::certificate_store::CertificateStore;
@@ -39,23 +35,33 @@ use crate::session::Inbound;
 use crate::tls;
 use crate::transport::{self, FrameSink};
 
-type Connection = h3_quinn::Connection;
-type Session = WebTransportSession<Connection, Bytes>;
-type SendStream = h3_webtransport::stream::SendStream<h3_quinn::SendStream<Bytes>, Bytes>;
-type RecvStream = h3_webtransport::stream::RecvStream<h3_quinn::RecvStream, Bytes>;
-type Datagrams = DatagramSender<h3_quinn::datagram::SendDatagramHandler, Bytes>;
-
 /// Inbound frames waiting for the core; a reader that gets this far ahead
 /// waits, which pushes back on the client through QUIC flow control.
 const INBOUND_QUEUE: usize = 32;
 
-/// How many bytes the stream reader asks for at a time.
+/// How many bytes the stream reader takes at a time.
 const READ_CHUNK: usize = 4 * 1024;
 
-/// How long a closing session waits for the client to take its closing
-/// notice and close first; quinn discards unsent stream data when the
-/// server closes the connection itself.
-const CLOSE_WAIT: Duration = Duration::from_millis(500);
+/// How long each step of a server-initiated close waits for the client: to
+/// acknowledge the last frames, then to close the connection after the
+/// close capsule. Both fit in the seam's goodbye step.
+const CLOSE_WAIT: Duration = Duration::from_millis(400);
+
+/// The UDP socket buffers the server asks for. Loopback and LAN bursts of
+/// fan-out (a thousand members answered at once) overflow the kernel's
+/// default of about 200 KB, and every dropped packet holds up its stream
+/// until a retransmission. The kernel caps the request at
+/// `net.core.rmem_max` / `wmem_max`; the effective size is logged.
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Bidirectional streams a client may have open: the CONNECT stream, the
+/// session's stream, and one spare (a refused request, or a stream opened
+/// while the previous one closes). quinn keeps state per allowed stream.
+const MAX_BIDI_STREAMS: u32 = 3;
+
+/// Unidirectional streams a client may have open: HTTP/3's control stream,
+/// the two QPACK streams, and one spare for grease.
+const MAX_UNI_STREAMS: u32 = 4;
 
 /// What every WebTransport connection shares.
 #[derive(Debug)]
@@ -68,50 +74,105 @@ pub struct WebTransportState {
     pub path: String,
 }
 
-/// Binds a QUIC endpoint that presents the store's certificate.
+/// Binds a QUIC endpoint that presents the store's certificate, with large
+/// socket buffers.
 pub fn bind(address: SocketAddr, store: Arc<CertificateStore>, hub: &Hub) -> io::Result<quinn::Endpoint> {
     let crypto = tls::quic_config(store).map_err(io::Error::other)?;
     let crypto = QuicServerConfig::try_from(crypto).map_err(io::Error::other)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(hub)));
-    quinn::Endpoint::server(server, address)
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if let Err(error) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!(%error, "cannot size the UDP receive buffer");
+    }
+    if let Err(error) = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!(%error, "cannot size the UDP send buffer");
+    }
+    // Linux reports twice what it was asked for (half is its bookkeeping),
+    // and caps the request at net.core.rmem_max / wmem_max.
+    let (receive, send) = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
+    if receive < SOCKET_BUFFER_BYTES || send < SOCKET_BUFFER_BYTES {
+        tracing::info!(
+            receive,
+            send,
+            wanted = SOCKET_BUFFER_BYTES,
+            "UDP socket buffers are smaller than asked; raise net.core.rmem_max and wmem_max for bursts"
+        );
+    }
+    socket.bind(&address.into())?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket.into(),
+        Arc::new(quinn::TokioRuntime),
+    )
 }
 
 /// QUIC limits sized for chat sessions rather than bulk transfer.
 fn transport_config(hub: &Hub) -> quinn::TransportConfig {
     let config = hub.config();
-    let window = u32::try_from(2 * config.session.max_frame_bytes).unwrap_or(u32::MAX);
+    let window = u32::try_from(session_window(hub)).unwrap_or(u32::MAX);
     let mut transport = quinn::TransportConfig::default();
     transport
         // The application heartbeat decides when a silent client is gone;
         // QUIC's idle timeout is only the backstop behind it.
         .max_idle_timeout(quinn::IdleTimeout::try_from(2 * config.heartbeat_timeout).ok())
         .keep_alive_interval(Some(config.heartbeat_interval))
-        // One session stream and the CONNECT request; a few spare for
-        // requests the server refuses.
-        .max_concurrent_bidi_streams(8u32.into())
-        // HTTP/3's control and QPACK streams, with room for grease.
-        .max_concurrent_uni_streams(8u32.into())
+        .max_concurrent_bidi_streams(MAX_BIDI_STREAMS.into())
+        .max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
         .stream_receive_window(window.into())
-        .receive_window(window.into())
+        // The session's stream and, beside it, the small control streams.
+        .receive_window((window + 16 * 1024).into())
         .send_window(u64::try_from(config.session.outbound_queue_bytes).unwrap_or(u64::MAX))
         .datagram_receive_buffer_size(Some(64 * 1024))
         .datagram_send_buffer_size(64 * 1024);
     transport
 }
 
+/// How far a client may send ahead of what the server has read: two frames
+/// of the largest size, on the stream (QUIC) and in the session
+/// (`WT_MAX_DATA`) alike.
+fn session_window(hub: &Hub) -> u64 {
+    2 * hub.config().session.max_frame_bytes as u64
+}
+
+/// What the HTTP/3 layer is told of the server's limits.
+fn h3_config(hub: &Hub) -> wt::Config {
+    let config = hub.config();
+    wt::Config {
+        settings: wt::ServerSettings {
+            max_field_section_size: MAX_FIELD_SECTION,
+            initial_max_data: session_window(hub),
+            // The protocol needs exactly one stream, opened by the client.
+            initial_max_streams_bidi: 1,
+            initial_max_streams_uni: 0,
+        },
+        // A client gets the heartbeat timeout for each step before its
+        // session exists, as a silent session does.
+        step_timeout: config.heartbeat_timeout,
+    }
+}
+
+/// The largest request head the server reads: a URL with a token and the
+/// usual browser headers fit comfortably.
+const MAX_FIELD_SECTION: u64 = 16 * 1024;
+
 /// Accepts QUIC connections until the endpoint is closed.
 pub async fn serve(endpoint: quinn::Endpoint, state: Arc<WebTransportState>) {
+    let config = h3_config(&state.hub);
     while let Some(incoming) = endpoint.accept().await {
         let state = state.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             match incoming.await {
-                Ok(connection) => {
-                    if let Err(error) = serve_connection(connection, &state).await {
-                        tracing::debug!(%remote, %error, "HTTP/3 connection ended with an error");
-                    }
-                }
+                Ok(connection) => serve_connection(connection, config, &state).await,
                 Err(error) => tracing::debug!(%remote, %error, "QUIC handshake failed"),
             }
         });
@@ -123,196 +184,144 @@ enum Route {
     /// Open a WebTransport session.
     Session,
     /// Answer with an error status.
-    Refuse(StatusCode, &'static str),
+    Refuse(u16, &'static str),
 }
 
-fn route(request: &Request<()>, state: &WebTransportState) -> Route {
-    let is_webtransport = request.method() == Method::CONNECT
-        && request.extensions().get::<Protocol>() == Some(&Protocol::WEB_TRANSPORT);
-    if request.uri().path() != state.path {
-        return Route::Refuse(
-            StatusCode::NOT_FOUND,
-            "not found: WebTransport sessions are accepted at another path\n",
-        );
+fn route(request: &wt::Request, state: &WebTransportState) -> Route {
+    if request.path() != state.path {
+        return Route::Refuse(404, "not found: WebTransport sessions are accepted at another path\n");
     }
-    if !is_webtransport {
+    if !request.is_webtransport() {
         return Route::Refuse(
-            StatusCode::BAD_REQUEST,
+            400,
             "this path accepts WebTransport sessions only (extended CONNECT with :protocol webtransport)\n",
         );
     }
-    let headers = request.headers();
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let authority = request.uri().authority().map(|a| a.as_str());
-    if !state.origins.allows(origin, authority) {
-        tracing::info!(origin, "refused WebTransport session from a foreign origin");
-        return Route::Refuse(
-            StatusCode::FORBIDDEN,
-            "this origin may not open a session; see allowed_origins\n",
-        );
+    let authority = (!request.authority.is_empty()).then_some(request.authority.as_str());
+    if !state.origins.allows(request.origin.as_deref(), authority) {
+        tracing::info!(origin = request.origin, "refused WebTransport session from a foreign origin");
+        return Route::Refuse(403, "this origin may not open a session; see allowed_origins\n");
     }
     Route::Session
 }
 
-async fn serve_connection(connection: quinn::Connection, state: &WebTransportState) -> anyhow::Result<()> {
-    let quic = connection.clone();
-    let mut h3 = h3::server::builder()
-        .enable_webtransport(true)
-        .enable_extended_connect(true)
-        .enable_datagram(true)
-        .max_webtransport_sessions(1)
-        .send_grease(true)
-        .build::<Connection, Bytes>(h3_quinn::Connection::new(connection))
-        .await?;
-    let header_timeout = state.hub.config().heartbeat_timeout;
+async fn serve_connection(quic: quinn::Connection, config: wt::Config, state: &WebTransportState) {
+    let remote = quic.remote_address();
+    let mut h3 = match wt::Connection::accept(quic.clone(), config).await {
+        Ok(h3) => h3,
+        Err(error) => {
+            tracing::debug!(%remote, %error, "HTTP/3 connection refused");
+            error.close(&quic);
+            return;
+        }
+    };
     loop {
-        let Some(resolver) = h3.accept().await? else { return Ok(()) };
-        let (request, mut stream) =
-            tokio::time::timeout(header_timeout, resolver.resolve_request()).await??;
-        match route(&request, state) {
-            Route::Refuse(status, text) => {
-                let response = Response::builder()
-                    .status(status)
-                    .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                    .body(())?;
-                // A client that stops reading cannot hold the connection's
-                // accept loop: the answer gets the header timeout too.
-                let answer = async {
-                    stream.send_response(response).await?;
-                    stream.send_data(Bytes::from_static(text.as_bytes())).await?;
-                    stream.finish().await
-                };
-                let _ = tokio::time::timeout(header_timeout, answer).await;
+        let incoming = match h3.next_request().await {
+            Ok(Some(incoming)) => incoming,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::debug!(%remote, %error, "HTTP/3 connection ended");
+                error.close(&quic);
+                return;
             }
-            Route::Session => {
-                let authorization =
-                    request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                let token = Arrival::token_from(request.uri().query(), authorization);
-                let arrival = Arrival {
-                    transport: TransportKind::WebTransport,
-                    peer: quic.remote_address().ip(),
-                    token,
-                };
-                let session = Session::accept(request, stream, h3).await?;
-                run_session(session, quic, arrival, state).await;
-                return Ok(());
-            }
+        };
+        match route(&incoming.request, state) {
+            Route::Refuse(status, text) => h3.respond(incoming, status, text).await,
+            Route::Session => return open_session(h3, incoming, state).await,
         }
     }
 }
 
-/// Runs an accepted WebTransport session: waits for the client's stream, then
-/// hands the session to the core.
-async fn run_session(session: Session, quic: quinn::Connection, arrival: Arrival, state: &WebTransportState) {
-    let hub = state.hub.clone();
-    let config = hub.config();
-    let opened = tokio::time::timeout(config.heartbeat_timeout, first_stream(&session)).await;
-    let Ok(Some((send, recv))) = opened else {
-        quic.close(ReasonCode::HEARTBEAT_TIMEOUT.0.into(), b"no stream opened");
-        return;
+/// Accepts the session and hands it to the core once its stream is open.
+async fn open_session(h3: wt::Connection, incoming: IncomingRequest, state: &WebTransportState) {
+    let quic = h3.quic().clone();
+    let request = &incoming.request;
+    let token = Arrival::token_from(request.query(), request.authorization.as_deref());
+    let arrival =
+        Box::new(Arrival { transport: TransportKind::WebTransport, peer: quic.remote_address().ip(), token });
+    let session = match h3.accept_session(incoming).await {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::debug!(%error, "the WebTransport session could not be accepted");
+            error.close(&quic);
+            return;
+        }
     };
+    let (send, recv) = match session.accept_stream().await {
+        Ok(streams) => streams,
+        Err(error) => {
+            tracing::debug!(%error, "the client opened no stream");
+            session.close(ReasonCode::HEARTBEAT_TIMEOUT.0.into(), "no stream opened", CLOSE_WAIT).await;
+            return;
+        }
+    };
+    run_session(&session, send, recv, arrival, state).await;
+}
+
+/// Runs the session: the core serves it while the reader feeds it.
+async fn run_session(
+    session: &Session,
+    send: DataSend<'_>,
+    recv: DataRecv<'_>,
+    arrival: Box<Arrival>,
+    state: &WebTransportState,
+) {
+    let hub = state.hub.clone();
     let (inbound_sender, inbound) = mpsc::channel(INBOUND_QUEUE);
-    let sink = WebTransportSink { send, datagrams: session.datagram_sender(), quic };
-    let reader = read(&session, recv, inbound_sender, config.session.max_frame_bytes);
-    let serve = transport::serve(hub.clone(), Box::new(arrival), InboundQueue(inbound), sink);
+    let sink = WebTransportSink { send, session, chunks: Vec::new() };
+    let reader = read(session, recv, inbound_sender, hub.config().session.max_frame_bytes);
+    let serve = transport::serve(hub.clone(), arrival, InboundQueue(inbound), sink);
     tokio::pin!(reader, serve);
     // The core decides when the session ends. If the reader stops first
-    // (the peer went away), its queue closes and the core notices.
+    // (the peer went away or closed the session), its queue closes and the
+    // core notices.
     tokio::select! {
         () = &mut serve => {}
         () = &mut reader => serve.await,
     }
 }
 
-/// Waits for the client's bidirectional stream, the one that carries frames.
-async fn first_stream(session: &Session) -> Option<(SendStream, RecvStream)> {
-    // Both accept futures live across iterations: `accept_bi` reads a
-    // stream's first frame after accepting it, and dropping it in between
-    // would lose the stream.
-    let accept_bi = session.accept_bi();
-    let accept_uni = session.accept_uni();
-    tokio::pin!(accept_bi, accept_uni);
-    loop {
-        tokio::select! {
-            accepted = &mut accept_bi => {
-                match accepted {
-                    Ok(Some(AcceptedBi::BidiStream(_, stream))) => return Some(quic_split(stream)),
-                    Ok(Some(AcceptedBi::Request(_, mut stream))) => refuse_second_request(&mut stream).await,
-                    Ok(None) | Err(_) => return None,
-                }
-                accept_bi.set(session.accept_bi());
-            }
-            // HTTP/3 itself opens unidirectional streams; they must be
-            // accepted from the same task as the bidirectional ones or
-            // neither makes progress.
-            accepted = &mut accept_uni => {
-                if accepted.is_err() {
-                    return None;
-                }
-                accept_uni.set(session.accept_uni());
-            }
-        }
-    }
-}
-
-fn quic_split(
-    stream: h3_webtransport::stream::BidiStream<h3_quinn::BidiStream<Bytes>, Bytes>,
-) -> (SendStream, RecvStream) {
-    use h3::quic::BidiStream as _;
-    stream.split()
-}
-
-async fn refuse_second_request(stream: &mut h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>) {
-    if let Ok(response) = Response::builder().status(StatusCode::TOO_MANY_REQUESTS).body(()) {
-        let _ = stream.send_response(response).await;
-        let _ = stream.finish().await;
-    }
-}
-
-/// Reads frames from the session's stream and datagrams, and keeps accepting
-/// (and dropping) any further streams, until the peer goes away.
-async fn read(session: &Session, mut recv: RecvStream, inbound: mpsc::Sender<Inbound>, max_frame: usize) {
+/// Reads frames from the session's stream and datagrams, and looks after the
+/// session, until the peer goes away or closes it.
+async fn read(session: &Session, mut recv: DataRecv<'_>, inbound: mpsc::Sender<Inbound>, max_frame: usize) {
     let mut buffer = BytesMut::new();
-    let mut datagrams = session.datagram_reader();
-    let accept_bi = session.accept_bi();
-    let accept_uni = session.accept_uni();
-    tokio::pin!(accept_bi, accept_uni);
+    let maintain = session.maintain();
+    tokio::pin!(maintain);
     loop {
-        if buffer.capacity() - buffer.len() < READ_CHUNK / 4 {
-            buffer.reserve(READ_CHUNK);
-        }
         tokio::select! {
-            read = recv.read_buf(&mut buffer) => {
-                if !matches!(read, Ok(n) if n > 0) {
+            chunk = recv.read_chunk(READ_CHUNK) => match chunk {
+                Ok(Some(chunk)) => {
+                    buffer.extend_from_slice(&chunk);
+                    if !split_frames(&mut buffer, max_frame, &inbound).await {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::debug!(%error, "the session's stream failed");
+                    error.close(session.quic());
                     return;
                 }
-                if !split_frames(&mut buffer, max_frame, &inbound).await {
-                    return;
-                }
-            }
-            datagram = datagrams.read_datagram() => match datagram {
+            },
+            datagram = session.read_datagram() => match datagram {
                 Ok(datagram) => {
-                    if inbound.send(Inbound::Frame(datagram.into_payload())).await.is_err() {
+                    if inbound.send(Inbound::Frame(datagram)).await.is_err() {
                         return;
                     }
                 }
                 Err(_) => return,
             },
-            accepted = &mut accept_bi => {
-                match accepted {
-                    // The protocol uses one stream; others are dropped
-                    // (which resets them) and requests are refused.
-                    Ok(Some(AcceptedBi::BidiStream(..))) => {}
-                    Ok(Some(AcceptedBi::Request(_, mut stream))) => refuse_second_request(&mut stream).await,
-                    Ok(None) | Err(_) => return,
+            end = &mut maintain => {
+                match end {
+                    SessionEnd::ClosedByClient { code, text } => {
+                        tracing::debug!(code, text, "the client closed its WebTransport session");
+                    }
+                    SessionEnd::Failed(error) => {
+                        tracing::debug!(%error, "the WebTransport session failed");
+                        error.close(session.quic());
+                    }
                 }
-                accept_bi.set(session.accept_bi());
-            }
-            accepted = &mut accept_uni => {
-                if accepted.is_err() {
-                    return;
-                }
-                accept_uni.set(session.accept_uni());
+                return;
             }
         }
     }
@@ -363,8 +372,8 @@ impl Stream for InboundQueue {
 
 /// What goes on the session stream for a frame: the frame's own allocation,
 /// length prefix included.
-pub(crate) fn stream_bytes(frame: &Frame) -> &Bytes {
-    frame.prefixed()
+pub(crate) fn stream_bytes(frame: Frame) -> Bytes {
+    frame.into_prefixed()
 }
 
 /// What goes in a datagram for an ephemeral frame: the body, as a view of
@@ -374,40 +383,39 @@ pub(crate) fn datagram_payload(frame: Frame) -> Bytes {
 }
 
 /// Frames as stream writes and datagrams.
-struct WebTransportSink {
+struct WebTransportSink<'a> {
     /// The session stream's sending half.
-    send: SendStream,
-    /// Datagrams to the client.
-    datagrams: Datagrams,
-    /// The QUIC connection, to close it with a reason code.
-    quic: quinn::Connection,
+    send: DataSend<'a>,
+    /// The session, for datagrams and the close.
+    session: &'a Session,
+    /// The batch's buffers, handed to quinn in one write; kept for reuse.
+    chunks: Vec<Bytes>,
 }
 
-impl FrameSink for WebTransportSink {
+impl FrameSink for WebTransportSink<'_> {
     async fn send_batch(&mut self, frames: &mut Vec<Frame>) -> io::Result<()> {
         for frame in frames.drain(..) {
             if frame.is_ephemeral() {
                 // Best effort by design: a typing notice that does not fit
                 // a datagram, or finds the datagram buffer full, is dropped.
-                let _ = self.datagrams.send_datagram(datagram_payload(frame));
+                self.session.send_datagram(&datagram_payload(frame));
             } else {
-                self.send.write_all(stream_bytes(&frame)).await?;
+                self.chunks.push(stream_bytes(frame));
             }
         }
-        self.send.flush().await
+        let written = self.send.write_all_chunks(&mut self.chunks).await;
+        self.chunks.clear();
+        written.map_err(io::Error::other)
     }
 
     async fn close(&mut self, code: ReasonCode, text: &str) -> io::Result<()> {
-        // Give the client a moment to read the closing notice and close on
-        // its own; closing first would discard the notice if it is still in
-        // flight. Both waits are bounded: a stalled stream must not keep the
-        // code from the client, and QUIC's close travels outside the stream.
-        let wait = async {
-            let _ = self.send.shutdown().await;
-            self.quic.closed().await;
-        };
-        let _ = tokio::time::timeout(CLOSE_WAIT, wait).await;
-        self.quic.close(code.0.into(), text.as_bytes());
+        // The closing notice is on the stream already: end the stream and
+        // give the client a moment to take it, then close the session with
+        // the code and text, which the browser reports from
+        // `WebTransport.closed`. Every wait is bounded; a stalled stream
+        // does not keep the code from the client.
+        self.send.finish(CLOSE_WAIT).await;
+        self.session.close(code.0.into(), text, CLOSE_WAIT).await;
         Ok(())
     }
 }

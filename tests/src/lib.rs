@@ -1,12 +1,14 @@
 //! Helpers for end-to-end tests: the real server on loopback ports, and real
 //! clients that speak the protocol over real sockets: a WebSocket client
 //! (tokio-tungstenite), a WebTransport client (wtransport, an implementation
-//! independent of the server's h3 stack), and a plain HTTP/3 client (h3).
+//! independent of the server's HTTP/3 layer), and a plain HTTP/3 client that
+//! speaks the wire format by hand, for conformance checks.
 
 pub mod bench;
 pub mod binary;
 pub mod browser;
 pub mod client;
+pub mod h3;
 pub mod http;
 pub mod redis;
 pub mod scenario;

@@ -3,7 +3,6 @@
 //! are not WebTransport sessions.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -169,53 +168,13 @@ impl Wire for WtWire {
     }
 }
 
-/// The application close code the server closed the connection with.
+/// The code the server closed the session with. The server sends it in a
+/// `WT_CLOSE_SESSION` capsule, which wtransport reports as the session's
+/// error; a server that closed only the QUIC connection would be reported
+/// the same way, with the connection's code.
 async fn close_code(connection: &Connection) -> Option<u16> {
-    match tokio::time::timeout(Duration::from_secs(5), connection.closed()).await {
-        Ok(ConnectionError::ApplicationClosed(close)) => u16::try_from(close.code().into_inner()).ok(),
+    match tokio::time::timeout(Duration::from_secs(5), connection.receive_datagram()).await {
+        Ok(Err(ConnectionError::ApplicationClosed(close))) => u16::try_from(close.code().into_inner()).ok(),
         _ => None,
     }
-}
-
-/// Sends one plain HTTP/3 request (not a WebTransport session) and returns
-/// the response status. `protocol` sets the extended CONNECT `:protocol`.
-pub async fn h3_request(
-    server: &TestServer,
-    method: http::Method,
-    path: &str,
-    protocol: Option<&str>,
-) -> Result<http::StatusCode> {
-    let address = server.quic_address.context("no WebTransport listener")?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(server.certificates.current().leaf().clone())?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
-    let connection = endpoint.connect(address, "localhost")?.await?;
-    let (mut driver, mut requests) = h3::client::new(h3_quinn::Connection::new(connection)).await?;
-    let drive = tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
-    let mut request =
-        http::Request::builder().method(method).uri(format!("https://localhost{path}")).body(())?;
-    if let Some(protocol) = protocol {
-        request.extensions_mut().insert(
-            protocol
-                .parse::<h3::ext::Protocol>()
-                .map_err(|_| anyhow::anyhow!("invalid protocol {protocol}"))?,
-        );
-    }
-    let status = tokio::time::timeout(PATIENCE, async {
-        let mut stream = requests.send_request(request).await?;
-        stream.finish().await?;
-        anyhow::Ok(stream.recv_response().await?.status())
-    })
-    .await
-    .context("no HTTP/3 response")??;
-    drive.abort();
-    Ok(status)
 }

@@ -4,11 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use http::{Method, StatusCode};
 use wtchat_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ReasonCode, ServerMessage, encode};
 use wtchat_server::certificate::Identity;
+use wtchat_tests::h3::h3_request;
 use wtchat_tests::scenario::{flood_past_a_stalled_member, silence_past_the_heartbeat};
-use wtchat_tests::webtransport::{h3_request, published_hashes};
+use wtchat_tests::webtransport::published_hashes;
 use wtchat_tests::{Received, TestServer, WsClient, WtClient};
 
 fn prefixed(body: &[u8]) -> Vec<u8> {
@@ -151,16 +151,10 @@ async fn a_webtransport_client_that_goes_silent_is_removed_within_the_heartbeat(
 #[tokio::test]
 async fn requests_that_are_not_webtransport_get_http3_errors() -> Result<()> {
     let server = TestServer::start().await;
-    assert_eq!(h3_request(&server, Method::GET, "/", None).await?, StatusCode::NOT_FOUND);
-    assert_eq!(h3_request(&server, Method::GET, "/wt", None).await?, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        h3_request(&server, Method::CONNECT, "/wt", Some("connect-udp")).await?,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        h3_request(&server, Method::CONNECT, "/elsewhere", Some("webtransport")).await?,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(h3_request(&server, "GET", "/", None).await?, 404);
+    assert_eq!(h3_request(&server, "GET", "/wt", None).await?, 400);
+    assert_eq!(h3_request(&server, "CONNECT", "/wt", Some("connect-udp")).await?, 400);
+    assert_eq!(h3_request(&server, "CONNECT", "/elsewhere", Some("webtransport")).await?, 404);
     // The endpoint still serves WebTransport.
     let mut client = WtClient::connect(&server).await?;
     client.join("after", "me").await?;
@@ -289,7 +283,7 @@ async fn ca_certificates_serve_https_and_wss_on_tcp_and_quic() -> Result<()> {
     assert!(matches!(decoded, ServerMessage::Welcome(_)));
 
     // QUIC presents the same certificate (the h3 client trusts only it).
-    assert_eq!(h3_request(&server, Method::GET, "/", None).await?, StatusCode::NOT_FOUND);
+    assert_eq!(h3_request(&server, "GET", "/", None).await?, 404);
     server.stop().await?;
     std::fs::remove_dir_all(dir).ok();
     Ok(())

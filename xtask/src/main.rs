@@ -306,7 +306,8 @@ fn clippy_for_wasm(title: &str, package: &str, targets: &str) -> Result {
 const FUZZ_SECONDS_IN_TESTS: u32 = 20;
 
 /// The fuzz targets in `fuzz/fuzz_targets`.
-const FUZZ_TARGETS: [&str; 3] = ["client_frame", "server_message", "stream_frames"];
+const FUZZ_TARGETS: [&str; 6] =
+    ["client_frame", "server_message", "stream_frames", "request_head", "capsules", "h3_settings"];
 
 /// The cargo-fuzz version installed when it is missing.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

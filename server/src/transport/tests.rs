@@ -204,8 +204,7 @@ async fn websocket_and_webtransport_members_get_views_of_one_allocation() {
     };
     // Member 0 is on WebSocket, member 1 on WebTransport.
     let over_websocket = crate::websocket::binary_message(last_frame(&sessions[0]));
-    let on_webtransport = last_frame(&sessions[1]);
-    let stream = crate::webtransport::stream_bytes(&on_webtransport);
+    let stream = crate::webtransport::stream_bytes(last_frame(&sessions[1]));
     let Message::Binary(body) = over_websocket else { panic!("not a binary message") };
     assert_eq!(
         body.as_ptr(),
