@@ -20,7 +20,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use futures::channel::mpsc::UnboundedReceiver;
+use futures::channel::mpsc::{TryRecvError, UnboundedReceiver};
 use futures::future::FutureExt;
 use futures::{StreamExt, select};
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,7 @@ use crate::events::{
     TransportEvent, TypingEvent, to_js,
 };
 use crate::ledger::{Delivery, Ledger, RoomState};
-use crate::link::{Link, LinkEvent, TransportKind};
+use crate::link::{Link, LinkEnd, LinkEvent, TransportKind};
 use crate::time::{now_ms, sleep};
 use crate::transport_choice::{AttemptError, Choice, establish};
 
@@ -132,8 +132,9 @@ struct State {
 enum End {
     /// The page closed the client.
     UserClosed,
-    /// The server said goodbye.
-    Notice(Closing),
+    /// The server said goodbye: a closing notice, or a close whose code
+    /// stands for one; with the code the transport's close carried.
+    Notice(Closing, Option<u32>),
     /// The connection was lost.
     Lost(String),
 }
@@ -308,11 +309,11 @@ impl Inner {
 
     fn set_state(&self, connection: &'static str, retry_in_ms: Option<f64>, reason: Option<String>) {
         self.state.borrow_mut().connection = connection;
-        self.emit("state", &StateEvent { state: connection, retry_in_ms, reason });
+        self.emit("state", &StateEvent { state: connection, retry_in_ms, reason, close_code: None });
     }
 
     fn error(&self, code: &str, text: String, request_id: Option<u32>) {
-        self.emit("error", &ErrorEvent { code: code.to_owned(), text, request_id });
+        self.emit("error", &ErrorEvent { code: code.to_owned(), text, request_id, close_code: None });
     }
 
     fn closed_by_user(&self) -> bool {
@@ -456,15 +457,24 @@ impl Inner {
 }
 
 impl Inner {
-    /// Acts on a closing notice: reports it, and returns the retry hint to
-    /// wait for (`Some`), or `None` when the code says not to come back.
-    fn follow(&self, closing: Closing, error_code: &str) -> Option<Option<u32>> {
+    /// Acts on a closing notice: reports it (with the code the transport's
+    /// close carried, the same way for either transport), and returns the
+    /// retry hint to wait for (`Some`), or `None` when the code says not to
+    /// come back.
+    fn follow(&self, closing: Closing, error_code: &str, close_code: Option<u32>) -> Option<Option<u32>> {
         let reason = format!("{} ({})", closing.text, closing.code);
         if !closing.code.should_reconnect() {
-            self.set_state("closed", None, Some(reason));
+            self.state.borrow_mut().connection = "closed";
+            self.emit(
+                "state",
+                &StateEvent { state: "closed", retry_in_ms: None, reason: Some(reason), close_code },
+            );
             return None;
         }
-        self.error(error_code, reason, None);
+        self.emit(
+            "error",
+            &ErrorEvent { code: error_code.to_owned(), text: reason, request_id: None, close_code },
+        );
         Some(closing.retry_after_ms)
     }
 }
@@ -510,16 +520,18 @@ async fn drive(inner: Rc<Inner>) {
                 }
                 match end {
                     End::UserClosed => break,
-                    End::Notice(closing) => match inner.follow(closing, "CLOSED_BY_SERVER") {
-                        Some(hint) => retry_hint = hint,
-                        None => break,
-                    },
+                    End::Notice(closing, close_code) => {
+                        match inner.follow(closing, "CLOSED_BY_SERVER", close_code) {
+                            Some(hint) => retry_hint = hint,
+                            None => break,
+                        }
+                    }
                     End::Lost(why) => inner.error("CONNECTION_LOST", why, None),
                 }
             }
             // Turned away before the welcome (overloaded, no valid token):
             // the notice decides, exactly as for a session closed later.
-            Err(AttemptError::Refused(closing)) => match inner.follow(closing, "REFUSED_BY_SERVER") {
+            Err(AttemptError::Refused(closing)) => match inner.follow(closing, "REFUSED_BY_SERVER", None) {
                 Some(hint) => retry_hint = hint,
                 None => break,
             },
@@ -552,31 +564,39 @@ async fn sleep_unless_closed(inner: &Inner, delay_ms: f64) {
 async fn run_connection(inner: &Inner, mut events: UnboundedReceiver<LinkEvent>, welcome: &Welcome) -> End {
     let interval = f64::from(welcome.heartbeat_interval_ms.max(100));
     let timeout = f64::from(welcome.heartbeat_timeout_ms.max(200));
-    let mut last_heard = now_ms();
-    let mut notice: Option<Closing> = None;
+    let tick = interval / 4.0;
+    let mut heard = Heard { last_heard: now_ms(), notice: None };
+    let mut last_tick = now_ms();
     let mut nonce = 0u64;
     loop {
         if inner.closed_by_user() {
             return End::UserClosed;
         }
         select! {
-            event = events.next() => match event {
-                Some(LinkEvent::Frame(body)) => {
-                    last_heard = now_ms();
-                    let max_frame = inner.state.borrow().max_frame;
-                    match decode::<ServerMessage>(&body, max_frame) {
-                        Ok(ServerMessage::Closing(closing)) => notice = Some(closing),
-                        Ok(message) => inner.dispatch(message),
-                        Err(error) => inner.error("BAD_FRAME", format!("a frame from the server: {error}"), None),
+            event = events.next() => {
+                if let Some(end) = heard.handle(inner, event) {
+                    return end;
+                }
+            }
+            () = sleep(tick).fuse() => {
+                // A page that was frozen (a background tab, a long script)
+                // wakes with events waiting, some not yet delivered to it:
+                // those already here come first, and the verdict on the
+                // server's silence waits for a tick that was not overslept.
+                let now = now_ms();
+                let overslept = now - last_tick > 3.0 * tick;
+                last_tick = now;
+                loop {
+                    let event = match events.try_recv() {
+                        Ok(event) => Some(event),
+                        Err(TryRecvError::Closed) => None,
+                        Err(TryRecvError::Empty) => break,
+                    };
+                    if let Some(end) = heard.handle(inner, event) {
+                        return end;
                     }
                 }
-                Some(LinkEvent::Opened) => {}
-                Some(LinkEvent::Closed(why)) => return ended(inner, notice.take(), why),
-                None => return ended(inner, notice.take(), "the connection ended".into()),
-            },
-            () = sleep(interval / 4.0).fuse() => {
-                let now = now_ms();
-                if now - last_heard > timeout {
+                if !overslept && now - heard.last_heard > timeout {
                     return End::Lost(format!("the server was silent for {timeout} ms"));
                 }
                 let quiet = now - inner.state.borrow().last_sent_ms;
@@ -589,12 +609,43 @@ async fn run_connection(inner: &Inner, mut events: UnboundedReceiver<LinkEvent>,
     }
 }
 
-fn ended(inner: &Inner, notice: Option<Closing>, why: String) -> End {
+/// What a live connection has heard from the server.
+struct Heard {
+    /// When the last frame arrived.
+    last_heard: f64,
+    /// The closing notice, once it came.
+    notice: Option<Closing>,
+}
+
+impl Heard {
+    /// Acts on one link event; the end of the connection, if it ended.
+    fn handle(&mut self, inner: &Inner, event: Option<LinkEvent>) -> Option<End> {
+        match event {
+            Some(LinkEvent::Frame(body)) => {
+                self.last_heard = now_ms();
+                let max_frame = inner.state.borrow().max_frame;
+                match decode::<ServerMessage>(&body, max_frame) {
+                    Ok(ServerMessage::Closing(closing)) => self.notice = Some(closing),
+                    Ok(message) => inner.dispatch(message),
+                    Err(error) => inner.error("BAD_FRAME", format!("a frame from the server: {error}"), None),
+                }
+                None
+            }
+            Some(LinkEvent::Opened) => None,
+            Some(LinkEvent::Closed(end)) => Some(ended(inner, self.notice.take(), end)),
+            None => Some(ended(inner, self.notice.take(), LinkEnd::broken("the connection ended"))),
+        }
+    }
+}
+
+fn ended(inner: &Inner, notice: Option<Closing>, end: LinkEnd) -> End {
     if inner.closed_by_user() {
         return End::UserClosed;
     }
-    match notice {
-        Some(closing) => End::Notice(closing),
-        None => End::Lost(why),
+    // The notice frame says most (it has the retry hint); a close whose
+    // code is the server's stands for it when the frame did not arrive.
+    match notice.or_else(|| end.as_closing()) {
+        Some(closing) => End::Notice(closing, end.code),
+        None => End::Lost(end.why),
     }
 }

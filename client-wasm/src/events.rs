@@ -13,9 +13,9 @@ export interface PresenceEvent { room: string; change: "joined" | "left" | "disc
 export interface MembersEvent { room: string; members: ChatMember[] }
 export interface JoinedEvent { room: string; members: ChatMember[]; rejoined: boolean; gap: boolean }
 export interface TypingEvent { room: string; member: ChatMember }
-export interface ErrorEvent { code: string; text: string; requestId?: number }
+export interface ErrorEvent { code: string; text: string; requestId?: number; closeCode?: number }
 export interface TransportEvent { transport: "webtransport" | "websocket"; reason: string; fallbackReason?: string }
-export interface StateEvent { state: "connecting" | "connected" | "reconnecting" | "closed"; retryInMs?: number; reason?: string }
+export interface StateEvent { state: "connecting" | "connected" | "reconnecting" | "closed"; retryInMs?: number; reason?: string; closeCode?: number }
 export interface GapEvent { room: string }
 export type EventName = "message" | "presence" | "members" | "joined" | "left" | "typing" | "error" | "transport" | "state" | "gap";
 "#;
@@ -103,6 +103,10 @@ pub struct ErrorEvent {
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<u32>,
+    /// The code the transport's own close carried (WebSocket close frame,
+    /// WebTransport session close), when the server ended the connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_code: Option<u32>,
 }
 
 /// The transport in use, and why.
@@ -124,6 +128,9 @@ pub struct StateEvent {
     pub retry_in_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// As for [`ErrorEvent::close_code`], when the server closed for good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_code: Option<u32>,
 }
 
 /// Converts a payload for the page.

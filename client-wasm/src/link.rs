@@ -3,6 +3,7 @@
 
 use futures::channel::mpsc::UnboundedSender;
 use wasm_bindgen::JsValue;
+use wtchat_protocol::{Closing, ReasonCode};
 
 use crate::websocket::WebSocketLink;
 use crate::webtransport::WebTransportLink;
@@ -34,8 +35,48 @@ pub enum LinkEvent {
     Opened,
     /// A frame body arrived (on the stream, or as a datagram).
     Frame(Vec<u8>),
-    /// The link ended, and why.
-    Closed(String),
+    /// The link ended.
+    Closed(LinkEnd),
+}
+
+/// How a link ended, as its transport reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkEnd {
+    /// The code the transport's close carried: a WebSocket close frame's
+    /// status, a WebTransport session's close code (`WebTransport.closed`).
+    /// `None` when the connection broke without one.
+    pub code: Option<u32>,
+    /// The text that came with the code.
+    pub reason: String,
+    /// What happened, for people.
+    pub why: String,
+}
+
+impl LinkEnd {
+    /// An end with no close code: the connection broke, or the client
+    /// gave up on it.
+    pub fn broken(why: impl Into<String>) -> Self {
+        Self { code: None, reason: String::new(), why: why.into() }
+    }
+
+    /// An end the transport reported with a code and text.
+    pub fn closed(transport: &str, code: u32, reason: String) -> Self {
+        let why = if reason.is_empty() {
+            format!("{transport} closed (code {code})")
+        } else {
+            format!("{transport} closed (code {code}: {reason})")
+        };
+        Self { code: Some(code), reason, why }
+    }
+
+    /// The closing notice this close stands for when the notice frame
+    /// itself did not arrive: the server's codes (4000 to 4999, see
+    /// `protocol/src/reason.rs`) with the close's text. The retry hint
+    /// travels only in the notice, so there is none.
+    pub fn as_closing(&self) -> Option<Closing> {
+        let code = u16::try_from(self.code?).ok().filter(|code| (4000..5000).contains(code))?;
+        Some(Closing { code: ReasonCode(code), text: self.reason.clone(), retry_after_ms: None })
+    }
 }
 
 /// Where a link reports to.

@@ -15,7 +15,7 @@ use wasm_bindgen_futures::spawn_local;
 use wtchat_protocol::{Closing, FallbackReason, ServerMessage, Welcome, decode};
 
 use crate::discovery::Plan;
-use crate::link::{Link, LinkEvent, TransportKind};
+use crate::link::{Link, LinkEnd, LinkEvent, TransportKind};
 use crate::time::sleep;
 use crate::websocket::WebSocketLink;
 use crate::webtransport::{self, WebTransportLink};
@@ -216,7 +216,7 @@ async fn attempt_websocket(url: String, hello: Vec<u8>) -> Attempt {
     let (link, mut events) = WebSocketLink::open(&url)?;
     match events.next().await {
         Some(LinkEvent::Opened) => {}
-        Some(LinkEvent::Closed(why)) => return Err(why.into()),
+        Some(LinkEvent::Closed(end)) => return Err(refusal_or_failure(end)),
         _ => return Err("WebSocket closed before it opened".into()),
     }
     greet(Link::WebSocket(link), events, &hello, usize::MAX).await
@@ -239,8 +239,18 @@ async fn greet(
                 Err(error) => return Err(format!("bad frame from the server: {error}").into()),
             },
             Some(LinkEvent::Opened) => {}
-            Some(LinkEvent::Closed(why)) => return Err(why.into()),
+            Some(LinkEvent::Closed(end)) => return Err(refusal_or_failure(end)),
             None => return Err("the connection ended before the welcome".into()),
         }
+    }
+}
+
+/// A link that closed before its welcome: a refusal when the close carried
+/// one of the server's codes (its notice frame may not have arrived, as when
+/// QUIC drops unread stream data), a failure of the transport otherwise.
+fn refusal_or_failure(end: LinkEnd) -> AttemptError {
+    match end.as_closing() {
+        Some(closing) => AttemptError::Refused(closing),
+        None => end.why.into(),
     }
 }

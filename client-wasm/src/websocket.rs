@@ -6,7 +6,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-use crate::link::{Events, LinkEvent, describe};
+use crate::link::{Events, LinkEnd, LinkEvent, describe};
 
 /// An open (or opening) WebSocket and the handlers that feed its events.
 #[derive(Debug)]
@@ -35,12 +35,11 @@ impl WebSocketLink {
             }
         });
         let on_close = handler(events, |events, event| {
-            let why = match event.dyn_into::<CloseEvent>() {
-                Ok(close) if close.reason().is_empty() => format!("WebSocket closed (code {})", close.code()),
-                Ok(close) => format!("WebSocket closed (code {}: {})", close.code(), close.reason()),
-                Err(_) => "WebSocket closed".to_owned(),
+            let end = match event.dyn_into::<CloseEvent>() {
+                Ok(close) => LinkEnd::closed("WebSocket", u32::from(close.code()), close.reason()),
+                Err(_) => LinkEnd::broken("WebSocket closed"),
             };
-            let _ = events.unbounded_send(LinkEvent::Closed(why));
+            let _ = events.unbounded_send(LinkEvent::Closed(end));
         });
         socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

@@ -7,12 +7,12 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{
-    ReadableStreamDefaultReader, ReadableStreamReadResult, WebTransport, WebTransportHash,
-    WebTransportOptions, WritableStreamDefaultWriter,
+    ReadableStreamDefaultReader, ReadableStreamReadResult, WebTransport, WebTransportCloseInfo,
+    WebTransportHash, WebTransportOptions, WritableStreamDefaultWriter,
 };
 
 use crate::framing::{StreamBuffer, prefixed};
-use crate::link::{Events, LinkEvent, describe};
+use crate::link::{Events, LinkEnd, LinkEvent, describe};
 
 /// An established WebTransport session with its frame stream.
 #[derive(Debug)]
@@ -73,11 +73,21 @@ impl WebTransportLink {
             transport.datagrams().readable().get_reader().unchecked_into();
         spawn_local(read_datagrams(datagram_reader, events.clone()));
         spawn_local(async move {
-            let why = match closed.await {
-                Ok(_) => "WebTransport session closed".to_owned(),
-                Err(error) => format!("WebTransport session failed: {}", describe(&error)),
+            // The server closes a session with a code and text (a
+            // WT_CLOSE_SESSION capsule), which `closed` resolves with, just
+            // as a WebSocket close frame carries them.
+            let end = match closed.await {
+                Ok(info) => {
+                    let info: WebTransportCloseInfo = info.unchecked_into();
+                    LinkEnd::closed(
+                        "WebTransport",
+                        info.get_close_code().unwrap_or(0),
+                        info.get_reason().unwrap_or_default(),
+                    )
+                }
+                Err(error) => LinkEnd::broken(format!("WebTransport session failed: {}", describe(&error))),
             };
-            let _ = events.unbounded_send(LinkEvent::Closed(why));
+            let _ = events.unbounded_send(LinkEvent::Closed(end));
         });
         Ok((Self { transport, stream, datagrams }, receiver))
     }
@@ -136,13 +146,15 @@ async fn read_stream(reader: ReadableStreamDefaultReader, events: Events, max_fr
                 }
             }
             Err(error) => {
-                let _ =
-                    events.unbounded_send(LinkEvent::Closed(format!("bad stream from the server: {error}")));
+                let end = LinkEnd::broken(format!("bad stream from the server: {error}"));
+                let _ = events.unbounded_send(LinkEvent::Closed(end));
                 return;
             }
         }
     }
-    let _ = events.unbounded_send(LinkEvent::Closed("the server ended the stream".into()));
+    // The end of the stream is not the end of the session: the server ends
+    // its stream before it closes the session with a code, which the
+    // `closed` watcher reports.
 }
 
 async fn read_datagrams(reader: ReadableStreamDefaultReader, events: Events) {

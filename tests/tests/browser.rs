@@ -1,11 +1,13 @@
-//! The demo page and the wasm client in a real headless Chromium, against
-//! the real server: what a person sees.
+//! The demo page and the wasm client in real headless browsers (Chromium,
+//! and Firefox where the tests say so), against the real server: what a
+//! person sees.
 
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
-use wtchat_tests::browser::{Chromedriver, web_root};
+use anyhow::{Context, Result};
+use wtchat_protocol::ReasonCode;
+use wtchat_tests::browser::{Browser, Chromedriver, Driver, Page, web_root};
 use wtchat_tests::{TestServer, WsClient, metric, scrape_metrics};
 
 async fn demo_server() -> TestServer {
@@ -184,5 +186,122 @@ async fn a_page_reconnects_after_a_server_restart_with_no_gap_or_duplicate() -> 
     let shown = page.shown_messages().await?;
     assert_eq!(shown, ["before 1", "before 2", "before 3", "after 1", "after 2", "after 3"]);
     page.close().await?;
+    server.stop().await
+}
+
+/// Opens a page in `driver`'s browser and waits until it is on `transport`.
+async fn page_on(driver: &Driver, url: &str, transport: &str) -> Result<Page> {
+    let page = driver.open(url).await?;
+    page.wait_for(&format!("document.getElementById('badge').dataset.transport === '{transport}'"))
+        .await
+        .with_context(|| format!("{} did not get onto {transport}", driver.browser().name()))?;
+    page.wait_for("window.wtchatDemo.ready").await?;
+    Ok(page)
+}
+
+/// A Chromium page and a Firefox page in one room, both on `transport`,
+/// chat both ways and see one order.
+async fn chromium_and_firefox_chat(query: &str, transport: &str) -> Result<()> {
+    let server = demo_server().await;
+    let chromium = Driver::start(Browser::Chromium).await?;
+    let firefox = Driver::start(Browser::Firefox).await?;
+    let base = format!("http://{}", server.address);
+    let ada = page_on(&chromium, &format!("{base}/?name=Ada&room=browsers{query}"), transport).await?;
+    let bob = page_on(&firefox, &format!("{base}/?name=Bob&room=browsers{query}"), transport).await?;
+    for page in [&ada, &bob] {
+        page.wait_for(
+            "(() => { const names = [...document.querySelectorAll('#members li')].map(li => li.textContent); \
+             return names.includes('Ada') && names.includes('Bob'); })()",
+        )
+        .await?;
+    }
+    ada.say("from Chromium").await?;
+    bob.wait_for("window.wtchatDemo.messages.some(m => m.body === 'from Chromium')").await?;
+    bob.say("from Firefox").await?;
+    ada.wait_for("window.wtchatDemo.messages.some(m => m.body === 'from Firefox')").await?;
+    let expected = vec!["from Chromium".to_string(), "from Firefox".to_string()];
+    assert_eq!(ada.shown_messages().await?, expected);
+    assert_eq!(bob.shown_messages().await?, expected);
+    let screenshot =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/screenshots/firefox-{transport}.png"));
+    bob.screenshot(&screenshot).await?;
+    ada.close().await?;
+    bob.close().await?;
+    server.stop().await
+}
+
+#[tokio::test]
+async fn a_firefox_page_and_a_chromium_page_chat_over_webtransport() -> Result<()> {
+    chromium_and_firefox_chat("", "webtransport").await
+}
+
+#[tokio::test]
+async fn a_firefox_page_and_a_chromium_page_chat_when_both_are_forced_to_websocket() -> Result<()> {
+    chromium_and_firefox_chat("&transport=websocket", "websocket").await
+}
+
+/// Waits until the page reports that the server closed its connection with
+/// `code`, read from the transport's own close: the WebSocket close frame, or
+/// the WebTransport session's close (`WebTransport.closed`).
+async fn wait_for_close_code(page: &Page, code: u16, what: &str) -> Result<()> {
+    page.wait_for(&format!(
+        "window.wtchatDemo.events.some(e => e.type === 'error' && e.code === 'CLOSED_BY_SERVER' && e.closeCode === {code})"
+    ))
+    .await
+    .with_context(|| format!("{what}: the page was not told {code}"))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_drain_reaches_pages_with_its_close_code_in_both_browsers_on_both_transports() -> Result<()> {
+    let server = demo_server().await;
+    let base = format!("http://{}", server.address);
+    let mut pages = Vec::new();
+    let mut drivers = Vec::new();
+    for browser in Browser::ALL {
+        let driver = Driver::start(browser).await?;
+        for (query, transport) in [("", "webtransport"), ("&transport=websocket", "websocket")] {
+            let page = page_on(&driver, &format!("{base}/?name=Eve&room=drain{query}"), transport).await?;
+            pages.push((format!("{} on {transport}", browser.name()), page));
+        }
+        drivers.push(driver);
+    }
+    server.stop().await?;
+    for (what, page) in &pages {
+        wait_for_close_code(page, ReasonCode::SERVER_SHUTDOWN.0, what).await?;
+    }
+    for (_, page) in pages {
+        page.close().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_page_frozen_past_the_heartbeat_is_closed_and_told_why_in_both_browsers() -> Result<()> {
+    let root = web_root().to_path_buf();
+    let server = TestServer::start_with(move |c| {
+        c.web_root = root;
+        c.heartbeat_interval = Duration::from_millis(300);
+        c.heartbeat_timeout = Duration::from_millis(1200);
+    })
+    .await;
+    let base = format!("http://{}", server.address);
+    for browser in Browser::ALL {
+        let driver = Driver::start(browser).await?;
+        for (query, transport) in [("", "webtransport"), ("&transport=websocket", "websocket")] {
+            let what = format!("{} on {transport}", browser.name());
+            let page = page_on(&driver, &format!("{base}/?name=Fay&room=frozen{query}"), transport).await?;
+            // A long script freezes the page: no pings leave it, and the
+            // server closes the session for silence.
+            page.eval(
+                "(() => { const until = Date.now() + 2500; while (Date.now() < until) {} return true; })()",
+            )
+            .await?;
+            wait_for_close_code(&page, ReasonCode::HEARTBEAT_TIMEOUT.0, &what).await?;
+            // The code says to come back, and the page does.
+            page.wait_for("document.getElementById('state').dataset.state === 'connected'").await?;
+            page.close().await?;
+        }
+    }
     server.stop().await
 }

@@ -12,7 +12,8 @@
 //!
 //! Each installs what it needs when it is missing (the wasm target,
 //! wasm-bindgen-cli at the pinned version, cargo-fuzz, Chromium and
-//! chromedriver, Redis), so all of them work on a fresh machine.
+//! chromedriver, Firefox ESR and geckodriver, Redis), so all of them work on
+//! a fresh machine.
 
 mod bench;
 
@@ -211,6 +212,24 @@ fn ensure_chromium() -> Result {
     )
 }
 
+/// The geckodriver version installed when it is missing; it builds from
+/// crates.io (Debian has no package).
+const GECKODRIVER_VERSION: &str = "0.37.1";
+
+/// Makes sure Debian's Firefox ESR and geckodriver are installed, for the
+/// browser tests in Firefox.
+fn ensure_firefox() -> Result {
+    ensure_debian_packages("Firefox ESR", &["/usr/bin/firefox-esr"], &["firefox-esr"])?;
+    let installed = output(Command::new(home_bin("geckodriver")).arg("--version"));
+    if installed.split_whitespace().nth(1) == Some(GECKODRIVER_VERSION) {
+        return Ok(());
+    }
+    step(
+        &format!("install geckodriver {GECKODRIVER_VERSION} (builds from source, a few minutes)"),
+        cargo().args(["install", "geckodriver", "--version", GECKODRIVER_VERSION]),
+    )
+}
+
 /// Makes sure Debian's Redis is installed, for the scale-out tests (each
 /// test starts its own `redis-server` on a loopback port).
 pub(crate) fn ensure_redis() -> Result {
@@ -260,6 +279,7 @@ fn test() -> Result {
     ensure_toolchain()?;
     ensure_wasm_bindgen_cli()?;
     ensure_chromium()?;
+    ensure_firefox()?;
     ensure_redis()?;
     step("formatting", cargo().args(["fmt", "--all", "--", "--check"]))?;
     step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
@@ -270,17 +290,27 @@ fn test() -> Result {
     build_client(None)?;
     let mut totals = Totals::default();
     let native = run_tests("tests", cargo().args(["test", "--workspace"]), &mut totals);
-    let browser = run_tests(
-        "the client's tests in headless Chromium",
-        cargo()
-            .args(["test", "--package", "wtchat-client-wasm", "--target", WASM_TARGET])
-            .current_dir(root().join("client-wasm"))
-            .env("CHROMEDRIVER", "/usr/bin/chromedriver"),
-        &mut totals,
-    );
+    // wasm-bindgen-test picks the browser from the driver variable it is
+    // given; `client-wasm/webdriver.json` holds the flags for both.
+    let drivers = [
+        ("Chromium", "CHROMEDRIVER", PathBuf::from("/usr/bin/chromedriver")),
+        ("Firefox", "GECKODRIVER", home_bin("geckodriver")),
+    ];
+    let mut browsers = Ok(());
+    for (browser, variable, driver) in drivers {
+        let ran = run_tests(
+            &format!("the client's tests in headless {browser}"),
+            cargo()
+                .args(["test", "--package", "wtchat-client-wasm", "--target", WASM_TARGET])
+                .current_dir(root().join("client-wasm"))
+                .env(variable, driver),
+            &mut totals,
+        );
+        browsers = browsers.and(ran);
+    }
     let fuzzed = fuzz(FUZZ_SECONDS_IN_TESTS, &mut totals);
     println!("\ntotal: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
-    native.and(browser).and(fuzzed)
+    native.and(browsers).and(fuzzed)
 }
 
 /// Runs clippy on one package's `targets` (`--lib`, `--all-targets`) for
