@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::Stream;
+use futures_channel::mpsc;
+use futures_util::SinkExt;
 use quinn::crypto::rustls::QuicServerConfig;
-use tokio::sync::mpsc;
 use wtchat_protocol::{DecodeError, ReasonCode, split_stream_frame};
-use wtchat_webtransport::{self as wt, DataRecv, DataSend, IncomingRequest, Session, SessionEnd};
+use wtchat_webtransport::{self as wt, DataRecv, DataSend, Session, SessionEnd};
 
 use crate::arrival::{Arrival, TransportKind};
 use crate::certificate_store::CertificateStore;
@@ -36,7 +36,9 @@ use crate::tls;
 use crate::transport::{self, FrameSink};
 
 /// Inbound frames waiting for the core; a reader that gets this far ahead
-/// waits, which pushes back on the client through QUIC flow control.
+/// waits, which pushes back on the client through QUIC flow control. The
+/// queue is futures' channel, which allocates per message rather than a
+/// block of slots up front: an idle session's queue is nearly free.
 const INBOUND_QUEUE: usize = 32;
 
 /// How many bytes the stream reader takes at a time.
@@ -168,14 +170,17 @@ const MAX_FIELD_SECTION: u64 = 16 * 1024;
 pub async fn serve(endpoint: quinn::Endpoint, state: Arc<WebTransportState>) {
     let config = h3_config(&state.hub);
     while let Some(incoming) = endpoint.accept().await {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            match incoming.await {
-                Ok(connection) => serve_connection(connection, config, &state).await,
-                Err(error) => tracing::debug!(%remote, %error, "QUIC handshake failed"),
-            }
-        });
+        tokio::spawn(serve_connection(Box::new(incoming), config, state.clone()));
+    }
+}
+
+/// One connection's life. An async function keeps its arguments, and the
+/// state of each step it awaits, in one allocation for as long as it runs:
+/// so the connection arrives boxed, and the steps before the session (large,
+/// short-lived futures) run boxed, leaving the session itself small.
+async fn serve_connection(incoming: Box<quinn::Incoming>, config: wt::Config, state: Arc<WebTransportState>) {
+    if let Some(opened) = Box::pin(open(incoming, config, &state)).await {
+        run_session(opened, &state).await;
     }
 }
 
@@ -205,85 +210,86 @@ fn route(request: &wt::Request, state: &WebTransportState) -> Route {
     Route::Session
 }
 
-async fn serve_connection(quic: quinn::Connection, config: wt::Config, state: &WebTransportState) {
-    let remote = quic.remote_address();
+/// A session ready for the core: accepted, with its stream open.
+struct Opened {
+    session: Arc<Session>,
+    send: DataSend,
+    recv: DataRecv,
+    arrival: Box<Arrival>,
+}
+
+/// Takes a connection from its QUIC handshake to an open session: the
+/// HTTP/3 handshake, requests answered with errors until one is the session,
+/// then the session's stream. `None` when the connection ends first.
+async fn open(
+    incoming: Box<quinn::Incoming>,
+    config: wt::Config,
+    state: &WebTransportState,
+) -> Option<Opened> {
+    let remote = incoming.remote_address();
+    let quic = match (*incoming).await {
+        Ok(quic) => quic,
+        Err(error) => {
+            tracing::debug!(%remote, %error, "QUIC handshake failed");
+            return None;
+        }
+    };
+    let fail = |error: wt::Error, what: &str| -> Option<Opened> {
+        tracing::debug!(%remote, %error, "{what}");
+        error.close(&quic);
+        None
+    };
     let mut h3 = match wt::Connection::accept(quic.clone(), config).await {
         Ok(h3) => h3,
-        Err(error) => {
-            tracing::debug!(%remote, %error, "HTTP/3 connection refused");
-            error.close(&quic);
-            return;
+        Err(error) => return fail(error, "HTTP/3 connection refused"),
+    };
+    let incoming = loop {
+        match h3.next_request().await {
+            Ok(Some(incoming)) => match route(&incoming.request, state) {
+                Route::Refuse(status, text) => h3.respond(incoming, status, text).await,
+                Route::Session => break incoming,
+            },
+            Ok(None) => return None,
+            Err(error) => return fail(error, "HTTP/3 connection ended"),
         }
     };
-    loop {
-        let incoming = match h3.next_request().await {
-            Ok(Some(incoming)) => incoming,
-            Ok(None) => return,
-            Err(error) => {
-                tracing::debug!(%remote, %error, "HTTP/3 connection ended");
-                error.close(&quic);
-                return;
-            }
-        };
-        match route(&incoming.request, state) {
-            Route::Refuse(status, text) => h3.respond(incoming, status, text).await,
-            Route::Session => return open_session(h3, incoming, state).await,
-        }
-    }
-}
-
-/// Accepts the session and hands it to the core once its stream is open.
-async fn open_session(h3: wt::Connection, incoming: IncomingRequest, state: &WebTransportState) {
-    let quic = h3.quic().clone();
     let request = &incoming.request;
     let token = Arrival::token_from(request.query(), request.authorization.as_deref());
-    let arrival =
-        Box::new(Arrival { transport: TransportKind::WebTransport, peer: quic.remote_address().ip(), token });
+    let arrival = Box::new(Arrival { transport: TransportKind::WebTransport, peer: remote.ip(), token });
     let session = match h3.accept_session(incoming).await {
-        Ok(session) => session,
-        Err(error) => {
-            tracing::debug!(%error, "the WebTransport session could not be accepted");
-            error.close(&quic);
-            return;
-        }
+        Ok(session) => Arc::new(session),
+        Err(error) => return fail(error, "the WebTransport session could not be accepted"),
     };
-    let (send, recv) = match session.accept_stream().await {
-        Ok(streams) => streams,
+    match session.accept_stream().await {
+        Ok((send, recv)) => Some(Opened { session, send, recv, arrival }),
         Err(error) => {
-            tracing::debug!(%error, "the client opened no stream");
+            tracing::debug!(%remote, %error, "the client opened no stream");
             session.close(ReasonCode::HEARTBEAT_TIMEOUT.0.into(), "no stream opened", CLOSE_WAIT).await;
-            return;
+            None
         }
-    };
-    run_session(&session, send, recv, arrival, state).await;
+    }
 }
 
-/// Runs the session: the core serves it while the reader feeds it.
-async fn run_session(
-    session: &Session,
-    send: DataSend<'_>,
-    recv: DataRecv<'_>,
-    arrival: Box<Arrival>,
-    state: &WebTransportState,
-) {
+/// Runs an open session: the core serves it while a reader task feeds it.
+async fn run_session(opened: Opened, state: &WebTransportState) {
+    let Opened { session, send, recv, arrival } = opened;
     let hub = state.hub.clone();
     let (inbound_sender, inbound) = mpsc::channel(INBOUND_QUEUE);
-    let sink = WebTransportSink { send, session, chunks: Vec::new() };
-    let reader = read(session, recv, inbound_sender, hub.config().session.max_frame_bytes);
-    let serve = transport::serve(hub.clone(), arrival, InboundQueue(inbound), sink);
-    tokio::pin!(reader, serve);
-    // The core decides when the session ends. If the reader stops first
+    // The reader runs in a task of its own, so that it is polled when the
+    // client sends something rather than each time the writer wakes (every
+    // poll of a QUIC stream takes the connection's lock). If it stops first
     // (the peer went away or closed the session), its queue closes and the
     // core notices.
-    tokio::select! {
-        () = &mut serve => {}
-        () = &mut reader => serve.await,
-    }
+    let reader = tokio::spawn(read(recv, inbound_sender, hub.config().session.max_frame_bytes));
+    let sink = WebTransportSink { send, session, chunks: Vec::new() };
+    transport::serve(hub.clone(), arrival, inbound, sink).await;
+    reader.abort();
 }
 
 /// Reads frames from the session's stream and datagrams, and looks after the
 /// session, until the peer goes away or closes it.
-async fn read(session: &Session, mut recv: DataRecv<'_>, inbound: mpsc::Sender<Inbound>, max_frame: usize) {
+async fn read(mut recv: DataRecv, mut inbound: mpsc::Sender<Inbound>, max_frame: usize) {
+    let session = recv.session().clone();
     let mut buffer = BytesMut::new();
     let maintain = session.maintain();
     tokio::pin!(maintain);
@@ -292,7 +298,7 @@ async fn read(session: &Session, mut recv: DataRecv<'_>, inbound: mpsc::Sender<I
             chunk = recv.read_chunk(READ_CHUNK) => match chunk {
                 Ok(Some(chunk)) => {
                     buffer.extend_from_slice(&chunk);
-                    if !split_frames(&mut buffer, max_frame, &inbound).await {
+                    if !split_frames(&mut buffer, max_frame, &mut inbound).await {
                         return;
                     }
                 }
@@ -330,7 +336,7 @@ async fn read(session: &Session, mut recv: DataRecv<'_>, inbound: mpsc::Sender<I
 /// Moves every complete frame in the buffer to the core. Returns false when
 /// reading must stop: the core is gone, or a frame is over the limit (the
 /// core closes the session for that; buffering it would cost its size).
-async fn split_frames(buffer: &mut BytesMut, max_frame: usize, inbound: &mpsc::Sender<Inbound>) -> bool {
+async fn split_frames(buffer: &mut BytesMut, max_frame: usize, inbound: &mut mpsc::Sender<Inbound>) -> bool {
     loop {
         let item = match split_stream_frame(buffer, max_frame) {
             Ok(None) => return true,
@@ -356,20 +362,6 @@ async fn split_frames(buffer: &mut BytesMut, max_frame: usize, inbound: &mpsc::S
     }
 }
 
-/// The reader's queue as the stream the core reads.
-struct InboundQueue(mpsc::Receiver<Inbound>);
-
-impl Stream for InboundQueue {
-    type Item = Inbound;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Inbound>> {
-        self.0.poll_recv(cx)
-    }
-}
-
 /// What goes on the session stream for a frame: the frame's own allocation,
 /// length prefix included.
 pub(crate) fn stream_bytes(frame: Frame) -> Bytes {
@@ -383,16 +375,16 @@ pub(crate) fn datagram_payload(frame: Frame) -> Bytes {
 }
 
 /// Frames as stream writes and datagrams.
-struct WebTransportSink<'a> {
+struct WebTransportSink {
     /// The session stream's sending half.
-    send: DataSend<'a>,
+    send: DataSend,
     /// The session, for datagrams and the close.
-    session: &'a Session,
+    session: Arc<Session>,
     /// The batch's buffers, handed to quinn in one write; kept for reuse.
     chunks: Vec<Bytes>,
 }
 
-impl FrameSink for WebTransportSink<'_> {
+impl FrameSink for WebTransportSink {
     async fn send_batch(&mut self, frames: &mut Vec<Frame>) -> io::Result<()> {
         for frame in frames.drain(..) {
             if frame.is_ephemeral() {
@@ -413,9 +405,13 @@ impl FrameSink for WebTransportSink<'_> {
         // give the client a moment to take it, then close the session with
         // the code and text, which the browser reports from
         // `WebTransport.closed`. Every wait is bounded; a stalled stream
-        // does not keep the code from the client.
-        self.send.finish(CLOSE_WAIT).await;
-        self.session.close(code.0.into(), text, CLOSE_WAIT).await;
+        // does not keep the code from the client. Boxed: it runs once, and
+        // inline its timers would enlarge every idle session.
+        Box::pin(async {
+            self.send.finish(CLOSE_WAIT).await;
+            self.session.close(code.0.into(), text, CLOSE_WAIT).await;
+        })
+        .await;
         Ok(())
     }
 }

@@ -165,7 +165,12 @@ impl DriverProcess {
                 command.args(["--port", &port.to_string(), "--host", "127.0.0.1", "--marionette-port", "0"])
             }
         };
+        // Its own process group, which the browsers it starts join, so
+        // that dropping it stops them too, even when a failing test never
+        // closed its pages.
+        use std::os::unix::process::CommandExt;
         let child = command
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -180,6 +185,8 @@ impl DriverProcess {
 
 impl Drop for DriverProcess {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

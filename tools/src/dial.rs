@@ -181,7 +181,7 @@ impl Dialer {
             let hashes =
                 plan.certificate_hashes.iter().filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
             let config = wtransport::ClientConfig::builder()
-                .with_bind_default()
+                .with_bind_socket(roomy_udp_socket(plan.url.contains("://["))?)
                 .with_server_certificate_hashes(hashes.map(wtransport::tls::Sha256Digest::new))
                 .keep_alive_interval(Some(Duration::from_secs(5)))
                 .build();
@@ -478,6 +478,32 @@ impl Incoming {
             },
         }
     }
+}
+
+/// The UDP buffers a load generator's QUIC socket asks for: many sessions
+/// share one socket, and a burst of fan-out to all of them overflows the
+/// kernel's default (about 200 KB), which the benchmark would then count
+/// against the server.
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// A UDP socket on an unspecified address of the server's family, with
+/// large buffers (capped by the kernel at `net.core.rmem_max`/`wmem_max`).
+fn roomy_udp_socket(ipv6: bool) -> Result<std::net::UdpSocket> {
+    let address: SocketAddr = if ipv6 {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer still works, it only drops more.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    socket.bind(&address.into())?;
+    Ok(socket.into())
 }
 
 /// A minimal HTTP/1.1 GET on a loopback or LAN address; returns the body.

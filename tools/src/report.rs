@@ -68,6 +68,11 @@ pub struct StepReport {
     pub loadgen_cpu_s: f64,
     /// The load generator's CPU seconds per million deliveries.
     pub loadgen_cpu_s_per_million: f64,
+    /// UDP datagrams the kernel dropped for full receive buffers during the
+    /// step, machine-wide (server and generator alike).
+    pub udp_receive_buffer_errors: Option<u64>,
+    /// UDP datagrams the kernel dropped for full send buffers.
+    pub udp_send_buffer_errors: Option<u64>,
 }
 
 /// The results of an idle run.
@@ -102,7 +107,7 @@ pub fn append_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
 /// The table header.
 pub fn header() -> String {
     format!(
-        "{:>4} {:>3} {:>6} {:>9} {:>12} {:>12} {:>7} {:>7} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "{:>4} {:>3} {:>6} {:>9} {:>12} {:>12} {:>7} {:>7} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8}",
         "step",
         "tr",
         "subs",
@@ -118,7 +123,8 @@ pub fn header() -> String {
         "p99.9",
         "max ms",
         "srv s/M",
-        "gen s/M"
+        "gen s/M",
+        "udp drop"
     )
 }
 
@@ -126,7 +132,7 @@ pub fn header() -> String {
 pub fn row(report: &StepReport) -> String {
     let optional = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
     format!(
-        "{:>4} {:>3} {:>6} {:>9.0} {:>12.0} {:>12.0} {:>7.4} {:>7} {:>5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9.3}",
+        "{:>4} {:>3} {:>6} {:>9.0} {:>12.0} {:>12.0} {:>7.4} {:>7} {:>5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>9.3} {:>8}",
         report.step,
         report.transport,
         report.subscribers,
@@ -143,5 +149,9 @@ pub fn row(report: &StepReport) -> String {
         report.latency_ms.max,
         optional(report.server_cpu_s_per_million),
         report.loadgen_cpu_s_per_million,
+        match (report.udp_receive_buffer_errors, report.udp_send_buffer_errors) {
+            (Some(receive), Some(send)) => (receive + send).to_string(),
+            _ => "-".to_owned(),
+        },
     )
 }

@@ -7,6 +7,7 @@
 //! server grants the client credit with `WT_MAX_DATA` as it reads, and never
 //! sends more stream payload than the client granted it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -80,18 +81,20 @@ pub struct Session {
 
 /// The sending side of the session's data stream.
 #[derive(Debug)]
-pub struct DataSend<'a> {
+pub struct DataSend {
     stream: quinn::SendStream,
-    session: &'a Session,
+    session: Arc<Session>,
     /// Stream payload sent so far, for session flow control.
     sent: u64,
 }
 
-/// The receiving side of the session's data stream.
+/// The receiving side of the session's data stream. It holds the session,
+/// so that reading can run in a task of its own: polled only when data
+/// arrives, not whenever the writer wakes.
 #[derive(Debug)]
-pub struct DataRecv<'a> {
+pub struct DataRecv {
     stream: quinn::RecvStream,
-    session: &'a Session,
+    session: Arc<Session>,
     /// Payload that arrived with the stream's header.
     early: Option<Bytes>,
     /// Payload read so far, and the credit granted to the client.
@@ -145,7 +148,7 @@ impl Session {
     /// Waits (at most the step deadline) for the client's bidirectional
     /// stream in this session. Requests and streams of other kinds that
     /// come first are refused.
-    pub async fn accept_stream(&self) -> Result<(DataSend<'_>, DataRecv<'_>), Error> {
+    pub async fn accept_stream(self: &Arc<Self>) -> Result<(DataSend, DataRecv), Error> {
         let accept = async {
             loop {
                 let (mut send, mut recv) = self.quic.accept_bi().await?;
@@ -169,8 +172,8 @@ impl Session {
                         let early = (!buffer.is_empty()).then(|| buffer.freeze());
                         let granted = self.flow.as_ref().map_or(0, |flow| flow.window);
                         return Ok((
-                            DataSend { stream: send, session: self, sent: 0 },
-                            DataRecv { stream: recv, session: self, early, consumed: 0, granted },
+                            DataSend { stream: send, session: self.clone(), sent: 0 },
+                            DataRecv { stream: recv, session: self.clone(), early, consumed: 0, granted },
                         ));
                     }
                     Some(_) => refuse(send, recv, error_code::WT_BUFFERED_STREAM_REJECTED),
@@ -216,8 +219,10 @@ impl Session {
                 },
                 uni = self.quic.accept_uni() => match uni {
                     Ok(mut recv) => {
-                        let mut buffer = BytesMut::new();
-                        let kind = timeout(self.step_timeout, async {
+                        // Boxed: rare, and inline its timer would enlarge
+                        // every session's reader.
+                        let kind = Box::pin(timeout(self.step_timeout, async {
+                            let mut buffer = BytesMut::new();
                             loop {
                                 if let Some((kind, _)) = varint::peek(&buffer) {
                                     return Some(kind);
@@ -226,7 +231,7 @@ impl Session {
                                     return None;
                                 }
                             }
-                        });
+                        }));
                         let kind = kind.await.ok().flatten().unwrap_or(u64::MAX);
                         keep_or_stop(&mut keeping.kept_uni, kind, recv);
                         Ok(())
@@ -392,17 +397,26 @@ fn skip_control_frames(buffer: &mut BytesMut) -> Result<(), SessionEnd> {
     }
 }
 
-impl DataSend<'_> {
+impl DataSend {
     /// Writes every chunk, in order, without copying them: quinn keeps the
     /// `Bytes` themselves in its send buffer. Under session flow control,
     /// writes stop at the client's credit and wait for more.
     pub async fn write_all_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), quinn::WriteError> {
-        let total: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
-        let Some(flow) = &self.session.flow else {
+        if self.session.flow.is_none() {
+            let total: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
             self.stream.write_all_chunks(chunks).await?;
             self.sent += total;
             return Ok(());
-        };
+        }
+        // Boxed: only flow-controlled sessions take this path, and inline
+        // its waits would enlarge every session's writer.
+        Box::pin(self.write_within_credit(chunks)).await
+    }
+
+    /// Writes the chunks no faster than the client's credit allows.
+    async fn write_within_credit(&mut self, chunks: &mut [Bytes]) -> Result<(), quinn::WriteError> {
+        let session = self.session.clone();
+        let Some(flow) = &session.flow else { return Ok(()) };
         let mut rest = chunks;
         while !rest.is_empty() {
             let credit = self.wait_for_credit(flow).await;
@@ -455,7 +469,12 @@ impl DataSend<'_> {
     }
 }
 
-impl DataRecv<'_> {
+impl DataRecv {
+    /// The session the stream belongs to.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
     /// Reads the next chunk of the stream, or `None` at its end. Grants the
     /// client more credit as it goes, under session flow control, and treats
     /// data beyond the credit as the flow-control error it is.
