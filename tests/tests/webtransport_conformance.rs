@@ -234,3 +234,29 @@ async fn a_malformed_capsule_closes_that_session_only() -> Result<()> {
     server.wait_for_sessions(1).await?;
     server.stop().await
 }
+
+#[tokio::test]
+async fn a_connection_that_never_asks_for_a_session_is_closed_after_the_heartbeat_timeout() -> Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.heartbeat_interval = Duration::from_millis(100);
+        c.heartbeat_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // One client sends its SETTINGS and then nothing; the server's QUIC
+    // keep-alives would hold the connection open for ever.
+    let client = H3Client::connect(&server, &draft02_client()).await?;
+    let closed = tokio::time::timeout(Duration::from_secs(5), client.connection.closed()).await?;
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 0x10c, "H3_REQUEST_CANCELLED");
+        }
+        other => bail!("the connection ended with {other}"),
+    }
+    // A session opened in time is not affected by the deadline once it runs.
+    let client = H3Client::connect(&server, &draft02_client()).await?;
+    let session = client.connect_session("/wt", "webtransport").await?;
+    let mut chat = Client::new(RawWire::open(&client, &session).await?);
+    chat.hello().await?;
+    chat.join("awake", "me").await?;
+    server.stop().await
+}
