@@ -44,11 +44,7 @@ async fn two_pages_chat_one_over_webtransport_and_one_over_websocket() -> Result
 
     // Both see both in the member list.
     for page in [&ada, &bob] {
-        page.wait_for(
-            "(() => { const names = [...document.querySelectorAll('#members li')].map(li => li.textContent); \
-             return names.includes('Ada') && names.includes('Bob'); })()",
-        )
-        .await?;
+        wait_for_members(page, &["Ada", "Bob"]).await?;
     }
 
     // Messages both ways, in one order on both pages.
@@ -189,6 +185,17 @@ async fn a_page_reconnects_after_a_server_restart_with_no_gap_or_duplicate() -> 
     server.stop().await
 }
 
+/// Waits until the page's member list shows every one of `names`.
+async fn wait_for_members(page: &Page, names: &[&str]) -> Result<()> {
+    let names = serde_json::to_string(names)?;
+    page.wait_for(&format!(
+        "(() => {{ const shown = [...document.querySelectorAll('#members li')].map(li => li.textContent); \
+         return {names}.every(name => shown.includes(name)); }})()"
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Opens a page in `driver`'s browser and waits until it is on `transport`.
 async fn page_on(driver: &Driver, url: &str, transport: &str) -> Result<Page> {
     let page = driver.open(url).await?;
@@ -209,11 +216,7 @@ async fn chromium_and_firefox_chat(query: &str, transport: &str) -> Result<()> {
     let ada = page_on(&chromium, &format!("{base}/?name=Ada&room=browsers{query}"), transport).await?;
     let bob = page_on(&firefox, &format!("{base}/?name=Bob&room=browsers{query}"), transport).await?;
     for page in [&ada, &bob] {
-        page.wait_for(
-            "(() => { const names = [...document.querySelectorAll('#members li')].map(li => li.textContent); \
-             return names.includes('Ada') && names.includes('Bob'); })()",
-        )
-        .await?;
+        wait_for_members(page, &["Ada", "Bob"]).await?;
     }
     ada.say("from Chromium").await?;
     bob.wait_for("window.wtchatDemo.messages.some(m => m.body === 'from Chromium')").await?;

@@ -109,6 +109,14 @@ async fn a_session_opens_with_either_upgrade_token_and_either_generation_of_sett
     server.stop().await
 }
 
+/// The application error code the server closed the QUIC connection with.
+async fn connection_close_code(client: &H3Client) -> Result<u64> {
+    match tokio::time::timeout(Duration::from_secs(5), client.connection.closed()).await? {
+        quinn::ConnectionError::ApplicationClosed(close) => Ok(close.error_code.into_inner()),
+        other => bail!("the connection ended with {other}"),
+    }
+}
+
 /// The next capsule of `kind`, skipping others; its payload as one varint.
 async fn next_capsule_value(session: &mut Exchange, kind: u64) -> Result<u64> {
     loop {
@@ -202,12 +210,7 @@ async fn a_server_close_reaches_the_client_as_a_close_session_capsule_with_its_c
     assert!(notice.retry_after_ms.is_some());
     // The client did not close the connection itself, so the server did,
     // with the same code.
-    match tokio::time::timeout(Duration::from_secs(5), client.connection.closed()).await? {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(close.error_code.into_inner(), u64::from(ReasonCode::SERVER_SHUTDOWN.0));
-        }
-        other => bail!("the connection ended with {other}"),
-    }
+    assert_eq!(connection_close_code(&client).await?, u64::from(ReasonCode::SERVER_SHUTDOWN.0));
     Ok(())
 }
 
@@ -223,12 +226,7 @@ async fn a_malformed_capsule_closes_that_session_only() -> Result<()> {
     chat.join("calm", "breaker").await?;
     // WT_MAX_DATA whose payload is not one varint.
     session.send_capsule(WT_MAX_DATA, &[0x40]).await?;
-    match tokio::time::timeout(Duration::from_secs(5), client.connection.closed()).await? {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(close.error_code.into_inner(), 0x10e, "H3_MESSAGE_ERROR");
-        }
-        other => bail!("the connection ended with {other}"),
-    }
+    assert_eq!(connection_close_code(&client).await?, 0x10e, "H3_MESSAGE_ERROR");
     bystander.publish("calm", "still here").await?;
     assert_eq!(bystander.chat(1).await?[0].body, "still here");
     server.wait_for_sessions(1).await?;
@@ -245,13 +243,7 @@ async fn a_connection_that_never_asks_for_a_session_is_closed_after_the_heartbea
     // One client sends its SETTINGS and then nothing; the server's QUIC
     // keep-alives would hold the connection open for ever.
     let client = H3Client::connect(&server, &draft02_client()).await?;
-    let closed = tokio::time::timeout(Duration::from_secs(5), client.connection.closed()).await?;
-    match closed {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(close.error_code.into_inner(), 0x10c, "H3_REQUEST_CANCELLED");
-        }
-        other => bail!("the connection ended with {other}"),
-    }
+    assert_eq!(connection_close_code(&client).await?, 0x10c, "H3_REQUEST_CANCELLED");
     // A session opened in time is not affected by the deadline once it runs.
     let client = H3Client::connect(&server, &draft02_client()).await?;
     let session = client.connect_session("/wt", "webtransport").await?;
