@@ -430,9 +430,10 @@ fn targets(sections: &[Section]) -> String {
     let ratio = |wt: f64, ws: f64| if ws > 0.0 { wt / ws } else { f64::NAN };
     let rounds = lines_of(sections, "wt-100").len();
     let mut rows = format!(
-        "Each figure at 100,000 deliveries/s is the median of {rounds} alternating runs per transport, each on a \
-         fresh server (the table rows of every run are below). `gen` is the load generator's own CPU, on \
-         the same two cores.\n\n\
+        "WebSocket is the baseline, measured in the same run on the same machine. Each figure at 100,000 \
+         deliveries/s is the median of {rounds} alternating runs per transport, each on a fresh server (the \
+         table rows of every run are below). `gen` is the load generator's own CPU, on the same two \
+         cores.\n\n\
          | | WebSocket | WebTransport | WebTransport ÷ WebSocket | target | |\n|---|---|---|---|---|---|\n"
     );
     let cpu = |name| median(sections, name, &["server_cpu_s_per_million"]);
