@@ -28,9 +28,11 @@ pub struct Replay<'a> {
 }
 
 impl History {
-    /// An empty history keeping at most `capacity` messages.
+    /// An empty history keeping at most `capacity` messages. Nothing is
+    /// reserved up front: a room that holds no messages costs no slots, and
+    /// a server may hold many such rooms.
     pub fn new(capacity: usize) -> Self {
-        Self { entries: VecDeque::with_capacity(capacity.min(64)), capacity }
+        Self { entries: VecDeque::new(), capacity }
     }
 
     /// Appends the message with sequence number `seq`, dropping the oldest
@@ -58,14 +60,82 @@ impl History {
 
     /// What a joiner that has seen every message up to `last_seq` missed.
     /// `next_seq` is the number the room's next message will get.
+    /// `last_seq` comes from the client, so any number must be safe here.
     pub fn after(&self, last_seq: u64, next_seq: u64) -> Replay<'_> {
-        if last_seq + 1 >= next_seq {
+        // The first number the joiner has not seen; none past the largest.
+        let Some(first_missed) = last_seq.checked_add(1) else {
+            return Replay { frames: Vec::new(), gap: false };
+        };
+        if first_missed >= next_seq {
             // Nothing was published since; or the client claims a number the
             // room never reached, and there is nothing newer to give it.
             return Replay { frames: Vec::new(), gap: false };
         }
         let oldest = self.entries.front().map_or(next_seq, |(seq, _)| *seq);
         let frames = self.entries.iter().filter(|(seq, _)| *seq > last_seq).map(|(_, frame)| frame).collect();
-        Replay { frames, gap: oldest > last_seq + 1 }
+        Replay { frames, gap: oldest > first_missed }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use wtchat_protocol::{Pong, ServerMessage};
+
+    use super::*;
+
+    /// A history of `capacity` that was given messages 1 to `published`.
+    fn history(capacity: usize, published: u64) -> History {
+        let mut history = History::new(capacity);
+        for seq in 1..=published {
+            history.push(
+                seq,
+                Frame::encode(&ServerMessage::Pong(Pong { request_id: 0, nonce: seq, server_time_ms: 0 })),
+            );
+        }
+        history
+    }
+
+    #[test]
+    fn the_largest_numbers_a_client_can_send_are_answered_like_any_number_past_the_room() {
+        let history = history(5, 20);
+        for last_seq in [u64::MAX, u64::MAX - 1, 20, 1_000] {
+            let replay = history.after(last_seq, 21);
+            assert!(replay.frames.is_empty() && !replay.gap, "last_seq {last_seq}");
+        }
+    }
+
+    #[test]
+    fn an_empty_room_reserves_nothing() {
+        assert_eq!(History::new(100).entries.capacity(), 0);
+    }
+
+    proptest! {
+        /// Whatever number a client resumes from, it gets exactly the kept
+        /// messages after it, and a gap exactly when some it missed are no
+        /// longer kept.
+        #[test]
+        fn a_resume_gets_what_it_missed_and_is_told_of_a_gap(
+            capacity in 0usize..8,
+            published in 0u64..20,
+            last_seq in prop_oneof![0u64..30, Just(u64::MAX), Just(u64::MAX - 1), any::<u64>()],
+        ) {
+            let history = history(capacity, published);
+            let next_seq = published + 1;
+            let replay = history.after(last_seq, next_seq);
+            let kept_from = (published + 1).saturating_sub(capacity as u64).max(1);
+            let expected: Vec<u64> = (kept_from..=published).filter(|seq| *seq > last_seq).collect();
+            let got: Vec<u64> = replay
+                .frames
+                .iter()
+                .map(|frame| match wtchat_protocol::decode::<ServerMessage>(&frame.body(), usize::MAX) {
+                    Ok(ServerMessage::Pong(pong)) => pong.nonce,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            prop_assert_eq!(got, expected);
+            let missed_something = last_seq < published;
+            prop_assert_eq!(replay.gap, missed_something && kept_from > last_seq + 1);
+        }
     }
 }

@@ -1,0 +1,109 @@
+//! What a hostile or broken client tries against the real server, each
+//! answered as documented, with a bystander in the same room checking that
+//! nobody else notices.
+
+use anyhow::Result;
+use wtchat_protocol::Resume;
+use wtchat_tests::{PATIENCE, TestServer, WsClient};
+
+#[tokio::test]
+async fn a_resume_from_the_largest_numbers_is_answered_like_any_number_past_the_room() -> Result<()> {
+    let server = TestServer::start().await;
+    let mut bystander = WsClient::connect(&server).await?;
+    let (joined, _) = bystander.join("numbers", "bystander").await?;
+    for n in 0..5 {
+        bystander.publish("numbers", &format!("m{n}")).await?;
+    }
+    assert_eq!(bystander.chat(5).await?.len(), 5);
+    for last_seq in [u64::MAX, u64::MAX - 1, u64::MAX / 2] {
+        let mut client = WsClient::connect(&server).await?;
+        let resume = Resume { epoch: joined.epoch, last_seq };
+        let (answer, history) = client.join_from("numbers", "resumer", Some(resume)).await?;
+        assert!(!answer.history.gap, "last_seq {last_seq}: a number past the room is not a gap");
+        assert!(history.is_empty(), "last_seq {last_seq}: nothing newer to give");
+        assert_eq!(answer.next_seq, 6);
+    }
+    bystander.publish("numbers", "still in order").await?;
+    let after = bystander.chat(1).await?;
+    assert_eq!((after[0].seq, after[0].body.as_str()), (6, "still in order"));
+    server.stop().await
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS"))
+}
+
+/// Rooms the binary reports.
+async fn rooms(binary: &wtchat_tests::binary::Binary) -> anyhow::Result<u64> {
+    let (_, body) = wtchat_tests::http_get(binary.address, "/status", &[]).await?;
+    let status: serde_json::Value = serde_json::from_str(&body)?;
+    Ok(status["rooms"].as_u64().unwrap_or(u64::MAX))
+}
+
+/// Opens `sessions` sessions that each fill their 32 rooms, each room their
+/// own: `32 * sessions` empty rooms.
+async fn fill_rooms(
+    binary: &wtchat_tests::binary::Binary,
+    sessions: usize,
+    tag: &str,
+) -> Result<Vec<WsClient>> {
+    let mut clients = Vec::with_capacity(sessions);
+    for s in 0..sessions {
+        let mut client = WsClient::connect_at(binary.address, None, None).await?;
+        client.hello().await?;
+        for r in 0..32 {
+            client.join(&format!("{tag}-{s}-{r}"), "storm").await?;
+        }
+        clients.push(client);
+    }
+    Ok(clients)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_empty_rooms_costs_little_and_its_memory_is_reused() -> Result<()> {
+    let certs = wtchat_tests::server::temp_dir("storm-certs");
+    let binary = wtchat_tests::binary::Binary::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cert-dir",
+        certs.to_str().unwrap_or_default(),
+        "--no-webtransport",
+        "--max-new-connections-per-sec",
+        "0",
+    ])?;
+    let pid = binary.child.id();
+    let all_gone = || async { rooms(&binary).await.is_ok_and(|r| r == 0) };
+    // A warm-up storm, so that the baseline holds the allocator's pools.
+    drop(fill_rooms(&binary, 40, "warm").await?);
+    wtchat_tests::server::eventually_async(PATIENCE, all_gone).await?;
+    let baseline = rss_kib(pid)?;
+    let sessions = 400;
+    let total = 32 * sessions as u64;
+    let clients = fill_rooms(&binary, sessions, "storm").await?;
+    assert_eq!(rooms(&binary).await?, total);
+    let holding = rss_kib(pid)?;
+    drop(clients);
+    wtchat_tests::server::eventually_async(PATIENCE, all_gone).await?;
+    let after_first = rss_kib(pid)?;
+    // The allocator keeps what the rooms freed for reuse rather than handing
+    // it back to the system at once: a second storm must fit in it.
+    drop(fill_rooms(&binary, sessions, "again").await?);
+    wtchat_tests::server::eventually_async(PATIENCE, all_gone).await?;
+    let after_second = rss_kib(pid)?;
+    let per_room = holding.saturating_sub(baseline) as f64 * 1024.0 / total as f64;
+    eprintln!(
+        "room storm: RSS {baseline} KiB before, {holding} KiB holding {total} rooms \
+         ({per_room:.0} B a room, its share of the sessions included), {after_first} KiB after, \
+         {after_second} KiB after a second storm"
+    );
+    // Each room once reserved its history slots, about 3.5 KB.
+    assert!(per_room <= 1024.0, "an empty room costs {per_room:.0} B");
+    assert!(after_second <= after_first + 1024, "the second storm did not reuse the first one's memory");
+    let _ = std::fs::remove_dir_all(certs);
+    Ok(())
+}
