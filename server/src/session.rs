@@ -307,12 +307,14 @@ impl Session {
                 self.memberships.push(Membership { room, member });
                 Flow::Continue
             }
-            Err(RoomLimitReached) => self.refuse(
-                Some(request_id),
-                ErrorCode::ROOM_LIMIT_REACHED,
-                "the server holds as many rooms as it may; try an existing room".into(),
-                now,
-            ),
+            // The server is full, which is not the client's fault: no
+            // charge to its error budget, which would otherwise close a
+            // client that retries with a code that says never to return.
+            Err(RoomLimitReached) => {
+                let text = "the server holds as many rooms as it may; try an existing room".into();
+                self.send_error(Some(request_id), ErrorCode::ROOM_LIMIT_REACHED, text);
+                Flow::Continue
+            }
         }
     }
 

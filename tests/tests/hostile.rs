@@ -107,3 +107,33 @@ async fn a_storm_of_empty_rooms_costs_little_and_its_memory_is_reused() -> Resul
     let _ = std::fs::remove_dir_all(certs);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_retrying_a_join_on_a_full_server_is_not_blamed_for_it() -> Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.max_rooms = 1;
+        c.session.error_tolerance = 3;
+    })
+    .await;
+    let mut holder = WsClient::connect(&server).await?;
+    holder.join("the-only-room", "holder").await?;
+    let mut client = WsClient::connect(&server).await?;
+    for attempt in 0..10 {
+        client
+            .send(wtchat_protocol::ClientMessage::Join {
+                room: format!("another-{attempt}"),
+                display_name: "retrier".into(),
+                resume: None,
+            })
+            .await?;
+        let wtchat_protocol::ServerMessage::Error(error) = client.next_message().await? else {
+            anyhow::bail!("expected a refusal")
+        };
+        assert_eq!(error.code, wtchat_protocol::ErrorCode::ROOM_LIMIT_REACHED, "attempt {attempt}");
+    }
+    // Still open, and welcome in the room that exists.
+    client.join("the-only-room", "retrier").await?;
+    holder.publish("the-only-room", "hello").await?;
+    assert_eq!(client.chat(1).await?[0].body, "hello");
+    server.stop().await
+}
