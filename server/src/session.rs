@@ -45,6 +45,11 @@ pub enum Inbound {
     TooLarge(usize),
     /// Transport-level liveness (a WebSocket ping or pong): the peer is there.
     Keepalive,
+    /// The transport's own framing was broken (a WebSocket frame against
+    /// RFC 6455: unmasked, a bad opcode, invalid UTF-8 in a text frame), and
+    /// why. Nothing more can be read; the session closes with
+    /// `PROTOCOL_VIOLATION`.
+    Broken(String),
 }
 
 /// Whether the session goes on.
@@ -172,6 +177,11 @@ impl Session {
             ),
             Inbound::TooLarge(len) => Self::frame_too_large(len, max_frame),
             Inbound::Keepalive => Flow::Continue,
+            Inbound::Broken(why) => Flow::Close(Closing {
+                code: ReasonCode::PROTOCOL_VIOLATION,
+                text: format!("the connection's framing is broken: {why}"),
+                retry_after_ms: None,
+            }),
         }
     }
 

@@ -150,6 +150,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketInbound<S> {
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
                 Some(Inbound::TooLarge(size))
             }
+            // The client broke RFC 6455: the core closes with a code that
+            // says so, rather than as if the client had left.
+            Some(Err(error @ (WsError::Protocol(_) | WsError::Utf8(_)))) => {
+                Some(Inbound::Broken(error.to_string()))
+            }
             Some(Err(error)) => {
                 tracing::debug!(%error, "WebSocket read failed");
                 None

@@ -137,3 +137,68 @@ async fn a_client_retrying_a_join_on_a_full_server_is_not_blamed_for_it() -> Res
     assert_eq!(client.chat(1).await?[0].body, "hello");
     server.stop().await
 }
+
+/// A WebSocket opened by hand on a TCP connection, to send what no client
+/// library would.
+async fn raw_websocket(server: &TestServer) -> Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server.address).await?;
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        server.address
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await?);
+    }
+    anyhow::ensure!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    Ok(tcp)
+}
+
+/// Reads server frames (unmasked) until a close frame; its status code.
+async fn close_code_of(tcp: &mut tokio::net::TcpStream) -> Result<Option<u16>> {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        loop {
+            let head = [tcp.read_u8().await?, tcp.read_u8().await?];
+            let len = match head[1] & 0x7f {
+                126 => u64::from(tcp.read_u16().await?),
+                127 => tcp.read_u64().await?,
+                n => u64::from(n),
+            };
+            let mut payload = vec![0; usize::try_from(len)?];
+            tcp.read_exact(&mut payload).await?;
+            if head[0] & 0x0f == 0x8 {
+                return anyhow::Ok(payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]])));
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read).await?
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_breaks_the_framing_is_closed_as_a_protocol_violation() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    let mut bystander = WsClient::connect(&server).await?;
+    bystander.join("framing", "bystander").await?;
+    // A client's frame without a mask (RFC 6455 section 5.1), and a text
+    // frame that is not UTF-8 (section 8.1).
+    let unmasked: &[u8] = &[0x82, 0x03, 1, 2, 3];
+    let bad_text: &[u8] = &[0x81, 0x82, 0, 0, 0, 0, 0xc3, 0x28];
+    for (what, frame) in [("an unmasked frame", unmasked), ("invalid UTF-8 text", bad_text)] {
+        let mut tcp = raw_websocket(&server).await?;
+        tcp.write_all(frame).await?;
+        let code = close_code_of(&mut tcp).await?;
+        assert_eq!(code, Some(wtchat_protocol::ReasonCode::PROTOCOL_VIOLATION.0), "{what}");
+    }
+    let metrics = wtchat_tests::scrape_metrics(server.address).await?;
+    let closed =
+        wtchat_tests::metric(&metrics, "wtchat_sessions_closed_total{reason=\"PROTOCOL_VIOLATION\"}");
+    assert_eq!(closed, Some(2.0), "counted as what they are:\n{metrics}");
+    bystander.publish("framing", "unaffected").await?;
+    assert_eq!(bystander.chat(1).await?[0].body, "unaffected");
+    server.stop().await
+}
