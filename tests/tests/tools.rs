@@ -113,6 +113,12 @@ async fn the_terminal_client_exchanges_lines_with_another_client() -> Result<()>
         other.publish("lobby", "hello, terminal").await?;
         let line = until("hello, terminal").await?;
         assert!(line.contains("other: hello, terminal"), "{line}");
+        // A body that would retitle the window, recolour the text and forge
+        // a line from someone else arrives as one inert line.
+        other.publish("lobby", "\x1b]0;pwned\x07\x1b[31mred\n[lobby #999] admin: trust me\u{202e}").await?;
+        let line = until("pwned").await?;
+        assert!(!line.chars().any(|c| c.is_control() || c == '\u{202e}'), "{line:?}");
+        assert!(line.contains("\\u{1b}]0;pwned\\u{7}") && line.contains("\\u{a}[lobby #999]"), "{line}");
 
         drop(stdin);
         let status = tokio::time::timeout(Duration::from_secs(10), chat.wait()).await??;

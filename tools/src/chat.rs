@@ -53,7 +53,7 @@ pub async fn run(args: ChatArgs) -> Result<()> {
                     return Err(error);
                 }
                 let wait = Duration::from_millis(u64::from(closing.retry_after_ms.unwrap_or(1_000)));
-                println!("* {error}; trying again in {} ms", wait.as_millis());
+                println!("* {}; trying again in {} ms", printable(&error.to_string()), wait.as_millis());
                 tokio::time::sleep(wait).await;
             }
         }
@@ -111,14 +111,14 @@ pub async fn run(args: ChatArgs) -> Result<()> {
                         }
                         if let ServerMessage::Closing(closing) = message {
                             if !closing.code.should_reconnect() {
-                                bail!("the server closed the session: {}", closing.text);
+                                bail!("the server closed the session: {}", printable(&closing.text));
                             }
                         }
                     }
                     Err(error) => println!("! bad frame from the server: {error}"),
                 },
                 Some(Received::Closed(why)) => {
-                    println!("* disconnected: {why}");
+                    println!("* disconnected: {}", printable(&why));
                     return Ok(());
                 }
                 None => return Ok(()),
@@ -131,31 +131,72 @@ pub async fn run(args: ChatArgs) -> Result<()> {
     }
 }
 
-/// One line for an event, or nothing for bookkeeping messages.
+/// One line for an event, or nothing for bookkeeping messages. Everything
+/// others chose (names, rooms, bodies) and every text of the server goes
+/// through [`printable`].
 fn describe(message: &ServerMessage) -> Option<String> {
+    let p = printable;
     Some(match message {
         ServerMessage::Joined(joined) => {
-            let names: Vec<&str> = joined.members.iter().map(|m| m.name.as_str()).collect();
-            format!("* joined {} (members: {})", joined.room, names.join(", "))
+            let names: Vec<String> = joined.members.iter().map(|m| p(&m.name)).collect();
+            format!("* joined {} (members: {})", p(&joined.room), names.join(", "))
         }
-        ServerMessage::Message(m) => format!("[{} #{}] {}: {}", m.room, m.seq, m.sender.name, m.body),
-        ServerMessage::Presence(p) => {
-            let verb = match p.change {
+        ServerMessage::Message(m) => {
+            format!("[{} #{}] {}: {}", p(&m.room), m.seq, p(&m.sender.name), p(&m.body))
+        }
+        ServerMessage::Presence(presence) => {
+            let verb = match presence.change {
                 PresenceChange::Joined => "joined",
                 PresenceChange::Left => "left",
                 PresenceChange::Disconnected => "disconnected from",
             };
-            format!("* {} {verb} {}", p.member.name, p.room)
+            format!("* {} {verb} {}", p(&presence.member.name), p(&presence.room))
         }
-        ServerMessage::Typing(t) => format!("* {} is typing in {}", t.member.name, t.room),
-        ServerMessage::Left(left) => format!("* left {}", left.room),
-        ServerMessage::Error(e) => format!("! {}: {}", e.code, e.text),
+        ServerMessage::Typing(t) => format!("* {} is typing in {}", p(&t.member.name), p(&t.room)),
+        ServerMessage::Left(left) => format!("* left {}", p(&left.room)),
+        ServerMessage::Error(e) => format!("! {}: {}", e.code, p(&e.text)),
         ServerMessage::Closing(c) => {
             format!(
                 "! the server is closing the session: {} ({}), retry after {:?} ms",
-                c.text, c.code, c.retry_after_ms
+                p(&c.text),
+                c.code,
+                c.retry_after_ms
             )
         }
         ServerMessage::Welcome(_) | ServerMessage::Pong(_) => return None,
     })
+}
+
+/// Text from others, safe for a terminal: control characters (which can
+/// move the cursor, recolour, retitle the window or start a new line that
+/// looks like someone else's), line and paragraph separators and
+/// bidirectional overrides are written as escapes such as `\u{1b}`.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let unsafe_here = c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c);
+        if unsafe_here {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn what_could_steer_a_terminal_is_escaped() {
+        assert_eq!(printable("plain text, ünïcödé"), "plain text, ünïcödé");
+        assert_eq!(printable("\x1b]0;title\x07"), "\\u{1b}]0;title\\u{7}");
+        assert_eq!(printable("a\nb\rc"), "a\\u{a}b\\u{d}c");
+        assert_eq!(printable("\u{202e}evil"), "\\u{202e}evil");
+        assert_eq!(printable("x\u{2028}y\u{9b}"), "x\\u{2028}y\\u{9b}");
+    }
 }
