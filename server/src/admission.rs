@@ -1,8 +1,15 @@
 //! Admission control: whether the server takes one more session.
 //!
-//! Three limits, checked when a session opens: the total number of sessions,
-//! the number from one IP address, and the rate at which new sessions
-//! arrive (a token bucket, so that a burst is absorbed and a storm is not).
+//! Four limits, checked when a session opens: the rate at which new sessions
+//! arrive from one IP address (a quarter of the server's rate, so that no one
+//! address can spend the budget every address shares), the total number of
+//! sessions, the number from one address, and the rate at which new sessions
+//! arrive in all (token buckets, so that a burst is absorbed and a storm is
+//! not). The address's own rate is checked first ([`Admission::arrive`]),
+//! before the session's token; the shared limits ([`Admission::admit`]) only
+//! for a session that passed both, so that clients without a valid token
+//! spend nobody's budget but their own address's.
+//!
 //! A refused client is told `OVERLOADED` with a retry hint spread at random,
 //! so that clients turned away together do not come back together.
 
@@ -35,6 +42,9 @@ pub enum Refusal {
     TooManyFromAddress,
     /// New sessions arrive faster than `max_new_connections_per_sec`.
     TooFast,
+    /// New sessions arrive from one address faster than its share of
+    /// `max_new_connections_per_sec`.
+    AddressTooFast,
 }
 
 impl Refusal {
@@ -44,6 +54,9 @@ impl Refusal {
             Self::Full => "the server is full; try again after the retry hint",
             Self::TooManyFromAddress => "too many sessions from this address; try again after the retry hint",
             Self::TooFast => "too many new sessions arrive at once; try again after the retry hint",
+            Self::AddressTooFast => {
+                "too many new sessions arrive from this address at once; try again after the retry hint"
+            }
         }
     }
 
@@ -53,6 +66,7 @@ impl Refusal {
             Self::Full => "full",
             Self::TooManyFromAddress => "per_ip",
             Self::TooFast => "rate",
+            Self::AddressTooFast => "per_ip_rate",
         }
     }
 }
@@ -68,9 +82,19 @@ pub struct Admission {
     per_address: Mutex<HashMap<IpAddr, usize>>,
     /// New sessions per second.
     arrivals: Mutex<TokenBucket>,
+    /// New sessions per second from each address that arrived lately;
+    /// an address whose bucket has refilled is forgotten.
+    arrivals_per_address: Mutex<HashMap<IpAddr, TokenBucket>>,
     /// Refusals so far, by [`Refusal`] in declaration order.
-    refused: [AtomicU64; 3],
+    refused: [AtomicU64; 4],
 }
+
+/// The share of the server's arrival rate one address may use.
+const ADDRESS_SHARE: u32 = 4;
+
+/// How many addresses' arrival buckets are kept before the refilled ones
+/// are forgotten; bounds the map under a flood from many addresses.
+const REMEMBERED_ADDRESSES: usize = 4096;
 
 /// A place taken by an admitted session; dropping it gives the place back.
 #[derive(Debug)]
@@ -88,6 +112,7 @@ impl Admission {
             open: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
             arrivals: Mutex::new(TokenBucket::new(rate.saturating_mul(2), f64::from(rate), Instant::now())),
+            arrivals_per_address: Mutex::new(HashMap::new()),
             refused: Default::default(),
         })
     }
@@ -98,15 +123,37 @@ impl Admission {
         self.per_address.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Admits a session from `address`, or says why not.
+    fn refuse<T>(&self, refusal: Refusal) -> Result<T, Refusal> {
+        self.refused[refusal as usize].fetch_add(1, Ordering::Relaxed);
+        Err(refusal)
+    }
+
+    /// Charges a new session to its address's share of the arrival rate,
+    /// before anything else is looked at (its token included), so that one
+    /// address churning sessions is turned away at its own limit.
+    pub fn arrive(&self, address: IpAddr, now: Instant) -> Result<(), Refusal> {
+        let rate = self.limits.max_new_connections_per_sec / ADDRESS_SHARE;
+        if self.limits.max_new_connections_per_sec == 0 {
+            return Ok(());
+        }
+        let rate = rate.max(1);
+        let mut buckets = self.arrivals_per_address.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= REMEMBERED_ADDRESSES {
+            buckets.retain(|_, bucket| !bucket.is_full(now));
+        }
+        let bucket = buckets
+            .entry(address.to_canonical())
+            .or_insert_with(|| TokenBucket::new(rate.saturating_mul(2), f64::from(rate), now));
+        if bucket.try_take(now) { Ok(()) } else { self.refuse(Refusal::AddressTooFast) }
+    }
+
+    /// Admits a session from `address` under the limits every address
+    /// shares, or says why not.
     pub fn admit(self: &Arc<Self>, address: IpAddr, now: Instant) -> Result<Ticket, Refusal> {
         // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d;
         // it is the same client as a.b.c.d.
         let address = address.to_canonical();
-        let refuse = |refusal: Refusal| {
-            self.refused[refusal as usize].fetch_add(1, Ordering::Relaxed);
-            Err(refusal)
-        };
+        let refuse = |refusal: Refusal| self.refuse(refusal);
         let limits = self.limits;
         if limits.max_new_connections_per_sec > 0 {
             let mut arrivals = self.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
@@ -143,8 +190,8 @@ impl Admission {
     }
 
     /// Refusals so far, with each refusal's name.
-    pub fn refusals(&self) -> [(&'static str, u64); 3] {
-        [Refusal::Full, Refusal::TooManyFromAddress, Refusal::TooFast]
+    pub fn refusals(&self) -> [(&'static str, u64); 4] {
+        [Refusal::Full, Refusal::TooManyFromAddress, Refusal::TooFast, Refusal::AddressTooFast]
             .map(|refusal| (refusal.name(), self.refused[refusal as usize].load(Ordering::Relaxed)))
     }
 }
@@ -190,7 +237,7 @@ mod tests {
         drop(first);
         assert_eq!(admission.open(), 2);
         assert!(admission.admit(a, now).is_ok(), "a place given back is taken again");
-        assert_eq!(admission.refusals().map(|(_, n)| n), [1, 1, 0]);
+        assert_eq!(admission.refusals().map(|(_, n)| n), [1, 1, 0, 0]);
     }
 
     #[test]
@@ -206,5 +253,33 @@ mod tests {
         assert_eq!((admission.open(), admission.addresses()), (10, 1));
         drop(tickets);
         assert_eq!((admission.open(), admission.addresses()), (0, 0), "every place is given back");
+    }
+
+    #[test]
+    fn one_address_spends_only_its_share_of_the_arrival_rate() {
+        let admission = Admission::new(limits(0, 0, 40));
+        let start = Instant::now();
+        let churner: IpAddr = [10, 0, 0, 1].into();
+        // A quarter of 40 per second, with bursts of twice that.
+        assert!((0..20).all(|_| admission.arrive(churner, start).is_ok()));
+        assert_eq!(admission.arrive(churner, start), Err(Refusal::AddressTooFast));
+        // Another address still has its own share, and the shared bucket
+        // was not touched by the churner's refused arrivals.
+        assert!(admission.arrive([10, 0, 0, 2].into(), start).is_ok());
+        let admitted = (0..80).filter(|_| admission.admit([10, 0, 0, 2].into(), start).is_ok()).count();
+        assert_eq!(admitted, 80);
+        assert_eq!(admission.refusals().map(|(_, n)| n), [0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn addresses_whose_buckets_refilled_are_forgotten() {
+        let admission = Admission::new(limits(0, 0, 40));
+        let start = Instant::now();
+        for n in 0..REMEMBERED_ADDRESSES as u32 {
+            admission.arrive(std::net::Ipv4Addr::from(n).into(), start).unwrap();
+        }
+        let later = start + std::time::Duration::from_secs(10);
+        admission.arrive([192, 168, 0, 1].into(), later).unwrap();
+        assert_eq!(admission.arrivals_per_address.lock().unwrap().len(), 1);
     }
 }

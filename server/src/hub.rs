@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wtchat_protocol::{Closing, ReasonCode};
 
-use crate::admission::{Admission, Ticket};
+use crate::admission::{Admission, Refusal, Ticket};
 use crate::arrival::Arrival;
 use crate::authenticator::Authenticator;
 use crate::broker::Broker;
@@ -133,7 +133,8 @@ impl Hub {
         if !self.broker.is_available() {
             return Err(self.broker_notice());
         }
-        let ticket = self.admission.admit(arrival.peer, tokio::time::Instant::now()).map_err(|refusal| {
+        let now = tokio::time::Instant::now();
+        let overloaded = |refusal: Refusal| {
             tracing::info!(peer = %arrival.peer, reason = refusal.name(), "refused a session");
             Closing {
                 code: ReasonCode::OVERLOADED,
@@ -143,13 +144,19 @@ impl Hub {
                     self.config.refusal_retry_spread,
                 )),
             }
-        })?;
-        let Some(authenticator) = &self.authenticator else { return Ok((None, ticket)) };
-        let user = authenticator.verify(arrival.token.as_deref()).map_err(|why| {
-            tracing::info!(peer = %arrival.peer, %why, "refused a token");
-            Closing { code: ReasonCode::UNAUTHORIZED, text: why, retry_after_ms: None }
-        })?;
-        Ok((Some(user), ticket))
+        };
+        // The address pays first, then the token is checked, and only a
+        // session with a valid token spends the budget every address shares.
+        self.admission.arrive(arrival.peer, now).map_err(overloaded)?;
+        let user = match &self.authenticator {
+            None => None,
+            Some(authenticator) => Some(authenticator.verify(arrival.token.as_deref()).map_err(|why| {
+                tracing::info!(peer = %arrival.peer, %why, "refused a token");
+                Closing { code: ReasonCode::UNAUTHORIZED, text: why, retry_after_ms: None }
+            })?),
+        };
+        let ticket = self.admission.admit(arrival.peer, now).map_err(overloaded)?;
+        Ok((user, ticket))
     }
 
     /// The counters.

@@ -65,7 +65,22 @@ impl WsClient {
         origin: Option<&str>,
         recv_buffer: Option<u32>,
     ) -> Result<Self> {
+        Self::connect_from(None, address, path, origin, recv_buffer).await
+    }
+
+    /// As [`WsClient::connect_to`], from a chosen local address (such as
+    /// 127.0.0.2, to play a second client machine on loopback).
+    pub async fn connect_from(
+        local: Option<std::net::IpAddr>,
+        address: SocketAddr,
+        path: &str,
+        origin: Option<&str>,
+        recv_buffer: Option<u32>,
+    ) -> Result<Self> {
         let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        if let Some(local) = local {
+            socket.bind(SocketAddr::new(local, 0))?;
+        }
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size)?;
         }

@@ -202,3 +202,56 @@ async fn a_websocket_client_that_breaks_the_framing_is_closed_as_a_protocol_viol
     assert_eq!(bystander.chat(1).await?[0].body, "unaffected");
     server.stop().await
 }
+
+/// A token the test issuer signs for `subject`, valid for ten minutes.
+fn token_for(secret: &str, subject: &str) -> Result<String> {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 600;
+    let claims = serde_json::json!({"sub": subject, "exp": exp});
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_churning_without_tokens_spends_only_its_own_budget() -> Result<()> {
+    let secret = "the test issuer's secret, forty-four bytes!!";
+    let server = TestServer::start_with(|c| {
+        c.auth_hs256_secret = Some(secret.into());
+        // 40 new sessions per second in all: 10 per address, bursts of 20.
+        c.admission.max_new_connections_per_sec = 40;
+    })
+    .await;
+    let address = server.address;
+    // 127.0.0.2 churns connections without a token as fast as it can.
+    let churner = tokio::spawn(async move {
+        let mut refused = 0;
+        for _ in 0..300 {
+            let client =
+                WsClient::connect_from(Some([127, 0, 0, 2].into()), address, "/ws", None, None).await;
+            if let Ok(mut client) = client {
+                if let Ok((notice, _)) = client.until_closed().await {
+                    refused += usize::from(notice.is_some());
+                }
+            }
+        }
+        refused
+    });
+    // Meanwhile clients with tokens arrive from 127.0.0.1 at 8 per second,
+    // within that address's own share: every one gets in.
+    let token = token_for(secret, "valid")?;
+    for n in 0..16 {
+        let path = format!("/ws?token={token}");
+        let mut client =
+            WsClient::connect_from(Some([127, 0, 0, 1].into()), address, &path, None, None).await?;
+        let welcome = client.hello().await;
+        assert!(welcome.is_ok(), "valid client {n} was turned away: {welcome:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(125)).await;
+    }
+    assert!(churner.await? >= 290, "the churner was turned away");
+    let metrics = wtchat_tests::scrape_metrics(server.address).await?;
+    let rate = wtchat_tests::metric(&metrics, "wtchat_admission_refusals_total{limit=\"rate\"}");
+    assert_eq!(rate, Some(0.0), "nobody spent the shared budget:\n{metrics}");
+    server.stop().await
+}
