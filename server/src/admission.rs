@@ -148,32 +148,44 @@ impl Admission {
     }
 
     /// Admits a session from `address` under the limits every address
-    /// shares, or says why not.
+    /// shares (the arrival rate, then a place), or says why not.
     pub fn admit(self: &Arc<Self>, address: IpAddr, now: Instant) -> Result<Ticket, Refusal> {
+        self.charge_rate(now)?;
+        self.hold(address)
+    }
+
+    /// Charges one arrival to the rate every address shares.
+    pub fn charge_rate(&self, now: Instant) -> Result<(), Refusal> {
+        if self.limits.max_new_connections_per_sec > 0 {
+            let mut arrivals = self.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
+            if !arrivals.try_take(now) {
+                drop(arrivals);
+                return self.refuse(Refusal::TooFast);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a place for a connection from `address`, under the total and
+    /// per-address limits; the ticket gives it back when dropped.
+    pub fn hold(self: &Arc<Self>, address: IpAddr) -> Result<Ticket, Refusal> {
         // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d;
         // it is the same client as a.b.c.d.
         let address = address.to_canonical();
-        let refuse = |refusal: Refusal| self.refuse(refusal);
         let limits = self.limits;
-        if limits.max_new_connections_per_sec > 0 {
-            let mut arrivals = self.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
-            if !arrivals.try_take(now) {
-                return refuse(Refusal::TooFast);
-            }
-        }
         // Take the place first and give it back if over: two racing arrivals
         // cannot both take the last place.
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         if limits.max_connections > 0 && open > limits.max_connections {
             self.open.fetch_sub(1, Ordering::AcqRel);
-            return refuse(Refusal::Full);
+            return self.refuse(Refusal::Full);
         }
         let mut per_address = self.per_address();
         let count = per_address.entry(address).or_insert(0);
         if limits.max_connections_per_ip > 0 && *count >= limits.max_connections_per_ip {
             drop(per_address);
             self.open.fetch_sub(1, Ordering::AcqRel);
-            return refuse(Refusal::TooManyFromAddress);
+            return self.refuse(Refusal::TooManyFromAddress);
         }
         *count += 1;
         Ok(Ticket { admission: self.clone(), address })

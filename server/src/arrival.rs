@@ -1,7 +1,10 @@
 //! What a transport knows about a new connection when it hands it to the
-//! core: which transport, from where, and the token it presented.
+//! core: which transport, from where, the token it presented, and the
+//! admission place it already holds, if any.
 
 use std::net::IpAddr;
+
+use crate::admission::Ticket;
 
 /// The transports, as names for metrics and logs. The core treats them
 /// alike; it only counts them.
@@ -27,7 +30,7 @@ impl TransportKind {
 }
 
 /// A connection arriving at the core.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Arrival {
     /// The transport it came over.
     pub transport: TransportKind,
@@ -35,12 +38,16 @@ pub struct Arrival {
     pub peer: IpAddr,
     /// The token it presented (`?token=` or a bearer token), if any.
     pub token: Option<String>,
+    /// The admission place the transport took for the connection before
+    /// the session existed (QUIC counts a connection from its handshake on);
+    /// the session keeps it instead of taking another.
+    pub place: Option<Ticket>,
 }
 
 impl Arrival {
     /// A connection from this machine without a token, as tests make.
     pub fn local(transport: TransportKind) -> Self {
-        Self { transport, peer: IpAddr::from([127, 0, 0, 1]), token: None }
+        Self { transport, peer: IpAddr::from([127, 0, 0, 1]), token: None, place: None }
     }
 
     /// The token from a request's query string (`token=...`) or its

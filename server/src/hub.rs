@@ -109,12 +109,12 @@ impl Hub {
     /// turns away (draining, over a limit, no valid token) still gets a
     /// session, already closed with the notice that says why, so that every
     /// refusal reaches the client through the same path as any other close.
-    pub fn open_session(self: &Arc<Self>, arrival: Arrival) -> Session {
+    pub fn open_session(self: &Arc<Self>, mut arrival: Arrival) -> Session {
         let id = self.broker.session_id_base() + self.next_session_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(self.config.session.outbound_queue_bytes));
         self.sessions().insert(id, outbox.clone());
         self.metrics.session_opened(arrival.transport);
-        let (user, ticket) = match self.admit(&arrival) {
+        let (user, ticket) = match self.admit(&mut arrival) {
             Ok((user, ticket)) => (user, Some(ticket)),
             Err(closing) => {
                 outbox.close(closing);
@@ -126,7 +126,7 @@ impl Hub {
 
     /// Who a new session is (`None` without authentication) and its place
     /// under admission control, or the notice that turns it away.
-    fn admit(&self, arrival: &Arrival) -> Result<(Option<User>, Ticket), Closing> {
+    fn admit(&self, arrival: &mut Arrival) -> Result<(Option<User>, Ticket), Closing> {
         if self.is_draining() {
             return Err(self.shutdown_notice());
         }
@@ -155,7 +155,13 @@ impl Hub {
                 Closing { code: ReasonCode::UNAUTHORIZED, text: why, retry_after_ms: None }
             })?),
         };
-        let ticket = self.admission.admit(arrival.peer, now).map_err(overloaded)?;
+        let ticket = match arrival.place.take() {
+            // The transport holds the connection's place already; the
+            // session still pays its share of the arrival rate.
+            Some(place) => self.admission.charge_rate(now).map(|()| place),
+            None => self.admission.admit(arrival.peer, now),
+        }
+        .map_err(overloaded)?;
         Ok((user, ticket))
     }
 
@@ -165,7 +171,7 @@ impl Hub {
     }
 
     /// Admission control's state.
-    pub fn admission(&self) -> &Admission {
+    pub fn admission(&self) -> &Arc<Admission> {
         &self.admission
     }
 

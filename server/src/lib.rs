@@ -13,6 +13,7 @@ pub mod certificate;
 pub mod certificate_store;
 pub mod config;
 pub mod frame;
+pub mod handshakes;
 pub mod history;
 pub mod http;
 pub mod hub;

@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::certificate::CertificateError;
 use crate::certificate_store::CertificateStore;
 use crate::config::{Config, ConfigError};
+use crate::handshakes::Handshakes;
 use crate::http::{self, HttpState};
 use crate::hub::Hub;
 use crate::origin::OriginPolicy;
@@ -24,8 +25,9 @@ use crate::webtransport::{self, WebTransportState};
 /// How often the certificate store looks for a due rotation or a changed file.
 const CERTIFICATE_CHECK: Duration = Duration::from_secs(60);
 
-/// A TLS handshake on the TCP listener must finish within this time.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS handshake, on the TCP listener or in QUIC, must finish within
+/// this time.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sockets a server listens on.
 #[derive(Debug)]
@@ -154,6 +156,7 @@ impl Server {
             hub: self.hub.clone(),
             origins: OriginPolicy::new(&config.allowed_origins),
             path: config.webtransport_path.clone(),
+            handshakes: Handshakes::new(),
         });
         let endpoints = listeners.quic;
         for endpoint in &endpoints {
@@ -218,7 +221,7 @@ async fn accept_tcp(listener: TcpListener, state: Arc<HttpState>, tls: Option<Tl
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
-                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => http::serve_connection(stream, peer, state).await,
                                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -82,7 +82,7 @@ pub fn upgrade<B: Send + 'static>(
     let token = Arrival::token_from(request.uri().query(), authorization);
     // Boxed: the task below keeps what it captures for the connection's
     // whole life (see `transport::serve`).
-    let arrival = Box::new(Arrival { transport: TransportKind::WebSocket, peer, token });
+    let arrival = Box::new(Arrival { transport: TransportKind::WebSocket, peer, token, place: None });
     let on_upgrade = hyper::upgrade::on(&mut request);
     let hub = hub.clone();
     tokio::spawn(async move {

@@ -26,11 +26,14 @@ use quinn::crypto::rustls::QuicServerConfig;
 use wtchat_protocol::{DecodeError, ReasonCode, split_stream_frame};
 use wtchat_webtransport::{self as wt, DataRecv, DataSend, Session, SessionEnd};
 
+use crate::admission::Ticket;
 use crate::arrival::{Arrival, TransportKind};
 use crate::certificate_store::CertificateStore;
 use crate::frame::Frame;
+use crate::handshakes::{Decision, HandshakeGuard, Handshakes};
 use crate::hub::Hub;
 use crate::origin::OriginPolicy;
+use crate::server::HANDSHAKE_TIMEOUT;
 use crate::session::Inbound;
 use crate::tls;
 use crate::transport::{self, FrameSink};
@@ -74,6 +77,8 @@ pub struct WebTransportState {
     pub origins: OriginPolicy,
     /// The path sessions are accepted at, such as `/wt`.
     pub path: String,
+    /// QUIC handshakes under way, on every endpoint.
+    pub handshakes: Arc<Handshakes>,
 }
 
 /// Binds a QUIC endpoint that presents the store's certificate, with large
@@ -166,20 +171,54 @@ fn h3_config(hub: &Hub) -> wt::Config {
 /// usual browser headers fit comfortably.
 const MAX_FIELD_SECTION: u64 = 16 * 1024;
 
-/// Accepts QUIC connections until the endpoint is closed.
+/// Accepts QUIC connections until the endpoint is closed. Each new
+/// handshake is counted and may be asked to validate its address or be
+/// refused (see [`crate::handshakes`]); an accepted one takes its place
+/// under admission control at once, so that a connection counts from its
+/// first packet, whether or not it ever asks for a session.
 pub async fn serve(endpoint: quinn::Endpoint, state: Arc<WebTransportState>) {
     let config = h3_config(&state.hub);
     while let Some(incoming) = endpoint.accept().await {
-        tokio::spawn(serve_connection(Box::new(incoming), config, state.clone()));
+        let peer = incoming.remote_address().ip();
+        let handshake = match state.handshakes.decide(peer, incoming.remote_address_validated()) {
+            Decision::Accept(handshake) => handshake,
+            Decision::Validate if incoming.may_retry() => {
+                // Stateless: nothing is kept until the client answers.
+                let _ = incoming.retry();
+                continue;
+            }
+            Decision::Validate | Decision::Refuse => {
+                incoming.refuse();
+                continue;
+            }
+        };
+        let place = match state.hub.admission().hold(peer) {
+            Ok(place) => place,
+            Err(refusal) => {
+                tracing::debug!(%peer, reason = refusal.name(), "refused a QUIC connection");
+                incoming.refuse();
+                continue;
+            }
+        };
+        let opening = Opening { incoming, handshake, place };
+        tokio::spawn(serve_connection(Box::new(opening), config, state.clone()));
     }
+}
+
+/// A connection on its way in: its first packet, its handshake's count and
+/// its admission place.
+struct Opening {
+    incoming: quinn::Incoming,
+    handshake: HandshakeGuard,
+    place: Ticket,
 }
 
 /// One connection's life. An async function keeps its arguments, and the
 /// state of each step it awaits, in one allocation for as long as it runs:
 /// so the connection arrives boxed, and the steps before the session (large,
 /// short-lived futures) run boxed, leaving the session itself small.
-async fn serve_connection(incoming: Box<quinn::Incoming>, config: wt::Config, state: Arc<WebTransportState>) {
-    if let Some(opened) = Box::pin(open(incoming, config, &state)).await {
+async fn serve_connection(opening: Box<Opening>, config: wt::Config, state: Arc<WebTransportState>) {
+    if let Some(opened) = Box::pin(open(opening, config, &state)).await {
         run_session(opened, &state).await;
     }
 }
@@ -221,19 +260,23 @@ struct Opened {
 /// Takes a connection from its QUIC handshake to an open session: the
 /// HTTP/3 handshake, requests answered with errors until one is the session,
 /// then the session's stream. `None` when the connection ends first.
-async fn open(
-    incoming: Box<quinn::Incoming>,
-    config: wt::Config,
-    state: &WebTransportState,
-) -> Option<Opened> {
+async fn open(opening: Box<Opening>, config: wt::Config, state: &WebTransportState) -> Option<Opened> {
+    let Opening { incoming, handshake, place } = *opening;
     let remote = incoming.remote_address();
-    let quic = match (*incoming).await {
-        Ok(quic) => quic,
-        Err(error) => {
+    // A handshake has the same deadline as TLS on TCP; giving up on it
+    // drops the connection's state.
+    let quic = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+        Ok(Ok(quic)) => quic,
+        Ok(Err(error)) => {
             tracing::debug!(%remote, %error, "QUIC handshake failed");
             return None;
         }
+        Err(_) => {
+            tracing::debug!(%remote, "QUIC handshake timed out");
+            return None;
+        }
     };
+    drop(handshake);
     let fail = |error: wt::Error, what: &str| -> Option<Opened> {
         tracing::debug!(%remote, %error, "{what}");
         error.close(&quic);
@@ -255,7 +298,12 @@ async fn open(
     };
     let request = &incoming.request;
     let token = Arrival::token_from(request.query(), request.authorization.as_deref());
-    let arrival = Box::new(Arrival { transport: TransportKind::WebTransport, peer: remote.ip(), token });
+    let arrival = Box::new(Arrival {
+        transport: TransportKind::WebTransport,
+        peer: remote.ip(),
+        token,
+        place: Some(place),
+    });
     let session = match h3.accept_session(incoming).await {
         Ok(session) => Arc::new(session),
         Err(error) => return fail(error, "the WebTransport session could not be accepted"),

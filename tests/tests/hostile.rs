@@ -2,6 +2,9 @@
 //! answered as documented, with a bystander in the same room checking that
 //! nobody else notices.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use anyhow::Result;
 use wtchat_protocol::Resume;
 use wtchat_tests::{PATIENCE, TestServer, WsClient};
@@ -253,5 +256,97 @@ async fn an_address_churning_without_tokens_spends_only_its_own_budget() -> Resu
     let metrics = wtchat_tests::scrape_metrics(server.address).await?;
     let rate = wtchat_tests::metric(&metrics, "wtchat_admission_refusals_total{limit=\"rate\"}");
     assert_eq!(rate, Some(0.0), "nobody spent the shared budget:\n{metrics}");
+    server.stop().await
+}
+
+/// A UDP relay that passes one client's packets to the server from another
+/// loopback address (127.0.0.2) and drops every answer, counting the bytes
+/// each way: the client's handshakes never complete, as when a flood of
+/// Initial packets comes from spoofed or silent addresses.
+struct BlackHoleRelay {
+    address: std::net::SocketAddr,
+    sent: Arc<AtomicU64>,
+    answered: Arc<AtomicU64>,
+    answers: Arc<AtomicU64>,
+}
+
+impl BlackHoleRelay {
+    async fn start(server: std::net::SocketAddr) -> Result<Self> {
+        let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+        let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.2:0").await?);
+        back.connect(server).await?;
+        let address = front.local_addr()?;
+        let (sent, answered, answers): (Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicU64>) = Default::default();
+        let (s, b) = (Arc::clone(&sent), back.clone());
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; 65_536];
+            while let Ok((n, _)) = front.recv_from(&mut buffer).await {
+                s.fetch_add(n as u64, Ordering::Relaxed);
+                let _ = b.send(&buffer[..n]).await;
+            }
+        });
+        let (a, count) = (Arc::clone(&answered), Arc::clone(&answers));
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; 65_536];
+            while let Ok(n) = back.recv(&mut buffer).await {
+                a.fetch_add(n as u64, Ordering::Relaxed);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Ok(Self { address, sent, answered, answers })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_handshakes_is_asked_to_validate_and_amplifies_nothing() -> Result<()> {
+    let server = TestServer::start().await;
+    let quic = server.quic_address.expect("QUIC is on");
+    let relay = BlackHoleRelay::start(quic).await?;
+    // A QUIC client whose every answer is lost starts 400 handshakes.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.certificates.current().leaf().clone())?;
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut tls = tls;
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let client = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls)?));
+    let mut flooder = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    flooder.set_default_client_config(client);
+    let attempts: Vec<_> =
+        (0..400).map(|_| flooder.connect(relay.address, "localhost")).collect::<Result<_, _>>()?;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (sent, answered) = (relay.sent.load(Ordering::Relaxed), relay.answered.load(Ordering::Relaxed));
+    let answers = relay.answers.load(Ordering::Relaxed);
+    eprintln!("handshake flood: {sent} bytes in, {answered} bytes in {answers} answers out");
+    // Past the first few, every handshake was answered with a Retry, which
+    // is smaller than the Initial that asked for it.
+    assert!(answered * 2 <= sent, "the server answered {answered} bytes to {sent}: amplification");
+    // Meanwhile a client from another address opens a session as usual.
+    let mut bystander = wtchat_tests::WtClient::connect(&server).await?;
+    bystander.join("calm", "bystander").await?;
+    bystander.publish("calm", "unaffected").await?;
+    assert_eq!(bystander.chat(1).await?[0].body, "unaffected");
+    drop(attempts);
+    flooder.close(0u32.into(), b"");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn quic_connections_count_under_admission_before_they_ask_for_a_session() -> Result<()> {
+    let server = TestServer::start_with(|c| c.admission.max_connections_per_ip = 2).await;
+    // Two connections that never ask for a session hold this address's
+    // two places.
+    let settings = [(0x33, 1), (0x2b60_3742, 1)];
+    let first = wtchat_tests::h3::H3Client::connect(&server, &settings).await?;
+    let second = wtchat_tests::h3::H3Client::connect(&server, &settings).await?;
+    let (_, body) = wtchat_tests::http_get(server.address, "/status", &[]).await?;
+    let status: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!((status["sessions"].as_u64(), status["admitted"].as_u64()), (Some(0), Some(2)), "{status}");
+    // A third from the same address is refused at the handshake.
+    let third = wtchat_tests::h3::H3Client::connect(&server, &settings).await;
+    assert!(third.is_err(), "a third QUIC connection was let in");
+    drop((first, second));
     server.stop().await
 }
