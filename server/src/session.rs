@@ -33,6 +33,12 @@ use crate::user::User;
 const TYPING_BURST: u32 = 5;
 const TYPING_RATE_PER_SEC: f64 = 2.0;
 
+/// Transport-level keepalives (WebSocket pings and pongs) a session may send
+/// in a burst, and per second after it. Each costs the server an answer; a
+/// client that sends them faster spends its flood budget.
+const KEEPALIVE_BURST: u32 = 10;
+const KEEPALIVE_RATE_PER_SEC: f64 = 2.0;
+
 /// What arrives from a transport.
 #[derive(Debug)]
 pub enum Inbound {
@@ -92,6 +98,8 @@ pub struct Session {
     /// Typing notices per second; the excess is dropped without an answer,
     /// as ephemeral messages may be.
     typing_rate: TokenBucket,
+    /// Transport keepalives per second; the excess spends the flood budget.
+    keepalive_rate: TokenBucket,
     /// The transport, for the metrics.
     transport: TransportKind,
     /// Who the session is and where it may go; `None` for an anonymous
@@ -123,11 +131,17 @@ impl Session {
             flood_budget: TokenBucket::new(limits.flood_tolerance, 1.0, now),
             error_budget: TokenBucket::new(limits.error_tolerance, 1.0, now),
             typing_rate: TokenBucket::new(TYPING_BURST, TYPING_RATE_PER_SEC, now),
+            keepalive_rate: TokenBucket::new(KEEPALIVE_BURST, KEEPALIVE_RATE_PER_SEC, now),
             transport,
             user: user.map(Box::new),
             ticket,
             hub,
         }
+    }
+
+    /// Whether the client has said hello.
+    pub fn is_greeted(&self) -> bool {
+        self.greeted
     }
 
     /// The session's id.
@@ -176,7 +190,17 @@ impl Session {
                 now,
             ),
             Inbound::TooLarge(len) => Self::frame_too_large(len, max_frame),
-            Inbound::Keepalive => Flow::Continue,
+            Inbound::Keepalive => {
+                if self.keepalive_rate.try_take(now) || self.flood_budget.try_take(now) {
+                    Flow::Continue
+                } else {
+                    Flow::Close(Closing {
+                        code: ReasonCode::FLOODING,
+                        text: "kept sending transport keepalives (pings) far faster than needed".into(),
+                        retry_after_ms: Some(10_000),
+                    })
+                }
+            }
             Inbound::Broken(why) => Flow::Close(Closing {
                 code: ReasonCode::PROTOCOL_VIOLATION,
                 text: format!("the connection's framing is broken: {why}"),

@@ -33,6 +33,11 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// code travel outside the stalled stream.
 const GOODBYE_STEP: Duration = Duration::from_secs(1);
 
+/// How long a new session may take to say hello. Independent of the
+/// heartbeat: transport keepalives (WebSocket pings) keep a session alive,
+/// but only a greeted one.
+const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Batches of frames older than this many frames are not kept around: a
 /// session that once received a burst gives the buffer back.
 const BATCH_CAPACITY_KEPT: usize = 1024;
@@ -118,13 +123,20 @@ where
     // timestamp per frame instead of one timer update. The same timer also
     // ends the session when its token expires; one timer instead of two
     // keeps an idle connection small.
-    let mut last_heard = Instant::now();
+    let opened = Instant::now();
+    let mut last_heard = opened;
     let expiry = session.expires_at().map(|at| last_heard + remaining(at));
-    let next_due = |last_heard: Instant| {
-        let heartbeat = last_heard + heartbeat_timeout;
-        expiry.map_or(heartbeat, |expiry| expiry.min(heartbeat))
+    let next_due = |last_heard: Instant, greeted: bool| {
+        let mut due = last_heard + heartbeat_timeout;
+        if let Some(expiry) = expiry {
+            due = due.min(expiry);
+        }
+        if !greeted {
+            due = due.min(opened + HELLO_DEADLINE);
+        }
+        due
     };
-    let deadline = tokio::time::sleep_until(next_due(last_heard));
+    let deadline = tokio::time::sleep_until(next_due(last_heard, false));
     tokio::pin!(deadline);
     loop {
         tokio::select! {
@@ -144,8 +156,15 @@ where
                         retry_after_ms: None,
                     });
                 }
+                if !session.is_greeted() && now >= opened + HELLO_DEADLINE {
+                    return ReaderEnd::Close(Closing {
+                        code: ReasonCode::PROTOCOL_VIOLATION,
+                        text: format!("no hello within {} s of connecting", HELLO_DEADLINE.as_secs()),
+                        retry_after_ms: None,
+                    });
+                }
                 if now < last_heard + heartbeat_timeout {
-                    deadline.as_mut().reset(next_due(last_heard));
+                    deadline.as_mut().reset(next_due(last_heard, session.is_greeted()));
                     continue;
                 }
                 return ReaderEnd::Close(Closing {

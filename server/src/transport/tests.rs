@@ -213,3 +213,40 @@ async fn websocket_and_webtransport_members_get_views_of_one_allocation() {
     );
     assert_eq!(&stream[wtchat_protocol::LENGTH_PREFIX_BYTES..], &body[..]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn keepalives_do_not_keep_a_session_that_never_says_hello() {
+    let hub = Hub::new(Config::default()).expect("valid configuration");
+    let connection = connect(&hub, usize::MAX);
+    // Pings every second, well within the heartbeat, but no hello.
+    for _ in 0..9 {
+        connection.inbound.send(Inbound::Keepalive).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(!connection.task.is_finished(), "closed before the hello deadline");
+    for _ in 0..3 {
+        let _ = connection.inbound.send(Inbound::Keepalive);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(5), connection.task).await.expect("closed").unwrap();
+    let record = connection.record.lock().unwrap();
+    assert_eq!(record.closes, [ReasonCode::PROTOCOL_VIOLATION]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_keepalives_spends_the_flood_budget_and_ends_the_session() {
+    let hub = Hub::new(Config::default()).expect("valid configuration");
+    let connection = connect(&hub, usize::MAX);
+    connection.inbound.send(hello()).unwrap();
+    settle().await;
+    // A ping every few milliseconds, far beyond any keepalive's need.
+    for _ in 0..200 {
+        if connection.inbound.send(Inbound::Keepalive).is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(5), connection.task).await.expect("closed").unwrap();
+    let record = connection.record.lock().unwrap();
+    assert_eq!(record.closes, [ReasonCode::FLOODING]);
+}
