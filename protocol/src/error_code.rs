@@ -12,7 +12,7 @@
 //! | 3 | `HELLO_REQUIRED` | The request came before the session's hello. |
 //! | 4 | `ALREADY_GREETED` | A second hello on one session. |
 //! | 5 | `INVALID_ROOM_NAME` | The room name is empty, too long, or has characters outside the allowed set. |
-//! | 6 | `INVALID_DISPLAY_NAME` | The display name is empty, too long, or has control characters. |
+//! | 6 | `INVALID_DISPLAY_NAME` | The display name is empty, too long, shows nothing, or has control characters, line separators, bidirectional controls or needless invisible characters (`server/src/name.rs` has the policy). |
 //! | 7 | `NOT_IN_ROOM` | The session is not in the room it named (an unknown room, or one it left). |
 //! | 8 | `ALREADY_IN_ROOM` | The session is already in the room it asked to join. |
 //! | 9 | `TOO_MANY_ROOMS` | The session is in `max_rooms_per_session` rooms already. |

@@ -350,3 +350,52 @@ async fn quic_connections_count_under_admission_before_they_ask_for_a_session() 
     drop((first, second));
     server.stop().await
 }
+
+/// Sends a join and returns the refusal's code, if it was refused.
+async fn join_refusal(
+    client: &mut WsClient,
+    room: &str,
+    name: &str,
+) -> Result<Option<wtchat_protocol::ErrorCode>> {
+    client
+        .send(wtchat_protocol::ClientMessage::Join {
+            room: room.into(),
+            display_name: name.into(),
+            resume: None,
+        })
+        .await?;
+    loop {
+        match client.next_message().await? {
+            wtchat_protocol::ServerMessage::Error(error) => return Ok(Some(error.code)),
+            wtchat_protocol::ServerMessage::Joined(_) => return Ok(None),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn names_that_would_pass_for_someone_else_are_refused_from_clients_and_tokens() -> Result<()> {
+    let server = TestServer::start().await;
+    let mut client = WsClient::connect(&server).await?;
+    let invalid = Some(wtchat_protocol::ErrorCode::INVALID_DISPLAY_NAME);
+    for name in ["al\u{200b}ice", "\u{200d}", "eve\u{202e}nimda", "bob\u{2028}admin: hi"] {
+        assert_eq!(join_refusal(&mut client, "names", name).await?, invalid, "{name:?}");
+    }
+    assert_eq!(join_refusal(&mut client, "names", "Mallory 👩\u{200d}💻").await?, None);
+    server.stop().await?;
+    // A token's name claim, which replaces the name a client asks for, is
+    // held to the same rules.
+    let secret = "the test issuer's secret, forty-four bytes!!";
+    let server = TestServer::start_with(|c| c.auth_hs256_secret = Some(secret.into())).await;
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 600;
+    let claims = serde_json::json!({"sub": "m2", "name": "admin\u{202e}", "exp": exp});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?;
+    let mut forged = WsClient::connect_with_token(&server, &token).await?;
+    forged.hello().await?;
+    assert_eq!(join_refusal(&mut forged, "names", "anything").await?, invalid);
+    server.stop().await
+}
