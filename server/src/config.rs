@@ -43,9 +43,11 @@ pub struct Config {
     pub cert_names: Vec<String>,
     /// The folder of static files served at `/`.
     pub web_root: PathBuf,
-    /// Origins allowed to open a WebSocket besides the server's own; `*`
-    /// allows every origin.
+    /// Origins allowed to open a session; `*` allows every origin.
     pub allowed_origins: Vec<String>,
+    /// Whether a page from the host a client connects to (by its `Host`
+    /// header) may open a session without being listed.
+    pub own_origin: bool,
     /// Limits each session is held to.
     pub session: SessionLimits,
     /// The most rooms the server holds at once.
@@ -158,6 +160,7 @@ impl Default for Config {
             cert_names: Vec::new(),
             web_root: checkout_folder("web"),
             allowed_origins: Vec::new(),
+            own_origin: true,
             session: SessionLimits {
                 max_frame_bytes: 64 * 1024 + 1024,
                 max_message_bytes: 64 * 1024,
@@ -241,10 +244,15 @@ pub struct Settings {
     /// Folder of static files served at `/` (default: the checkout's `web/`).
     #[arg(long, env = "WTCHAT_WEB_ROOT")]
     pub web_root: Option<PathBuf>,
-    /// Origins allowed to open a WebSocket, comma-separated, besides the
-    /// server's own origin; `*` allows any (default: none).
+    /// Origins allowed to open a session, comma-separated; `*` allows any
+    /// (default: none).
     #[arg(long, env = "WTCHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// Refuse pages from the server's own host unless listed in
+    /// allowed_origins: the own-origin check trusts the Host header, which a
+    /// DNS-rebinding page controls (default: allowed).
+    #[arg(long, env = "WTCHAT_NO_OWN_ORIGIN", num_args = 0..=1, default_missing_value = "true")]
+    pub no_own_origin: Option<bool>,
     /// Largest frame a client may send, in bytes (default 66560).
     #[arg(long, env = "WTCHAT_MAX_FRAME_BYTES")]
     pub max_frame_bytes: Option<usize>,
@@ -385,6 +393,7 @@ impl Settings {
             cert_names: Some(config.cert_names.clone()),
             web_root: Some(config.web_root.clone()),
             allowed_origins: Some(config.allowed_origins.clone()),
+            no_own_origin: Some(!config.own_origin),
             max_frame_bytes: Some(l.max_frame_bytes),
             max_message_bytes: Some(l.max_message_bytes),
             max_rooms_per_session: Some(l.max_rooms_per_session),
@@ -447,6 +456,7 @@ impl Config {
             self.cert_names => s.cert_names,
             self.web_root => s.web_root,
             self.allowed_origins => s.allowed_origins,
+            self.own_origin => s.no_own_origin.map(|off| !off),
             limits.max_frame_bytes => s.max_frame_bytes,
             limits.max_message_bytes => s.max_message_bytes,
             limits.max_rooms_per_session => s.max_rooms_per_session,

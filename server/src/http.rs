@@ -63,7 +63,7 @@ impl HttpState {
             tls,
             certificates,
             static_files: StaticFiles::new(config.web_root.clone()),
-            origins: OriginPolicy::new(&config.allowed_origins),
+            origins: OriginPolicy::new(&config.allowed_origins, config.own_origin),
             hub,
         }
     }

@@ -154,7 +154,7 @@ impl Server {
         }
         let wt_state = Arc::new(WebTransportState {
             hub: self.hub.clone(),
-            origins: OriginPolicy::new(&config.allowed_origins),
+            origins: OriginPolicy::new(&config.allowed_origins, config.own_origin),
             path: config.webtransport_path.clone(),
             handshakes: Handshakes::new(),
         });

@@ -68,10 +68,11 @@ pub fn upgrade<B: Send + 'static>(
     origins: &OriginPolicy,
 ) -> Response<Full<Bytes>> {
     let headers = request.headers();
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if !origins.allows(origin, host) {
-        tracing::info!(origin, "refused WebSocket upgrade from a foreign origin");
+        let origin = origin.map(String::from_utf8_lossy);
+        tracing::debug!(?origin, "refused WebSocket upgrade from a foreign origin");
         return text(StatusCode::FORBIDDEN, "this origin may not open a session; see allowed_origins\n");
     }
     let Some(key) = websocket_key(headers) else {

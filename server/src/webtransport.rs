@@ -242,8 +242,8 @@ fn route(request: &wt::Request, state: &WebTransportState) -> Route {
         );
     }
     let authority = (!request.authority.is_empty()).then_some(request.authority.as_str());
-    if !state.origins.allows(request.origin.as_deref(), authority) {
-        tracing::info!(origin = request.origin, "refused WebTransport session from a foreign origin");
+    if !state.origins.allows(request.origin.as_deref().map(str::as_bytes), authority) {
+        tracing::debug!(origin = request.origin, "refused WebTransport session from a foreign origin");
         return Route::Refuse(403, "this origin may not open a session; see allowed_origins\n");
     }
     Route::Session

@@ -126,6 +126,7 @@ fn help_documents_every_option() {
         "--history-len",
         "--heartbeat-interval-ms",
         "--allowed-origins",
+        "--no-own-origin",
         "--max-message-bytes",
         "--publish-rate-per-sec",
         "--outbound-queue-bytes",

@@ -399,3 +399,60 @@ async fn names_that_would_pass_for_someone_else_are_refused_from_clients_and_tok
     assert_eq!(join_refusal(&mut forged, "names", "anything").await?, invalid);
     server.stop().await
 }
+
+/// The status line of a WebSocket upgrade sent by hand with these `Host`
+/// and `Origin` header bytes.
+async fn upgrade_status(server: &TestServer, host: &str, origin: &[u8]) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server.address).await?;
+    let mut request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: "
+    )
+    .into_bytes();
+    request.extend_from_slice(origin);
+    request.extend_from_slice(b"\r\n\r\n");
+    tcp.write_all(&request).await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n") {
+        head.push(tcp.read_u8().await?);
+    }
+    Ok(String::from_utf8_lossy(&head).trim().to_owned())
+}
+
+#[tokio::test]
+async fn malformed_origins_are_refused_and_the_own_origin_shortcut_can_be_turned_off() -> Result<()> {
+    let server = TestServer::start_with(|c| c.allowed_origins = vec!["*".into()]).await;
+    let host = server.address.to_string();
+    // Even where every origin is welcome, one that is not an origin is not.
+    for bad in [&b"https://\xc3\xa9vil.example"[..], b"https://evil.example/path", b"javascript:alert(1)"] {
+        let status = upgrade_status(&server, &host, bad).await?;
+        assert!(status.contains("403"), "{} got {status}", String::from_utf8_lossy(bad));
+    }
+    assert!(upgrade_status(&server, &host, b"https://fine.example").await?.contains("101"));
+    server.stop().await?;
+
+    // By default a page from the host the request names passes, which a
+    // DNS-rebinding page also satisfies; listing origins with the shortcut
+    // off refuses it.
+    let rebinding = |server: &TestServer| {
+        let port = server.address.port();
+        (format!("rebind.example:{port}"), format!("http://rebind.example:{port}"))
+    };
+    let default = TestServer::start().await;
+    let (host, origin) = rebinding(&default);
+    assert!(upgrade_status(&default, &host, origin.as_bytes()).await?.contains("101"));
+    default.stop().await?;
+    let strict = TestServer::start_with(|c| {
+        c.allowed_origins = vec!["https://chat.example".into()];
+        c.own_origin = false;
+    })
+    .await;
+    let (host, origin) = rebinding(&strict);
+    assert!(upgrade_status(&strict, &host, origin.as_bytes()).await?.contains("403"));
+    let own = format!("http://{}", strict.address);
+    assert!(upgrade_status(&strict, &strict.address.to_string(), own.as_bytes()).await?.contains("403"));
+    let listed = upgrade_status(&strict, &strict.address.to_string(), b"https://chat.example").await?;
+    assert!(listed.contains("101"), "{listed}");
+    strict.stop().await
+}
