@@ -78,13 +78,21 @@ where
     let session_id = session.id();
     let outbox = session.outbox().clone();
     let heartbeat_timeout = hub.config().heartbeat_timeout;
-    let cut_off = {
+    let (cut_off, closing) = {
         let writer = pump(&outbox, &mut sink);
         tokio::pin!(writer);
-        let reader = read(&mut session, &mut inbound, heartbeat_timeout);
-        tokio::pin!(reader);
-        tokio::select! {
-            end = &mut reader => {
+        let end = {
+            let reader = read(&mut session, &mut inbound, heartbeat_timeout);
+            tokio::pin!(reader);
+            tokio::select! {
+                end = &mut reader => Some(end),
+                () = &mut writer => None,
+            }
+        };
+        let closing = matches!(end, Some(ReaderEnd::Close(_)));
+        let cut_off = match end {
+            None => None,
+            Some(end) => {
                 let code = match end {
                     ReaderEnd::Close(closing) => {
                         tracing::debug!(session = session_id, code = %closing.code, text = %closing.text, "closing");
@@ -99,17 +107,44 @@ where
                 };
                 // The writer now sends what is queued, the notice and the
                 // close; a peer that does not take them in time is cut off.
-                let finished = tokio::time::timeout(CLOSE_LINGER, &mut writer).await.is_ok();
+                // Meanwhile whatever the client still sends is read and
+                // dropped (see `drain`).
+                let draining = async {
+                    drain(&mut inbound).await;
+                    std::future::pending::<()>().await
+                };
+                let finished = tokio::time::timeout(CLOSE_LINGER, async {
+                    tokio::select! {
+                        () = &mut writer => {}
+                        () = draining => {}
+                    }
+                })
+                .await
+                .is_ok();
                 (!finished).then_some(code)
             }
-            () = &mut writer => None,
-        }
+        };
+        (cut_off, closing)
     };
     if let Some(code) = cut_off {
         // The writer never reached the close: close now, with the code.
         let _ = tokio::time::timeout(GOODBYE_STEP, sink.close(code, "closed while output was pending")).await;
     }
+    // The session is over: it leaves its rooms now.
     drop(session);
+    if closing {
+        // The client's answer to the close (a WebSocket close frame) and
+        // anything it sent before seeing it are read, briefly, before the
+        // connection is dropped.
+        let _ = tokio::time::timeout(GOODBYE_STEP, drain(&mut inbound)).await;
+    }
+}
+
+/// Reads and drops everything the client sends until its side ends. A
+/// connection closed with unread data is reset rather than closed, and a
+/// reset can destroy the closing notice and code on their way to the client.
+async fn drain<I: Stream<Item = Inbound> + Unpin>(inbound: &mut I) {
+    while inbound.next().await.is_some() {}
 }
 
 /// Reads until the session closes, the peer goes, or the peer is silent for

@@ -162,6 +162,11 @@ async fn raw_websocket(server: &TestServer) -> Result<tokio::net::TcpStream> {
 
 /// Reads server frames (unmasked) until a close frame; its status code.
 async fn close_code_of(tcp: &mut tokio::net::TcpStream) -> Result<Option<u16>> {
+    close_code_of_half(tcp).await
+}
+
+/// As [`close_code_of`], on any reading half.
+async fn close_code_of_half(tcp: &mut (impl tokio::io::AsyncRead + Unpin)) -> Result<Option<u16>> {
     use tokio::io::AsyncReadExt;
     let read = async {
         loop {
@@ -455,4 +460,47 @@ async fn malformed_origins_are_refused_and_the_own_origin_shortcut_can_be_turned
     let listed = upgrade_status(&strict, &strict.address.to_string(), b"https://chat.example").await?;
     assert!(listed.contains("101"), "{listed}");
     strict.stop().await
+}
+
+/// A client binary frame, masked as RFC 6455 requires (with a zero mask,
+/// which leaves the payload as it is).
+fn masked_binary(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x82];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test]
+async fn the_closing_notice_reaches_a_client_that_is_still_sending() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    for round in 0..3 {
+        let tcp = raw_websocket(&server).await?;
+        let (read, mut write) = tcp.into_split();
+        // A frame of an unknown protocol version closes the session at
+        // once; eight megabytes of frames are on their way behind it, more
+        // than the socket buffers hold.
+        let mut burst = masked_binary(&[99, 0, 0]);
+        let junk = masked_binary(&[wtchat_protocol::PROTOCOL_VERSION, 0xff, 0xff].repeat(300));
+        for _ in 0..9000 {
+            burst.extend_from_slice(&junk);
+        }
+        let sending = tokio::spawn(async move { write.write_all(&burst).await.map(|()| write) });
+        let mut read = read;
+        let code = close_code_of_half(&mut read).await?;
+        assert_eq!(code, Some(wtchat_protocol::ReasonCode::UNSUPPORTED_VERSION.0), "round {round}");
+        // The server read what was in flight rather than resetting the
+        // connection under the client's feet.
+        let sent = sending.await?;
+        assert!(sent.is_ok(), "round {round}: the connection was reset: {:?}", sent.err());
+    }
+    server.stop().await
 }

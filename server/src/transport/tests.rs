@@ -143,15 +143,24 @@ async fn silence_past_the_heartbeat_timeout_closes_with_its_code() {
     settle().await;
     assert!(!connection.task.is_finished(), "closed while the client was talking");
     // ...and silence ends it, within the timeout.
-    tokio::time::timeout(Duration::from_millis(2100), connection.task)
-        .await
-        .expect("closed in time")
-        .unwrap();
-    let record = connection.record.lock().unwrap();
-    assert_eq!(record.closes, [ReasonCode::HEARTBEAT_TIMEOUT]);
-    let notice = record.batches.last().unwrap();
-    assert!(matches!(&notice[..], [ServerMessage::Closing(c)] if c.code == ReasonCode::HEARTBEAT_TIMEOUT));
+    tokio::time::timeout(Duration::from_millis(2100), async {
+        while connection.record.lock().unwrap().closes.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("closed in time");
     assert_eq!(hub.session_count(), 0);
+    {
+        let record = connection.record.lock().unwrap();
+        assert_eq!(record.closes, [ReasonCode::HEARTBEAT_TIMEOUT]);
+        let notice = record.batches.last().unwrap();
+        assert!(
+            matches!(&notice[..], [ServerMessage::Closing(c)] if c.code == ReasonCode::HEARTBEAT_TIMEOUT)
+        );
+    }
+    // The connection itself goes after a short wait for the client's reply.
+    tokio::time::timeout(Duration::from_secs(2), connection.task).await.expect("gone").unwrap();
 }
 
 #[tokio::test(start_paused = true)]
