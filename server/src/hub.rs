@@ -19,12 +19,18 @@ use crate::authenticator::Authenticator;
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
 use crate::in_memory_broker::InMemoryBroker;
+use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, OutboxStats};
 use crate::redis_broker::RedisBroker;
 use crate::room_registry::RoomRegistry;
 use crate::session::Session;
 use crate::user::User;
+
+/// Refused sessions and refused tokens are logged within these budgets: a
+/// client churning refused connections must not flood the log.
+static REFUSAL_LOG: LogLimit = LogLimit::new();
+static TOKEN_LOG: LogLimit = LogLimit::new();
 
 /// The broadcast core.
 #[derive(Debug)]
@@ -125,7 +131,9 @@ impl Hub {
     }
 
     /// Who a new session is (`None` without authentication) and its place
-    /// under admission control, or the notice that turns it away.
+    /// under admission control, or the notice that turns it away. Refusals
+    /// are logged a few a second (`left_out` counts the others; the metrics
+    /// count them all).
     fn admit(&self, arrival: &mut Arrival) -> Result<(Option<User>, Ticket), Closing> {
         if self.is_draining() {
             return Err(self.shutdown_notice());
@@ -135,7 +143,9 @@ impl Hub {
         }
         let now = tokio::time::Instant::now();
         let overloaded = |refusal: Refusal| {
-            tracing::info!(peer = %arrival.peer, reason = refusal.name(), "refused a session");
+            if let Some(left_out) = REFUSAL_LOG.allow() {
+                tracing::info!(peer = %arrival.peer, reason = refusal.name(), left_out, "refused a session");
+            }
             Closing {
                 code: ReasonCode::OVERLOADED,
                 text: refusal.text().into(),
@@ -151,7 +161,9 @@ impl Hub {
         let user = match &self.authenticator {
             None => None,
             Some(authenticator) => Some(authenticator.verify(arrival.token.as_deref()).map_err(|why| {
-                tracing::info!(peer = %arrival.peer, %why, "refused a token");
+                if let Some(left_out) = TOKEN_LOG.allow() {
+                    tracing::info!(peer = %arrival.peer, %why, left_out, "refused a token");
+                }
                 Closing { code: ReasonCode::UNAUTHORIZED, text: why, retry_after_ms: None }
             })?),
         };

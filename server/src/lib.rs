@@ -18,6 +18,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod in_memory_broker;
+pub mod log_limit;
 pub mod metrics;
 pub mod name;
 pub mod origin;

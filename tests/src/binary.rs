@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -73,6 +73,9 @@ pub struct Binary {
     pub address: SocketAddr,
     /// The WebTransport URL it announced, if any.
     pub webtransport_url: Option<String>,
+    /// What it wrote to stderr after announcing itself (up to 100,000
+    /// lines).
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Binary {
@@ -104,9 +107,18 @@ impl Binary {
             }
         }
         // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if kept.len() < 100_000 {
+                    kept.push(line);
+                }
+            }
+        });
         let address = address.context("wtchat did not announce its address")?;
-        Ok(Self { child, address, webtransport_url })
+        Ok(Self { child, address, webtransport_url, log })
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it

@@ -504,3 +504,37 @@ async fn the_closing_notice_reaches_a_client_that_is_still_sending() -> Result<(
     }
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churning_refused_connections_cannot_flood_the_log() -> Result<()> {
+    let certs = wtchat_tests::server::temp_dir("log-certs");
+    let binary = wtchat_tests::binary::Binary::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cert-dir",
+        certs.to_str().unwrap_or_default(),
+        "--no-webtransport",
+        "--log",
+        "info",
+        "--auth-hs256-secret",
+        "the test issuer's secret, forty-four bytes!!",
+    ])?;
+    // 300 connections without a token, as fast as they come.
+    let mut refused = 0;
+    let started = std::time::Instant::now();
+    for _ in 0..300 {
+        let mut client = WsClient::connect_at(binary.address, None, None).await?;
+        let (notice, _) = client.until_closed().await?;
+        refused += usize::from(notice.is_some_and(|n| n.code == wtchat_protocol::ReasonCode::UNAUTHORIZED));
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    assert_eq!(refused, 300);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let lines = binary.log.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let refusals = lines.iter().filter(|line| line.contains("refused a token")).count() as u64;
+    eprintln!("{refusals} log lines for 300 refused tokens in {seconds} s");
+    assert!(refusals > 0, "refusals are still logged");
+    assert!(refusals <= 5 * (seconds + 1), "{refusals} lines in {seconds} s");
+    let _ = std::fs::remove_dir_all(certs);
+    Ok(())
+}
