@@ -33,6 +33,14 @@ use crate::user::User;
 const TYPING_BURST: u32 = 5;
 const TYPING_RATE_PER_SEC: f64 = 2.0;
 
+/// Room joins and leaves a session may make per second after a burst as
+/// large as its room limit: each tells every member of the room, so a client
+/// that joins and leaves in a loop would otherwise flood a large room.
+const MEMBERSHIP_RATE_PER_SEC: f64 = 2.0;
+/// The smallest burst of joins and leaves, for servers with a low room
+/// limit per session.
+const MEMBERSHIP_BURST_FLOOR: usize = 8;
+
 /// Transport-level keepalives (WebSocket pings and pongs) a session may send
 /// in a burst, and per second after it. Each costs the server an answer; a
 /// client that sends them faster spends its flood budget.
@@ -100,6 +108,9 @@ pub struct Session {
     typing_rate: TokenBucket,
     /// Transport keepalives per second; the excess spends the flood budget.
     keepalive_rate: TokenBucket,
+    /// Joins and leaves per second; the excess is refused and spends the
+    /// flood budget.
+    membership_rate: TokenBucket,
     /// The transport, for the metrics.
     transport: TransportKind,
     /// Who the session is and where it may go; `None` for an anonymous
@@ -132,6 +143,11 @@ impl Session {
             error_budget: TokenBucket::new(limits.error_tolerance, 1.0, now),
             typing_rate: TokenBucket::new(TYPING_BURST, TYPING_RATE_PER_SEC, now),
             keepalive_rate: TokenBucket::new(KEEPALIVE_BURST, KEEPALIVE_RATE_PER_SEC, now),
+            membership_rate: TokenBucket::new(
+                u32::try_from(limits.max_rooms_per_session.max(MEMBERSHIP_BURST_FLOOR)).unwrap_or(u32::MAX),
+                MEMBERSHIP_RATE_PER_SEC,
+                now,
+            ),
             transport,
             user: user.map(Box::new),
             ticket,
@@ -335,6 +351,9 @@ impl Session {
             self.send_error(Some(request_id), ErrorCode::BROKER_UNAVAILABLE, text);
             return Flow::Continue;
         }
+        if let Some(flow) = self.membership_rate_limited(request_id, now) {
+            return flow;
+        }
         let member = RoomMember { session_id: self.id, name: display_name, outbox: self.outbox.clone() };
         match self.hub.rooms().join(&room_name, member.clone(), request_id, resume) {
             Ok(room) => {
@@ -357,6 +376,9 @@ impl Session {
             Ok(index) => index,
             Err(flow) => return flow,
         };
+        if let Some(flow) = self.membership_rate_limited(request_id, now) {
+            return flow;
+        }
         let membership = self.memberships.swap_remove(index);
         self.hub.rooms().leave(&membership.room, self.id, PresenceChange::Left);
         self.send(&ServerMessage::Left(Left { request_id, room: room.to_owned() }));
@@ -433,6 +455,26 @@ impl Session {
             self.hub.broker().typing(&membership.room, &membership.member);
         }
         Flow::Continue
+    }
+
+    /// The answer to a join or leave over the membership rate, if it is:
+    /// refused, and charged to the flood budget, which closes a session that
+    /// keeps at it.
+    fn membership_rate_limited(&mut self, request_id: u32, now: Instant) -> Option<Flow> {
+        if self.membership_rate.try_take(now) {
+            return None;
+        }
+        let text =
+            format!("at most {MEMBERSHIP_RATE_PER_SEC} joins and leaves per second; this one was refused");
+        self.send_error(Some(request_id), ErrorCode::RATE_LIMITED, text);
+        if self.flood_budget.try_take(now) {
+            return Some(Flow::Continue);
+        }
+        Some(Flow::Close(Closing {
+            code: ReasonCode::FLOODING,
+            text: "kept joining and leaving rooms over the rate limit".into(),
+            retry_after_ms: Some(10_000),
+        }))
     }
 
     /// The index of the session's membership in `room`, or the refusal of a

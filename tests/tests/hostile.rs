@@ -538,3 +538,48 @@ async fn churning_refused_connections_cannot_flood_the_log() -> Result<()> {
     let _ = std::fs::remove_dir_all(certs);
     Ok(())
 }
+
+#[tokio::test]
+async fn joining_and_leaving_in_a_loop_is_limited_and_then_closed() -> Result<()> {
+    use wtchat_protocol::{ClientMessage, ErrorCode, ReasonCode, ServerMessage};
+    let server = TestServer::start().await;
+    let mut bystander = WsClient::connect(&server).await?;
+    bystander.join("busy", "bystander").await?;
+    let mut churner = WsClient::connect(&server).await?;
+    // Requests go out as fast as they can, without waiting for answers.
+    for n in 0..400 {
+        let message = if n % 2 == 0 {
+            ClientMessage::Join { room: "busy".into(), display_name: "churner".into(), resume: None }
+        } else {
+            ClientMessage::Leave { room: "busy".into() }
+        };
+        if churner.send(message).await.is_err() {
+            break;
+        }
+    }
+    let mut limited = 0;
+    let code = loop {
+        match churner.receive().await? {
+            wtchat_tests::Received::Message(ServerMessage::Error(e)) if e.code == ErrorCode::RATE_LIMITED => {
+                limited += 1
+            }
+            wtchat_tests::Received::Closed(code) => break code,
+            _ => {}
+        }
+    };
+    assert!(limited > 0, "no change was refused");
+    assert_eq!(code, Some(ReasonCode::FLOODING.0));
+    // The bystander heard a bounded number of comings and goings, and still
+    // chats.
+    bystander.publish("busy", "after the storm").await?;
+    let mut presences = 0;
+    loop {
+        match bystander.next_message().await? {
+            ServerMessage::Presence(_) => presences += 1,
+            ServerMessage::Message(m) if m.body == "after the storm" => break,
+            _ => {}
+        }
+    }
+    assert!(presences <= 60, "{presences} presence notices reached the bystander");
+    server.stop().await
+}
