@@ -103,6 +103,13 @@ pub struct Ticket {
     address: IpAddr,
 }
 
+impl Ticket {
+    /// The address the place was taken for.
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+}
+
 impl Admission {
     /// Admission with these limits.
     pub fn new(limits: AdmissionLimits) -> Arc<Self> {

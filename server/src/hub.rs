@@ -18,6 +18,7 @@ use crate::arrival::Arrival;
 use crate::authenticator::Authenticator;
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
+use crate::cool_down::{CoolDowns, Offender};
 use crate::in_memory_broker::InMemoryBroker;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
@@ -53,6 +54,8 @@ pub struct Hub {
     admission: Arc<Admission>,
     /// Checks tokens when authentication is on.
     authenticator: Option<Authenticator>,
+    /// Who was closed for flooding, and until when they are turned away.
+    cool_downs: CoolDowns,
     /// The counters.
     metrics: Metrics,
     /// When the hub started, for `/status`.
@@ -76,6 +79,7 @@ impl Hub {
             broker,
             admission: Admission::new(config.admission),
             authenticator,
+            cool_downs: CoolDowns::default(),
             metrics: Metrics::default(),
             started: Instant::now(),
             drain_request: tokio::sync::Notify::new(),
@@ -167,6 +171,14 @@ impl Hub {
                 Closing { code: ReasonCode::UNAUTHORIZED, text: why, retry_after_ms: None }
             })?),
         };
+        let offender = Offender::of(user.as_ref().map(|user| user.id.as_str()), arrival.peer);
+        if let Some(left) = self.cool_downs.remaining(&offender, now) {
+            return Err(Closing {
+                code: ReasonCode::FLOODING,
+                text: "still waiting out the flooding that closed an earlier session".into(),
+                retry_after_ms: Some(u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1)),
+            });
+        }
         let ticket = match arrival.place.take() {
             // The transport holds the connection's place already; the
             // session still pays its share of the arrival rate.
@@ -175,6 +187,11 @@ impl Hub {
         }
         .map_err(overloaded)?;
         Ok((user, ticket))
+    }
+
+    /// Who is turned away for flooding.
+    pub fn cool_downs(&self) -> &CoolDowns {
+        &self.cool_downs
     }
 
     /// The counters.

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod certificate;
 pub mod certificate_store;
 pub mod config;
+pub mod cool_down;
 pub mod frame;
 pub mod handshakes;
 pub mod history;

@@ -8,6 +8,7 @@
 //! transports.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -19,6 +20,7 @@ use wtchat_protocol::{
 use crate::admission::Ticket;
 use crate::arrival::TransportKind;
 use crate::broker::{BrokerUnavailable, Published};
+use crate::cool_down::Offender;
 use crate::frame::Frame;
 use crate::hub::{Hub, unix_millis};
 use crate::name::{validate_display_name, validate_room_name};
@@ -183,6 +185,25 @@ impl Session {
         if self.ticket.is_none() {
             return Flow::Continue;
         }
+        let flow = self.act_on(inbound, now);
+        if let Flow::Close(closing) = &flow {
+            if closing.code == ReasonCode::FLOODING {
+                self.cool_down(closing, now);
+            }
+        }
+        flow
+    }
+
+    /// Remembers a client closed for flooding until its retry hint passes,
+    /// so that reconnecting does not restore its budgets.
+    fn cool_down(&self, closing: &Closing, now: Instant) {
+        let Some(address) = self.ticket.as_ref().map(Ticket::address) else { return };
+        let wait = Duration::from_millis(u64::from(closing.retry_after_ms.unwrap_or(0)));
+        let offender = Offender::of(self.user.as_ref().map(|user| user.id.as_str()), address);
+        self.hub.cool_downs().impose(offender, now + wait, now);
+    }
+
+    fn act_on(&mut self, inbound: Inbound, now: Instant) -> Flow {
         let max_frame = self.hub.config().session.max_frame_bytes;
         match inbound {
             Inbound::Frame(body) => match decode::<ClientFrame>(&body, max_frame) {

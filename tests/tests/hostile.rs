@@ -583,3 +583,59 @@ async fn joining_and_leaving_in_a_loop_is_limited_and_then_closed() -> Result<()
     assert!(presences <= 60, "{presences} presence notices reached the bystander");
     server.stop().await
 }
+
+/// Publishes as fast as the socket takes it until the server closes the
+/// session; the close code.
+async fn flood_until_closed(client: &mut WsClient, room: &str) -> Result<Option<u16>> {
+    for n in 0..500 {
+        if client.publish(room, &format!("flood {n}")).await.is_err() {
+            break;
+        }
+    }
+    let (_, code) = client.until_closed().await?;
+    Ok(code)
+}
+
+#[tokio::test]
+async fn a_client_closed_for_flooding_waits_out_its_hint_before_it_may_return() -> Result<()> {
+    let flooding = Some(wtchat_protocol::ReasonCode::FLOODING.0);
+    let limits = |c: &mut wtchat_server::Config| {
+        c.session.publish_rate_per_sec = 5;
+        c.session.publish_burst = 5;
+        c.session.flood_tolerance = 3;
+    };
+    // Anonymous clients are known by their address.
+    let server = TestServer::start_with(limits).await;
+    let mut flooder = WsClient::connect(&server).await?;
+    flooder.join("loud", "flooder").await?;
+    assert_eq!(flood_until_closed(&mut flooder, "loud").await?, flooding);
+    let mut again = WsClient::connect_quietly(&server).await?;
+    let (notice, code) = again.until_closed().await?;
+    let notice = notice.expect("a notice");
+    assert_eq!((notice.code.0, code), (wtchat_protocol::ReasonCode::FLOODING.0, flooding));
+    assert!(notice.retry_after_ms.is_some_and(|ms| ms > 5_000), "the hint is the time left: {notice:?}");
+    let elsewhere =
+        WsClient::connect_from(Some([127, 0, 0, 2].into()), server.address, "/ws", None, None).await;
+    elsewhere?.hello().await?;
+    server.stop().await?;
+
+    // Users are known by their token, from any address.
+    let secret = "the test issuer's secret, forty-four bytes!!";
+    let server = TestServer::start_with(|c| {
+        limits(c);
+        c.auth_hs256_secret = Some(secret.into());
+    })
+    .await;
+    let token = token_for(secret, "loud-user")?;
+    let mut flooder = WsClient::connect_with_token(&server, &token).await?;
+    flooder.hello().await?;
+    flooder.join("loud", "ignored").await?;
+    assert_eq!(flood_until_closed(&mut flooder, "loud").await?, flooding);
+    let path = format!("/ws?token={token}");
+    let mut moved =
+        WsClient::connect_from(Some([127, 0, 0, 2].into()), server.address, &path, None, None).await?;
+    assert_eq!(moved.until_closed().await?.1, flooding, "the same user from another address");
+    let mut other = WsClient::connect_with_token(&server, &token_for(secret, "quiet-user")?).await?;
+    other.hello().await?;
+    server.stop().await
+}
