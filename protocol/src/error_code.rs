@@ -51,7 +51,9 @@ impl ErrorCode {
     pub const ALREADY_IN_ROOM: Self = Self(8);
     /// The session is in too many rooms.
     pub const TOO_MANY_ROOMS: Self = Self(9);
-    /// The server holds too many rooms.
+    /// No room may be opened now: the server holds as many as it may, or
+    /// the client's user (or address) has opened as many as it may hold
+    /// open. Rooms that exist may still be joined.
     pub const ROOM_LIMIT_REACHED: Self = Self(10);
     /// The message body is too large.
     pub const MESSAGE_TOO_LARGE: Self = Self(11);

@@ -52,6 +52,10 @@ pub struct Config {
     pub session: SessionLimits,
     /// The most rooms the server holds at once.
     pub max_rooms: usize,
+    /// The most rooms one party (a token's user, or an anonymous address)
+    /// may hold open: rooms its joins created that still exist, so that no
+    /// one party fills `max_rooms`; 0 is no limit.
+    pub max_rooms_per_user: usize,
     /// How many recent messages each room keeps for joiners.
     pub history_len: usize,
     /// How often clients must send something.
@@ -174,6 +178,7 @@ impl Default for Config {
                 max_display_name_bytes: 64,
             },
             max_rooms: 100_000,
+            max_rooms_per_user: 2_000,
             history_len: 100,
             heartbeat_interval: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(25),
@@ -287,6 +292,12 @@ pub struct Settings {
     /// Most rooms the server holds at once (default 100000).
     #[arg(long, env = "WTCHAT_MAX_ROOMS")]
     pub max_rooms: Option<usize>,
+    /// Most rooms one user (a token's subject), or one address without
+    /// authentication, may hold open: rooms it created that still exist;
+    /// joining existing rooms is not limited by it. 0 is no limit
+    /// (default 2000).
+    #[arg(long, env = "WTCHAT_MAX_ROOMS_PER_USER")]
+    pub max_rooms_per_user: Option<usize>,
     /// Recent messages each room keeps for joiners (default 100).
     #[arg(long, env = "WTCHAT_HISTORY_LEN")]
     pub history_len: Option<usize>,
@@ -405,6 +416,7 @@ impl Settings {
             max_room_name_bytes: Some(l.max_room_name_bytes),
             max_display_name_bytes: Some(l.max_display_name_bytes),
             max_rooms: Some(config.max_rooms),
+            max_rooms_per_user: Some(config.max_rooms_per_user),
             history_len: Some(config.history_len),
             heartbeat_interval_ms: ms(config.heartbeat_interval),
             heartbeat_timeout_ms: ms(config.heartbeat_timeout),
@@ -468,6 +480,7 @@ impl Config {
             limits.max_room_name_bytes => s.max_room_name_bytes,
             limits.max_display_name_bytes => s.max_display_name_bytes,
             self.max_rooms => s.max_rooms,
+            self.max_rooms_per_user => s.max_rooms_per_user,
             self.history_len => s.history_len,
             self.heartbeat_interval => s.heartbeat_interval_ms.map(ms),
             self.heartbeat_timeout => s.heartbeat_timeout_ms.map(ms),

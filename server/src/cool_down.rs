@@ -3,48 +3,30 @@
 //! A session's publish and membership limits start afresh with every
 //! session, so a client closed with `FLOODING` could reconnect at once and
 //! flood again. The hub remembers who was closed (the token's user when
-//! authentication is on, otherwise the address) until the hint the closing
+//! authentication is on, otherwise the address: a [`Party`]) until the hint the closing
 //! notice gave has passed, and turns their new sessions away until then.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How many offenders are remembered before those whose time is up are
+use crate::party::Party;
+
+/// How many parties are remembered before those whose time is up are
 /// forgotten; bounds the map under a flood from many addresses.
 const REMEMBERED: usize = 4096;
 
-/// Who a cool-down applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Offender {
-    /// An authenticated user, by their token's subject: any address.
-    User(String),
-    /// An anonymous client, by its address.
-    Address(IpAddr),
-}
-
-impl Offender {
-    /// The user if there is one, else the address.
-    pub fn of(user: Option<&str>, address: IpAddr) -> Self {
-        match user {
-            Some(user) => Self::User(user.to_owned()),
-            None => Self::Address(address.to_canonical()),
-        }
-    }
-}
-
-/// Offenders and when each may come back.
+/// Parties and when each may come back.
 #[derive(Debug, Default)]
 pub struct CoolDowns {
-    until: Mutex<HashMap<Offender, Instant>>,
+    until: Mutex<HashMap<Party, Instant>>,
 }
 
 impl CoolDowns {
     /// Turns `who` away until `until`.
-    pub fn impose(&self, who: Offender, until: Instant, now: Instant) {
+    pub fn impose(&self, who: Party, until: Instant, now: Instant) {
         let mut map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= REMEMBERED {
             map.retain(|_, until| *until > now);
@@ -54,7 +36,7 @@ impl CoolDowns {
     }
 
     /// How long `who` must still wait, if at all.
-    pub fn remaining(&self, who: &Offender, now: Instant) -> Option<Duration> {
+    pub fn remaining(&self, who: &Party, now: Instant) -> Option<Duration> {
         let map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(who).and_then(|until| until.checked_duration_since(now)).filter(|left| !left.is_zero())
     }
@@ -65,33 +47,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_offender_waits_out_the_hint_and_others_do_not() {
+    fn a_party_waits_out_the_hint_and_others_do_not() {
         let cool = CoolDowns::default();
         let now = Instant::now();
-        let flooder = Offender::of(None, [10, 0, 0, 1].into());
+        let flooder = Party::of(None, [10, 0, 0, 1].into());
         cool.impose(flooder.clone(), now + Duration::from_secs(10), now);
         assert_eq!(cool.remaining(&flooder, now + Duration::from_secs(4)), Some(Duration::from_secs(6)));
         assert_eq!(cool.remaining(&flooder, now + Duration::from_secs(10)), None);
-        assert_eq!(cool.remaining(&Offender::of(None, [10, 0, 0, 2].into()), now), None);
+        assert_eq!(cool.remaining(&Party::of(None, [10, 0, 0, 2].into()), now), None);
         // A user is known by name from any address.
-        let user = Offender::of(Some("mallory"), [10, 0, 0, 3].into());
+        let user = Party::of(Some("mallory"), [10, 0, 0, 3].into());
         cool.impose(user, now + Duration::from_secs(10), now);
-        assert!(cool.remaining(&Offender::of(Some("mallory"), [10, 9, 9, 9].into()), now).is_some());
+        assert!(cool.remaining(&Party::of(Some("mallory"), [10, 9, 9, 9].into()), now).is_some());
     }
 
     #[test]
-    fn offenders_whose_time_is_up_are_forgotten() {
+    fn parties_whose_time_is_up_are_forgotten() {
         let cool = CoolDowns::default();
         let now = Instant::now();
         for n in 0..REMEMBERED as u32 {
             cool.impose(
-                Offender::Address(std::net::Ipv4Addr::from(n).into()),
+                Party::Address(std::net::Ipv4Addr::from(n).into()),
                 now + Duration::from_secs(1),
                 now,
             );
         }
         let later = now + Duration::from_secs(2);
-        cool.impose(Offender::Address([192, 168, 0, 1].into()), later + Duration::from_secs(1), later);
+        cool.impose(Party::Address([192, 168, 0, 1].into()), later + Duration::from_secs(1), later);
         assert_eq!(cool.until.lock().unwrap().len(), 1);
     }
 }

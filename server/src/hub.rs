@@ -18,11 +18,12 @@ use crate::arrival::Arrival;
 use crate::authenticator::Authenticator;
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
-use crate::cool_down::{CoolDowns, Offender};
+use crate::cool_down::CoolDowns;
 use crate::in_memory_broker::InMemoryBroker;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, OutboxStats};
+use crate::party::Party;
 use crate::redis_broker::RedisBroker;
 use crate::room_registry::RoomRegistry;
 use crate::session::Session;
@@ -75,7 +76,12 @@ impl Hub {
             None => Arc::new(InMemoryBroker),
         };
         Ok(Arc::new(Self {
-            rooms: RoomRegistry::new(config.max_rooms, config.history_len, broker.clone()),
+            rooms: RoomRegistry::new(
+                config.max_rooms,
+                config.max_rooms_per_user,
+                config.history_len,
+                broker.clone(),
+            ),
             broker,
             admission: Admission::new(config.admission),
             authenticator,
@@ -171,8 +177,8 @@ impl Hub {
                 Closing { code: ReasonCode::UNAUTHORIZED, text: why, retry_after_ms: None }
             })?),
         };
-        let offender = Offender::of(user.as_ref().map(|user| user.id.as_str()), arrival.peer);
-        if let Some(left) = self.cool_downs.remaining(&offender, now) {
+        let party = Party::of(user.as_ref().map(|user| user.id.as_str()), arrival.peer);
+        if let Some(left) = self.cool_downs.remaining(&party, now) {
             return Err(Closing {
                 code: ReasonCode::FLOODING,
                 text: "still waiting out the flooding that closed an earlier session".into(),

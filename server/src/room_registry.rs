@@ -15,16 +15,30 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use wtchat_protocol::{PresenceChange, Resume};
 
 use crate::broker::Broker;
+use crate::party::Party;
 use crate::room::{Room, RoomMember, RoomRemoved};
+use crate::room_quota::RoomQuota;
 
 const SHARDS: usize = 32;
 
-/// One shard: the rooms whose names hash to it.
-type Shard = HashMap<Arc<str>, Arc<Room>>;
+/// A room and who opened it, when the quota needs to know.
+#[derive(Debug)]
+struct Entry {
+    room: Arc<Room>,
+    opener: Option<Party>,
+}
 
-/// The server holds as many rooms as it may.
+/// One shard: the rooms whose names hash to it.
+type Shard = HashMap<Arc<str>, Entry>;
+
+/// Why a join could not open the room it named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoomLimitReached;
+pub enum RoomLimitReached {
+    /// The server holds `max_rooms` rooms.
+    Server,
+    /// The joiner's party holds `max_rooms_per_user` rooms open.
+    Party,
+}
 
 /// Every room, by name.
 #[derive(Debug)]
@@ -39,6 +53,8 @@ pub struct RoomRegistry {
     count: AtomicUsize,
     /// The most rooms allowed.
     max_rooms: usize,
+    /// The rooms each party opened, so that no one party fills `max_rooms`.
+    quota: RoomQuota,
     /// History length of new rooms.
     history_len: usize,
     /// Orders the rooms' messages; told when rooms and members come and go.
@@ -47,13 +63,19 @@ pub struct RoomRegistry {
 
 impl RoomRegistry {
     /// An empty registry.
-    pub fn new(max_rooms: usize, history_len: usize, broker: Arc<dyn Broker>) -> Self {
+    pub fn new(
+        max_rooms: usize,
+        max_rooms_per_party: usize,
+        history_len: usize,
+        broker: Arc<dyn Broker>,
+    ) -> Self {
         Self {
             broker,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             count: AtomicUsize::new(0),
             max_rooms,
+            quota: RoomQuota::new(max_rooms_per_party),
             history_len,
         }
     }
@@ -64,16 +86,18 @@ impl RoomRegistry {
         self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Joins a member to the room of that name, creating the room if needed.
+    /// Joins a member to the room of that name, creating the room if needed
+    /// and charging it to `opener`'s quota (none: not counted).
     pub fn join(
         &self,
         name: &Arc<str>,
         member: RoomMember,
         request_id: u32,
         resume: Option<Resume>,
+        opener: Option<&Party>,
     ) -> Result<Arc<Room>, RoomLimitReached> {
         loop {
-            let room = self.get_or_create(name)?;
+            let room = self.get_or_create(name, opener)?;
             match room.join(member.clone(), request_id, resume) {
                 Ok(()) => {
                     self.broker.member_joined(&room, &member);
@@ -87,17 +111,24 @@ impl RoomRegistry {
         }
     }
 
-    fn get_or_create(&self, name: &Arc<str>) -> Result<Arc<Room>, RoomLimitReached> {
+    fn get_or_create(&self, name: &Arc<str>, opener: Option<&Party>) -> Result<Arc<Room>, RoomLimitReached> {
         let mut shard = self.shard(name);
-        if let Some(room) = shard.get(name) {
-            return Ok(room.clone());
+        if let Some(entry) = shard.get(name) {
+            return Ok(entry.room.clone());
         }
         if self.count.fetch_add(1, Ordering::Relaxed) >= self.max_rooms {
             self.count.fetch_sub(1, Ordering::Relaxed);
-            return Err(RoomLimitReached);
+            return Err(RoomLimitReached::Server);
+        }
+        let opener = opener.filter(|_| self.quota.is_limited());
+        if let Some(party) = opener
+            && !self.quota.take(party)
+        {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return Err(RoomLimitReached::Party);
         }
         let room = Arc::new(Room::new(name.clone(), self.history_len, self.broker.rooms_follow()));
-        shard.insert(name.clone(), room.clone());
+        shard.insert(name.clone(), Entry { room: room.clone(), opener: opener.cloned() });
         // Under the shard lock, so that the broker hears of this room after
         // it heard that an earlier room of the same name closed.
         self.broker.room_opened(&room);
@@ -108,14 +139,15 @@ impl RoomRegistry {
     pub fn all(&self) -> Vec<Arc<Room>> {
         let mut rooms = Vec::with_capacity(self.len());
         for shard in &self.shards {
-            rooms.extend(shard.lock().unwrap_or_else(PoisonError::into_inner).values().cloned());
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            rooms.extend(shard.values().map(|entry| entry.room.clone()));
         }
         rooms
     }
 
     /// The room of that name on this server, if it has one.
     pub fn get(&self, name: &str) -> Option<Arc<Room>> {
-        self.shard(name).get(name).cloned()
+        self.shard(name).get(name).map(|entry| entry.room.clone())
     }
 
     /// Removes a member from a room, and the room from the registry when it
@@ -123,8 +155,11 @@ impl RoomRegistry {
     pub fn leave(&self, room: &Arc<Room>, session_id: u64, change: PresenceChange) -> bool {
         let gone = room.leave(session_id, change, || {
             let mut shard = self.shard(room.name());
-            if shard.get(room.name()).is_some_and(|current| Arc::ptr_eq(current, room)) {
-                shard.remove(room.name());
+            if shard.get(room.name()).is_some_and(|current| Arc::ptr_eq(&current.room, room)) {
+                let entry = shard.remove(room.name());
+                if let Some(opener) = entry.and_then(|entry| entry.opener) {
+                    self.quota.give_back(&opener);
+                }
                 self.count.fetch_sub(1, Ordering::Relaxed);
                 self.broker.room_closed(room);
             }
@@ -138,6 +173,11 @@ impl RoomRegistry {
     /// How many rooms exist.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// The quota of rooms a party may hold open.
+    pub fn quota(&self) -> &RoomQuota {
+        &self.quota
     }
 
     /// Whether no room exists.

@@ -20,11 +20,11 @@ use wtchat_protocol::{
 use crate::admission::Ticket;
 use crate::arrival::TransportKind;
 use crate::broker::{BrokerUnavailable, Published};
-use crate::cool_down::Offender;
 use crate::frame::Frame;
 use crate::hub::{Hub, unix_millis};
 use crate::name::{validate_display_name, validate_room_name};
 use crate::outbox::Outbox;
+use crate::party::Party;
 use crate::room::{Room, RoomMember};
 use crate::room_registry::RoomLimitReached;
 use crate::token_bucket::TokenBucket;
@@ -194,13 +194,19 @@ impl Session {
         flow
     }
 
+    /// Who the session's limits across sessions apply to; `None` for a
+    /// session turned away at opening, which has no address to go by.
+    fn party(&self) -> Option<Party> {
+        let address = self.ticket.as_ref()?.address();
+        Some(Party::of(self.user.as_ref().map(|user| user.id.as_str()), address))
+    }
+
     /// Remembers a client closed for flooding until its retry hint passes,
     /// so that reconnecting does not restore its budgets.
     fn cool_down(&self, closing: &Closing, now: Instant) {
-        let Some(address) = self.ticket.as_ref().map(Ticket::address) else { return };
+        let Some(party) = self.party() else { return };
         let wait = Duration::from_millis(u64::from(closing.retry_after_ms.unwrap_or(0)));
-        let offender = Offender::of(self.user.as_ref().map(|user| user.id.as_str()), address);
-        self.hub.cool_downs().impose(offender, now + wait, now);
+        self.hub.cool_downs().impose(party, now + wait, now);
     }
 
     fn act_on(&mut self, inbound: Inbound, now: Instant) -> Flow {
@@ -376,7 +382,8 @@ impl Session {
             return flow;
         }
         let member = RoomMember { session_id: self.id, name: display_name, outbox: self.outbox.clone() };
-        match self.hub.rooms().join(&room_name, member.clone(), request_id, resume) {
+        let party = self.party();
+        match self.hub.rooms().join(&room_name, member.clone(), request_id, resume, party.as_ref()) {
             Ok(room) => {
                 self.memberships.push(Membership { room, member });
                 Flow::Continue
@@ -384,8 +391,19 @@ impl Session {
             // The server is full, which is not the client's fault: no
             // charge to its error budget, which would otherwise close a
             // client that retries with a code that says never to return.
-            Err(RoomLimitReached) => {
+            Err(RoomLimitReached::Server) => {
                 let text = "the server holds as many rooms as it may; try an existing room".into();
+                self.send_error(Some(request_id), ErrorCode::ROOM_LIMIT_REACHED, text);
+                Flow::Continue
+            }
+            // The quota is kept in the same words: the client may still join
+            // rooms that exist, and the join limit already charges retries.
+            Err(RoomLimitReached::Party) => {
+                let text = format!(
+                    "this {} has opened {} rooms, the most it may hold open; try an existing room",
+                    if self.user.is_some() { "user" } else { "address" },
+                    self.hub.rooms().quota().limit()
+                );
                 self.send_error(Some(request_id), ErrorCode::ROOM_LIMIT_REACHED, text);
                 Flow::Continue
             }

@@ -78,6 +78,9 @@ async fn a_storm_of_empty_rooms_costs_little_and_its_memory_is_reused() -> Resul
         "--no-webtransport",
         "--max-new-connections-per-sec",
         "0",
+        // One address opens every room here; the quota is tested apart.
+        "--max-rooms-per-user",
+        "0",
     ])?;
     let pid = binary.child.id();
     let all_gone = || async { rooms(&binary).await.is_ok_and(|r| r == 0) };
@@ -637,5 +640,78 @@ async fn a_client_closed_for_flooding_waits_out_its_hint_before_it_may_return() 
     assert_eq!(moved.until_closed().await?.1, flooding, "the same user from another address");
     let mut other = WsClient::connect_with_token(&server, &token_for(secret, "quiet-user")?).await?;
     other.hello().await?;
+    server.stop().await
+}
+
+/// A client from `local` that has said hello, with `path` carrying any token.
+async fn greeted_from(server: &TestServer, local: [u8; 4], path: &str) -> Result<WsClient> {
+    let mut client = WsClient::connect_from(Some(local.into()), server.address, path, None, None).await?;
+    client.hello().await?;
+    Ok(client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_party_cannot_hold_open_more_than_its_quota_of_rooms() -> Result<()> {
+    use wtchat_protocol::ErrorCode;
+    let full = Some(ErrorCode::ROOM_LIMIT_REACHED);
+    let quota = |c: &mut wtchat_server::Config| {
+        c.max_rooms_per_user = 40;
+        c.session.max_rooms_per_session = 32;
+    };
+    let server = TestServer::start_with(quota).await;
+    // A room someone else opened, which the hoarder may always join.
+    let mut bystander = greeted_from(&server, [127, 0, 0, 2], "/ws").await?;
+    bystander.join("lobby", "bystander").await?;
+    // Anonymous sessions from one address share its quota: 32 rooms in the
+    // first session, 8 in the second, then no more.
+    let mut first = greeted_from(&server, [127, 0, 0, 1], "/ws").await?;
+    for r in 0..32 {
+        first.join(&format!("hoard-{r}"), "hoarder").await?;
+    }
+    let mut second = greeted_from(&server, [127, 0, 0, 1], "/ws").await?;
+    for r in 32..40 {
+        second.join(&format!("hoard-{r}"), "hoarder").await?;
+    }
+    assert_eq!(join_refusal(&mut second, "hoard-40", "hoarder").await?, full);
+    assert_eq!(join_refusal(&mut second, "lobby", "hoarder").await?, None, "a room that exists");
+    // Another address opens its own rooms, and the refusals cost the
+    // hoarder nothing: it is still open and chatting.
+    assert_eq!(join_refusal(&mut bystander, "hoard-40", "bystander").await?, None);
+    second.publish("lobby", "still here").await?;
+    assert_eq!(bystander.chat(1).await?[0].body, "still here");
+    // A room's place goes back when the room closes: the first session's
+    // 32 rooms close with it.
+    drop(first);
+    let mut freed = false;
+    for attempt in 0..50 {
+        if join_refusal(&mut second, &format!("after-{attempt}"), "hoarder").await?.is_none() {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(freed, "the closed session's rooms were not given back");
+    server.stop().await?;
+
+    // A user is one party from any address, and users behind one address
+    // each have their own quota.
+    let secret = "the test issuer's secret, forty-four bytes!!";
+    let server = TestServer::start_with(|c| {
+        quota(c);
+        c.auth_hs256_secret = Some(secret.into());
+    })
+    .await;
+    let path = |user: &str| -> Result<String> { Ok(format!("/ws?token={}", token_for(secret, user)?)) };
+    let mut here = greeted_from(&server, [127, 0, 0, 1], &path("hoarder")?).await?;
+    for r in 0..32 {
+        here.join(&format!("user-{r}"), "hoarder").await?;
+    }
+    let mut there = greeted_from(&server, [127, 0, 0, 3], &path("hoarder")?).await?;
+    for r in 32..40 {
+        there.join(&format!("user-{r}"), "hoarder").await?;
+    }
+    assert_eq!(join_refusal(&mut there, "user-40", "hoarder").await?, full);
+    let mut neighbour = greeted_from(&server, [127, 0, 0, 1], &path("neighbour")?).await?;
+    assert_eq!(join_refusal(&mut neighbour, "user-40", "neighbour").await?, None);
     server.stop().await
 }
