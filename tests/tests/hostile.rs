@@ -715,3 +715,31 @@ async fn one_party_cannot_hold_open_more_than_its_quota_of_rooms() -> Result<()>
     assert_eq!(join_refusal(&mut neighbour, "user-40", "neighbour").await?, None);
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_only_pings_is_closed_when_its_hello_is_overdue() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    // A heartbeat far shorter than the hello deadline: the pings keep the
+    // session from timing out, so only the hello deadline can close it.
+    let server = TestServer::start_with(|c| {
+        c.heartbeat_interval = std::time::Duration::from_millis(1_000);
+        c.heartbeat_timeout = std::time::Duration::from_millis(2_500);
+    })
+    .await;
+    let tcp = raw_websocket(&server).await?;
+    let (mut reading, mut writing) = tcp.into_split();
+    let pinger = tokio::spawn(async move {
+        // A masked ping with an empty payload, once a second.
+        let ping = [0x89, 0x80, 0, 0, 0, 0];
+        while writing.write_all(&ping).await.is_ok() {
+            tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let code = close_code_of_half(&mut reading).await?;
+    let waited = started.elapsed();
+    pinger.abort();
+    assert_eq!(code, Some(wtchat_protocol::ReasonCode::PROTOCOL_VIOLATION.0));
+    assert!(waited >= std::time::Duration::from_secs(9), "closed after {waited:?}, before the deadline");
+    server.stop().await
+}
