@@ -18,7 +18,7 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -183,7 +183,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameSink for WebSocketSink<S> {
 
     async fn close(&mut self, code: ReasonCode, text: &str) -> io::Result<()> {
         let frame = CloseFrame { code: CloseCode::from(code.0), reason: close_reason(text).into() };
-        self.sink.send(Message::Close(Some(frame))).await.map_err(io::Error::other)?;
+        // When the client closed first, tungstenite refuses a close frame of
+        // ours and has queued the echo of the client's instead: closing the
+        // sink flushes it. Returning at the refusal would drop the
+        // connection with the echo unsent, and the client would see its
+        // close unanswered (RFC 6455 section 5.5.1).
+        match self.sink.send(Message::Close(Some(frame))).await {
+            Ok(()) | Err(WsError::Protocol(ProtocolError::SendAfterClosing)) => {}
+            Err(error) => return Err(io::Error::other(error)),
+        }
         self.sink.close().await.map_err(io::Error::other)
     }
 }

@@ -331,3 +331,19 @@ async fn the_listener_serves_health_and_the_page() -> Result<()> {
     WsClient::connect(&server).await?;
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_first_gets_its_close_answered() -> Result<()> {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let server = TestServer::start().await;
+    // The answer raced the connection's end, so one try says little.
+    for attempt in 0..30 {
+        let mut client = WsClient::connect(&server).await?;
+        client.join("goodbyes", &format!("leaver{attempt}")).await?;
+        let close = CloseFrame { code: 1000.into(), reason: "bye".into() };
+        client.send_raw(Message::Close(Some(close))).await?;
+        let closed = client.until_closed().await;
+        assert!(matches!(closed, Ok((None, Some(1000)))), "attempt {attempt}: {closed:?}");
+    }
+    server.stop().await
+}
