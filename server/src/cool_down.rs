@@ -1,10 +1,12 @@
 //! Clients closed for flooding wait out their retry hint.
 //!
-//! A session's publish and membership limits start afresh with every
-//! session, so a client closed with `FLOODING` could reconnect at once and
-//! flood again. The hub remembers who was closed (the token's user when
-//! authentication is on, otherwise the address: a [`Party`]) until the hint the closing
-//! notice gave has passed, and turns their new sessions away until then.
+//! A client closed with `FLOODING` is told when it may come back. Its next
+//! session would start from the budgets it spent (see `budgets.rs`) and be
+//! closed again at its first refused request, but it would still cost a
+//! handshake, a session and a room's presence notices each time. So the hub
+//! remembers who was closed (a [`Party`]: the token's user when
+//! authentication is on, otherwise the address) until the hint has passed,
+//! and turns their new sessions away at admission until then.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

@@ -17,6 +17,7 @@ use crate::admission::{Admission, Refusal, Ticket};
 use crate::arrival::Arrival;
 use crate::authenticator::Authenticator;
 use crate::broker::Broker;
+use crate::budgets::KeptBudgets;
 use crate::config::{Config, ConfigError};
 use crate::cool_down::CoolDowns;
 use crate::in_memory_broker::InMemoryBroker;
@@ -57,6 +58,8 @@ pub struct Hub {
     authenticator: Option<Authenticator>,
     /// Who was closed for flooding, and until when they are turned away.
     cool_downs: CoolDowns,
+    /// What closed sessions left of their budgets, for their party's next.
+    kept_budgets: KeptBudgets,
     /// The counters.
     metrics: Metrics,
     /// When the hub started, for `/status`.
@@ -86,6 +89,7 @@ impl Hub {
             admission: Admission::new(config.admission),
             authenticator,
             cool_downs: CoolDowns::default(),
+            kept_budgets: KeptBudgets::default(),
             metrics: Metrics::default(),
             started: Instant::now(),
             drain_request: tokio::sync::Notify::new(),
@@ -198,6 +202,11 @@ impl Hub {
     /// Who is turned away for flooding.
     pub fn cool_downs(&self) -> &CoolDowns {
         &self.cool_downs
+    }
+
+    /// What closed sessions left of their budgets.
+    pub fn kept_budgets(&self) -> &KeptBudgets {
+        &self.kept_budgets
     }
 
     /// The counters.

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod arrival;
 pub mod authenticator;
 pub mod broker;
+pub mod budgets;
 pub mod certificate;
 pub mod certificate_store;
 pub mod config;

@@ -20,6 +20,7 @@ use wtchat_protocol::{
 use crate::admission::Ticket;
 use crate::arrival::TransportKind;
 use crate::broker::{BrokerUnavailable, Published};
+use crate::budgets::{Budgets, MEMBERSHIP_RATE_PER_SEC};
 use crate::frame::Frame;
 use crate::hub::{Hub, unix_millis};
 use crate::name::{validate_display_name, validate_room_name};
@@ -27,27 +28,7 @@ use crate::outbox::Outbox;
 use crate::party::Party;
 use crate::room::{Room, RoomMember};
 use crate::room_registry::RoomLimitReached;
-use crate::token_bucket::TokenBucket;
 use crate::user::User;
-
-/// Typing notices a session may send in a burst, and per second after it.
-/// A client that shows a typing indicator sends one every few seconds.
-const TYPING_BURST: u32 = 5;
-const TYPING_RATE_PER_SEC: f64 = 2.0;
-
-/// Room joins and leaves a session may make per second after a burst as
-/// large as its room limit: each tells every member of the room, so a client
-/// that joins and leaves in a loop would otherwise flood a large room.
-const MEMBERSHIP_RATE_PER_SEC: f64 = 2.0;
-/// The smallest burst of joins and leaves, for servers with a low room
-/// limit per session.
-const MEMBERSHIP_BURST_FLOOR: usize = 8;
-
-/// Transport-level keepalives (WebSocket pings and pongs) a session may send
-/// in a burst, and per second after it. Each costs the server an answer; a
-/// client that sends them faster spends its flood budget.
-const KEEPALIVE_BURST: u32 = 10;
-const KEEPALIVE_RATE_PER_SEC: f64 = 2.0;
 
 /// What arrives from a transport.
 #[derive(Debug)]
@@ -99,20 +80,9 @@ pub struct Session {
     greeted: bool,
     /// The rooms this session is in; a handful, so a vector beats a map.
     memberships: Vec<Membership>,
-    /// The publish rate limit.
-    publish_rate: TokenBucket,
-    /// How many rate-limited publishes are tolerated before closing.
-    flood_budget: TokenBucket,
-    /// How many other refused requests are tolerated before closing.
-    error_budget: TokenBucket,
-    /// Typing notices per second; the excess is dropped without an answer,
-    /// as ephemeral messages may be.
-    typing_rate: TokenBucket,
-    /// Transport keepalives per second; the excess spends the flood budget.
-    keepalive_rate: TokenBucket,
-    /// Joins and leaves per second; the excess is refused and spends the
-    /// flood budget.
-    membership_rate: TokenBucket,
+    /// Rate limits and tolerances, begun from what the party's earlier
+    /// sessions left.
+    budgets: Budgets,
     /// The transport, for the metrics.
     transport: TransportKind,
     /// Who the session is and where it may go; `None` for an anonymous
@@ -135,21 +105,20 @@ impl Session {
     ) -> Self {
         let limits = hub.config().session;
         let now = Instant::now();
+        // A session turned away at opening has nothing to spend.
+        let budgets = match &ticket {
+            Some(ticket) => {
+                let party = Party::of(user.as_ref().map(|user| user.id.as_str()), ticket.address());
+                hub.kept_budgets().resume(&party, &limits, now)
+            }
+            None => Budgets::full(&limits, now),
+        };
         Self {
             id,
             outbox,
             greeted: false,
             memberships: Vec::new(),
-            publish_rate: TokenBucket::new(limits.publish_burst, f64::from(limits.publish_rate_per_sec), now),
-            flood_budget: TokenBucket::new(limits.flood_tolerance, 1.0, now),
-            error_budget: TokenBucket::new(limits.error_tolerance, 1.0, now),
-            typing_rate: TokenBucket::new(TYPING_BURST, TYPING_RATE_PER_SEC, now),
-            keepalive_rate: TokenBucket::new(KEEPALIVE_BURST, KEEPALIVE_RATE_PER_SEC, now),
-            membership_rate: TokenBucket::new(
-                u32::try_from(limits.max_rooms_per_session.max(MEMBERSHIP_BURST_FLOOR)).unwrap_or(u32::MAX),
-                MEMBERSHIP_RATE_PER_SEC,
-                now,
-            ),
+            budgets,
             transport,
             user: user.map(Box::new),
             ticket,
@@ -234,7 +203,7 @@ impl Session {
             ),
             Inbound::TooLarge(len) => Self::frame_too_large(len, max_frame),
             Inbound::Keepalive => {
-                if self.keepalive_rate.try_take(now) || self.flood_budget.try_take(now) {
+                if self.budgets.keepalive.try_take(now) || self.budgets.flood.try_take(now) {
                     Flow::Continue
                 } else {
                     Flow::Close(Closing {
@@ -454,14 +423,14 @@ impl Session {
                 now,
             );
         }
-        if !self.publish_rate.try_take(now) {
+        if !self.budgets.publish.try_take(now) {
             self.hub.metrics().rate_limited();
             self.send_error(
                 Some(request_id),
                 ErrorCode::RATE_LIMITED,
                 format!("at most {} messages per second; this one was dropped", limits.publish_rate_per_sec),
             );
-            if !self.flood_budget.try_take(now) {
+            if !self.budgets.flood.try_take(now) {
                 return Flow::Close(Closing {
                     code: ReasonCode::FLOODING,
                     text: "kept publishing over the rate limit".into(),
@@ -489,7 +458,7 @@ impl Session {
             Ok(index) => index,
             Err(flow) => return flow,
         };
-        if self.typing_rate.try_take(now) {
+        if self.budgets.typing.try_take(now) {
             let membership = &self.memberships[index];
             self.hub.broker().typing(&membership.room, &membership.member);
         }
@@ -500,13 +469,13 @@ impl Session {
     /// refused, and charged to the flood budget, which closes a session that
     /// keeps at it.
     fn membership_rate_limited(&mut self, request_id: u32, now: Instant) -> Option<Flow> {
-        if self.membership_rate.try_take(now) {
+        if self.budgets.membership.try_take(now) {
             return None;
         }
         let text =
             format!("at most {MEMBERSHIP_RATE_PER_SEC} joins and leaves per second; this one was refused");
         self.send_error(Some(request_id), ErrorCode::RATE_LIMITED, text);
-        if self.flood_budget.try_take(now) {
+        if self.budgets.flood.try_take(now) {
             return Some(Flow::Continue);
         }
         Some(Flow::Close(Closing {
@@ -533,7 +502,7 @@ impl Session {
     /// budget; a client that exhausts it is closed.
     fn refuse(&mut self, request_id: Option<u32>, code: ErrorCode, text: String, now: Instant) -> Flow {
         self.send_error(request_id, code, text);
-        if self.error_budget.try_take(now) {
+        if self.budgets.error.try_take(now) {
             Flow::Continue
         } else {
             Flow::Close(Closing {
@@ -560,6 +529,10 @@ impl Drop for Session {
     fn drop(&mut self) {
         for membership in self.memberships.drain(..) {
             self.hub.rooms().leave(&membership.room, self.id, PresenceChange::Disconnected);
+        }
+        // What the session spent is kept for its party's next session.
+        if let Some(party) = self.party() {
+            self.hub.kept_budgets().keep(party, self.budgets.clone(), Instant::now());
         }
         self.hub.unregister(self.id);
         self.hub.metrics().session_closed(self.transport, self.outbox.stats());

@@ -44,6 +44,12 @@ impl TokenBucket {
         self.tokens >= self.capacity
     }
 
+    /// Tokens available now.
+    pub fn level(&mut self, now: Instant) -> f64 {
+        self.refill(now);
+        self.tokens
+    }
+
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate_per_sec).min(self.capacity);

@@ -49,15 +49,21 @@ async fn rooms(binary: &wtchat_tests::binary::Binary) -> anyhow::Result<u64> {
 }
 
 /// Opens `sessions` sessions that each fill their 32 rooms, each room their
-/// own: `32 * sessions` empty rooms.
+/// own: `32 * sessions` empty rooms. Each session comes from an address of
+/// its own in `127.<storm>.0.0/16`, so that no storm starts from the join
+/// budgets an earlier one left.
 async fn fill_rooms(
     binary: &wtchat_tests::binary::Binary,
     sessions: usize,
+    storm: u8,
     tag: &str,
 ) -> Result<Vec<WsClient>> {
     let mut clients = Vec::with_capacity(sessions);
     for s in 0..sessions {
-        let mut client = WsClient::connect_at(binary.address, None, None).await?;
+        let [_, _, high, low] = u32::try_from(s + 1)?.to_be_bytes();
+        let local = std::net::Ipv4Addr::new(127, storm, high, low);
+        let mut client =
+            WsClient::connect_from(Some(local.into()), binary.address, "/ws", None, None).await?;
         client.hello().await?;
         for r in 0..32 {
             client.join(&format!("{tag}-{s}-{r}"), "storm").await?;
@@ -78,19 +84,16 @@ async fn a_storm_of_empty_rooms_costs_little_and_its_memory_is_reused() -> Resul
         "--no-webtransport",
         "--max-new-connections-per-sec",
         "0",
-        // One address opens every room here; the quota is tested apart.
-        "--max-rooms-per-user",
-        "0",
     ])?;
     let pid = binary.child.id();
     let all_gone = || async { rooms(&binary).await.is_ok_and(|r| r == 0) };
     // A warm-up storm, so that the baseline holds the allocator's pools.
-    drop(fill_rooms(&binary, 40, "warm").await?);
+    drop(fill_rooms(&binary, 40, 1, "warm").await?);
     wtchat_tests::server::eventually_async(PATIENCE, all_gone).await?;
     let baseline = rss_kib(pid)?;
     let sessions = 400;
     let total = 32 * sessions as u64;
-    let clients = fill_rooms(&binary, sessions, "storm").await?;
+    let clients = fill_rooms(&binary, sessions, 2, "storm").await?;
     assert_eq!(rooms(&binary).await?, total);
     let holding = rss_kib(pid)?;
     drop(clients);
@@ -98,7 +101,7 @@ async fn a_storm_of_empty_rooms_costs_little_and_its_memory_is_reused() -> Resul
     let after_first = rss_kib(pid)?;
     // The allocator keeps what the rooms freed for reuse rather than handing
     // it back to the system at once: a second storm must fit in it.
-    drop(fill_rooms(&binary, sessions, "again").await?);
+    drop(fill_rooms(&binary, sessions, 3, "again").await?);
     wtchat_tests::server::eventually_async(PATIENCE, all_gone).await?;
     let after_second = rss_kib(pid)?;
     let per_room = holding.saturating_sub(baseline) as f64 * 1024.0 / total as f64;
@@ -741,5 +744,58 @@ async fn a_session_that_only_pings_is_closed_when_its_hello_is_overdue() -> Resu
     pinger.abort();
     assert_eq!(code, Some(wtchat_protocol::ReasonCode::PROTOCOL_VIOLATION.0));
     assert!(waited >= std::time::Duration::from_secs(9), "closed after {waited:?}, before the deadline");
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_does_not_restore_a_spent_publish_burst() -> Result<()> {
+    use wtchat_protocol::{ErrorCode, ServerMessage};
+    let server = TestServer::start_with(|c| {
+        c.session.publish_burst = 5;
+        c.session.publish_rate_per_sec = 2;
+        // Refusals here must not close anyone: the cool-down is tested apart.
+        c.session.flood_tolerance = 1_000;
+    })
+    .await;
+    let mut bystander = greeted_from(&server, [127, 0, 0, 2], "/ws").await?;
+    bystander.join("reconnect", "bystander").await?;
+    let started = std::time::Instant::now();
+    let (cycles, burst) = (8, 5);
+    for cycle in 0..cycles {
+        let mut client = WsClient::connect(&server).await?;
+        client.join("reconnect", "reconnector").await?;
+        for n in 0..burst {
+            client.publish("reconnect", &format!("{cycle}.{n}")).await?;
+        }
+        // Each publish is answered: the sender's own copy, or a refusal.
+        let mut answered = 0;
+        while answered < burst {
+            match client.next_message().await? {
+                ServerMessage::Message(m) if m.sender.name == "reconnector" => answered += 1,
+                ServerMessage::Error(e) if e.code == ErrorCode::RATE_LIMITED => answered += 1,
+                _ => {}
+            }
+        }
+        client.send_raw(tokio_tungstenite::tungstenite::Message::Close(None)).await?;
+        client.until_closed().await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    bystander.publish("reconnect", "marker").await?;
+    let mut delivered = 0;
+    loop {
+        match bystander.next_message().await? {
+            ServerMessage::Message(m) if m.body == "marker" => break,
+            ServerMessage::Message(_) => delivered += 1,
+            _ => {}
+        }
+    }
+    // One burst, and what the rate refilled while the client was away.
+    let allowed = burst as f64 + 2.0 * elapsed + 1.0;
+    eprintln!(
+        "{delivered} of {} publishes delivered in {elapsed:.2} s; {allowed:.1} allowed",
+        cycles * burst
+    );
+    assert!(delivered as f64 <= allowed, "{delivered} delivered, more than {allowed:.1}");
+    assert!(delivered >= burst, "the first burst was refused");
     server.stop().await
 }
