@@ -1,17 +1,24 @@
 //! A session's rate limits and tolerances, and what is kept of them for the
-//! party's next session.
+//! user's next session.
 //!
 //! Each session draws on token buckets: publishes, typing notices, joins and
 //! leaves, transport keep-alives, and the flood and error budgets that close
 //! it when spent. Were they to start full with every session, a client could
 //! publish its burst, disconnect, reconnect and publish another, as fast as
-//! admission lets it connect. So a closing session leaves its buckets with
-//! the hub, keyed by its [`Party`], and the party's next sessions start from
-//! them, refilled for the time that passed. Once every bucket is full again
-//! nothing is remembered.
+//! admission lets it connect. So a closing session of an authenticated user
+//! leaves its buckets with the hub, and the user's next sessions, from any
+//! address, start from them, refilled for the time that passed. Once every
+//! bucket is full again nothing is remembered.
 //!
-//! The cost is one map look-up when a session opens and one when it closes;
-//! the publish path never touches the map.
+//! Anonymous sessions start full. Kept by address, the budgets would chain
+//! every client behind a NAT or a proxy into one: each new session starts
+//! where the last one left off, so ordinary use drains them (sixteen clients
+//! at a time each joining one room exhausted an address's join budget within
+//! 140 sessions). Anonymous reconnecting is bounded by admission instead:
+//! an address's share of new sessions per second, and its sessions at once.
+//!
+//! The cost is one map look-up when a user's session opens and one when it
+//! closes; the publish path never touches the map.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -19,7 +26,6 @@ use std::sync::{Mutex, PoisonError};
 use tokio::time::Instant;
 
 use crate::config::SessionLimits;
-use crate::party::Party;
 use crate::token_bucket::TokenBucket;
 
 /// Typing notices a session may send in a burst, and per second after it.
@@ -41,9 +47,9 @@ const MEMBERSHIP_BURST_FLOOR: usize = 8;
 const KEEPALIVE_BURST: u32 = 10;
 const KEEPALIVE_RATE_PER_SEC: f64 = 2.0;
 
-/// How many parties' budgets are kept before those that have refilled are
-/// forgotten; past it, after that sweep, the budgets of a further party are
-/// not kept, so the map stays bounded under churn from many addresses.
+/// How many users' budgets are kept before those that have refilled are
+/// forgotten; past it, after that sweep, the budgets of a further user are
+/// not kept, so the map stays bounded under churn from many users.
 const KEPT: usize = 16_384;
 
 /// One session's buckets.
@@ -108,33 +114,33 @@ impl Budgets {
     }
 }
 
-/// Budgets closed sessions left, by party.
+/// Budgets closed sessions left, by user.
 #[derive(Debug, Default)]
 pub struct KeptBudgets {
-    kept: Mutex<HashMap<Party, Budgets>>,
+    kept: Mutex<HashMap<Box<str>, Budgets>>,
 }
 
 impl KeptBudgets {
-    /// The budgets a new session of `party` starts from: what its earlier
+    /// The budgets a new session of `user` starts from: what their earlier
     /// sessions left, or full ones.
-    pub fn resume(&self, party: &Party, limits: &SessionLimits, now: Instant) -> Budgets {
+    pub fn resume(&self, user: &str, limits: &SessionLimits, now: Instant) -> Budgets {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(budgets) = kept.get_mut(party) else { return Budgets::full(limits, now) };
+        let Some(budgets) = kept.get_mut(user) else { return Budgets::full(limits, now) };
         if budgets.is_full(now) {
-            kept.remove(party);
+            kept.remove(user);
             return Budgets::full(limits, now);
         }
         budgets.clone()
     }
 
-    /// Keeps what a closing session of `party` left, unless it is full.
-    /// Sessions of one party that overlap leave the emptier of each bucket.
-    pub fn keep(&self, party: Party, mut budgets: Budgets, now: Instant) {
+    /// Keeps what a closing session of `user` left, unless it is full.
+    /// Sessions of one user that overlap leave the emptier of each bucket.
+    pub fn keep(&self, user: &str, mut budgets: Budgets, now: Instant) {
         if budgets.is_full(now) {
             return;
         }
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(earlier) = kept.get_mut(&party) {
+        if let Some(earlier) = kept.get_mut(user) {
             earlier.merge_emptier(budgets, now);
             return;
         }
@@ -144,15 +150,15 @@ impl KeptBudgets {
                 return;
             }
         }
-        kept.insert(party, budgets);
+        kept.insert(user.into(), budgets);
     }
 
-    /// Parties whose budgets are kept.
+    /// Users whose budgets are kept.
     pub fn len(&self) -> usize {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    /// Whether no party's budgets are kept.
+    /// Whether no user's budgets are kept.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -171,25 +177,25 @@ mod tests {
     }
 
     #[test]
-    fn a_reconnecting_party_starts_from_what_it_left_refilled_for_the_time_away() {
+    fn a_reconnecting_user_starts_from_what_they_left_refilled_for_the_time_away() {
         let kept = KeptBudgets::default();
         let (limits, now) = (limits(), Instant::now());
-        let party = Party::of(None, [10, 0, 0, 1].into());
-        let mut first = kept.resume(&party, &limits, now);
+        let user = "mallory";
+        let mut first = kept.resume(user, &limits, now);
         assert!((0..4).all(|_| first.publish.try_take(now)));
-        kept.keep(party.clone(), first, now);
-        let mut second = kept.resume(&party, &limits, now);
+        kept.keep(user, first, now);
+        let mut second = kept.resume(user, &limits, now);
         assert!(!second.publish.try_take(now), "reconnecting restored the burst");
         // Half a second later one publish has refilled, at two a second.
         let later = now + Duration::from_millis(500);
-        let mut third = kept.resume(&party, &limits, later);
+        let mut third = kept.resume(user, &limits, later);
         assert!(third.publish.try_take(later) && !third.publish.try_take(later));
-        // Another party starts full.
-        let mut other = kept.resume(&Party::of(None, [10, 0, 0, 2].into()), &limits, now);
+        // Another user starts full.
+        let mut other = kept.resume("alice", &limits, now);
         assert!((0..4).all(|_| other.publish.try_take(now)));
-        // Once refilled, the party is forgotten.
+        // Once refilled, the user is forgotten.
         let much_later = now + Duration::from_secs(60);
-        let _refilled = kept.resume(&party, &limits, much_later);
+        let _refilled = kept.resume(user, &limits, much_later);
         assert!(kept.is_empty());
     }
 
@@ -197,13 +203,12 @@ mod tests {
     fn overlapping_sessions_leave_the_emptier_bucket_and_full_ones_are_not_kept() {
         let kept = KeptBudgets::default();
         let (limits, now) = (limits(), Instant::now());
-        let party = Party::of(Some("u"), [10, 0, 0, 1].into());
         let mut spent = Budgets::full(&limits, now);
         assert!((0..4).all(|_| spent.publish.try_take(now)));
-        kept.keep(party.clone(), spent, now);
-        kept.keep(party.clone(), Budgets::full(&limits, now), now);
-        assert!(!kept.resume(&party, &limits, now).publish.try_take(now));
-        kept.keep(Party::of(Some("v"), [10, 0, 0, 1].into()), Budgets::full(&limits, now), now);
+        kept.keep("u", spent, now);
+        kept.keep("u", Budgets::full(&limits, now), now);
+        assert!(!kept.resume("u", &limits, now).publish.try_take(now));
+        kept.keep("v", Budgets::full(&limits, now), now);
         assert_eq!(kept.len(), 1);
     }
 }

@@ -58,7 +58,7 @@ pub struct Hub {
     authenticator: Option<Authenticator>,
     /// Who was closed for flooding, and until when they are turned away.
     cool_downs: CoolDowns,
-    /// What closed sessions left of their budgets, for their party's next.
+    /// What users' closed sessions left of their budgets, for their next.
     kept_budgets: KeptBudgets,
     /// The counters.
     metrics: Metrics,

@@ -105,13 +105,11 @@ impl Session {
     ) -> Self {
         let limits = hub.config().session;
         let now = Instant::now();
-        // A session turned away at opening has nothing to spend.
-        let budgets = match &ticket {
-            Some(ticket) => {
-                let party = Party::of(user.as_ref().map(|user| user.id.as_str()), ticket.address());
-                hub.kept_budgets().resume(&party, &limits, now)
-            }
-            None => Budgets::full(&limits, now),
+        // A user's session starts from what their earlier ones left; see
+        // `budgets.rs` for why anonymous ones start full.
+        let budgets = match &user {
+            Some(user) if ticket.is_some() => hub.kept_budgets().resume(&user.id, &limits, now),
+            _ => Budgets::full(&limits, now),
         };
         Self {
             id,
@@ -530,9 +528,9 @@ impl Drop for Session {
         for membership in self.memberships.drain(..) {
             self.hub.rooms().leave(&membership.room, self.id, PresenceChange::Disconnected);
         }
-        // What the session spent is kept for its party's next session.
-        if let Some(party) = self.party() {
-            self.hub.kept_budgets().keep(party, self.budgets.clone(), Instant::now());
+        // What a user's session spent is kept for their next session.
+        if let (Some(user), Some(_)) = (&self.user, &self.ticket) {
+            self.hub.kept_budgets().keep(&user.id, self.budgets.clone(), Instant::now());
         }
         self.hub.unregister(self.id);
         self.hub.metrics().session_closed(self.transport, self.outbox.stats());
