@@ -5,7 +5,8 @@
 //! own lock, so that joins to different rooms rarely wait for each other.
 //!
 //! Lock order: a room's lock may be held while taking a shard lock (when the
-//! last member leaves and the room removes itself), never the other way round.
+//! last member leaves and the room removes itself), and a shard lock while
+//! taking the quota's, never the other way round.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};

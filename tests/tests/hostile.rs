@@ -48,6 +48,19 @@ async fn rooms(binary: &wtchat_tests::binary::Binary) -> anyhow::Result<u64> {
     Ok(status["rooms"].as_u64().unwrap_or(u64::MAX))
 }
 
+/// The real `wtchat` binary on a loopback port, WebSocket only, with these
+/// options besides; and its certificate directory, for the caller to remove.
+fn websocket_binary(
+    tag: &str,
+    options: &[&str],
+) -> Result<(wtchat_tests::binary::Binary, std::path::PathBuf)> {
+    let certs = wtchat_tests::server::temp_dir(&format!("{tag}-certs"));
+    let mut args = vec!["--listen", "127.0.0.1:0", "--no-webtransport", "--cert-dir"];
+    args.push(certs.to_str().unwrap_or_default());
+    args.extend_from_slice(options);
+    Ok((wtchat_tests::binary::Binary::start(&args)?, certs))
+}
+
 /// Opens `sessions` sessions that each fill their 32 rooms, each room their
 /// own: `32 * sessions` empty rooms. Each session comes from an address of
 /// its own in `127.<storm>.0.0/16`, as a storm from many clients would, so
@@ -75,16 +88,7 @@ async fn fill_rooms(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_empty_rooms_costs_little_and_its_memory_is_reused() -> Result<()> {
-    let certs = wtchat_tests::server::temp_dir("storm-certs");
-    let binary = wtchat_tests::binary::Binary::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--cert-dir",
-        certs.to_str().unwrap_or_default(),
-        "--no-webtransport",
-        "--max-new-connections-per-sec",
-        "0",
-    ])?;
+    let (binary, certs) = websocket_binary("storm", &["--max-new-connections-per-sec", "0"])?;
     let pid = binary.child.id();
     let all_gone = || async { rooms(&binary).await.is_ok_and(|r| r == 0) };
     // A warm-up storm, so that the baseline holds the allocator's pools.
@@ -513,18 +517,8 @@ async fn the_closing_notice_reaches_a_client_that_is_still_sending() -> Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churning_refused_connections_cannot_flood_the_log() -> Result<()> {
-    let certs = wtchat_tests::server::temp_dir("log-certs");
-    let binary = wtchat_tests::binary::Binary::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--cert-dir",
-        certs.to_str().unwrap_or_default(),
-        "--no-webtransport",
-        "--log",
-        "info",
-        "--auth-hs256-secret",
-        "the test issuer's secret, forty-four bytes!!",
-    ])?;
+    let options = ["--log", "info", "--auth-hs256-secret", "the test issuer's secret, forty-four bytes!!"];
+    let (binary, certs) = websocket_binary("log", &options)?;
     // 300 connections without a token, as fast as they come.
     let mut refused = 0;
     let started = std::time::Instant::now();
