@@ -139,11 +139,10 @@ impl Admission {
     /// before anything else is looked at (its token included), so that one
     /// address churning sessions is turned away at its own limit.
     pub fn arrive(&self, address: IpAddr, now: Instant) -> Result<(), Refusal> {
-        let rate = self.limits.max_new_connections_per_sec / ADDRESS_SHARE;
         if self.limits.max_new_connections_per_sec == 0 {
             return Ok(());
         }
-        let rate = rate.max(1);
+        let rate = (self.limits.max_new_connections_per_sec / ADDRESS_SHARE).max(1);
         let mut buckets = self.arrivals_per_address.lock().unwrap_or_else(PoisonError::into_inner);
         if buckets.len() >= REMEMBERED_ADDRESSES {
             buckets.retain(|_, bucket| !bucket.is_full(now));

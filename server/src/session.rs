@@ -30,6 +30,10 @@ use crate::room::{Room, RoomMember};
 use crate::room_registry::RoomLimitReached;
 use crate::user::User;
 
+/// How long a client closed with `FLOODING` is told to wait, and is turned
+/// away for if it comes back sooner (see `cool_down.rs`).
+const FLOODING_RETRY_AFTER_MS: u32 = 10_000;
+
 /// What arrives from a transport.
 #[derive(Debug)]
 pub enum Inbound {
@@ -80,8 +84,8 @@ pub struct Session {
     greeted: bool,
     /// The rooms this session is in; a handful, so a vector beats a map.
     memberships: Vec<Membership>,
-    /// Rate limits and tolerances, begun from what the party's earlier
-    /// sessions left.
+    /// Rate limits and tolerances, begun from what the user's earlier
+    /// sessions left (full for an anonymous session).
     budgets: Budgets,
     /// The transport, for the metrics.
     transport: TransportKind,
@@ -169,7 +173,7 @@ impl Session {
     }
 
     /// Remembers a client closed for flooding until its retry hint passes,
-    /// so that reconnecting does not restore its budgets.
+    /// so that it cannot come straight back.
     fn cool_down(&self, closing: &Closing, now: Instant) {
         let Some(party) = self.party() else { return };
         let wait = Duration::from_millis(u64::from(closing.retry_after_ms.unwrap_or(0)));
@@ -207,7 +211,7 @@ impl Session {
                     Flow::Close(Closing {
                         code: ReasonCode::FLOODING,
                         text: "kept sending transport keepalives (pings) far faster than needed".into(),
-                        retry_after_ms: Some(10_000),
+                        retry_after_ms: Some(FLOODING_RETRY_AFTER_MS),
                     })
                 }
             }
@@ -432,7 +436,7 @@ impl Session {
                 return Flow::Close(Closing {
                     code: ReasonCode::FLOODING,
                     text: "kept publishing over the rate limit".into(),
-                    retry_after_ms: Some(10_000),
+                    retry_after_ms: Some(FLOODING_RETRY_AFTER_MS),
                 });
             }
             return Flow::Continue;
@@ -479,7 +483,7 @@ impl Session {
         Some(Flow::Close(Closing {
             code: ReasonCode::FLOODING,
             text: "kept joining and leaving rooms over the rate limit".into(),
-            retry_after_ms: Some(10_000),
+            retry_after_ms: Some(FLOODING_RETRY_AFTER_MS),
         }))
     }
 
