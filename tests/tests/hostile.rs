@@ -312,25 +312,33 @@ impl BlackHoleRelay {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_handshakes_is_asked_to_validate_and_amplifies_nothing() -> Result<()> {
-    let server = TestServer::start().await;
-    let quic = server.quic_address.expect("QUIC is on");
-    let relay = BlackHoleRelay::start(quic).await?;
-    // A QUIC client whose every answer is lost starts 400 handshakes.
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(server.certificates.current().leaf().clone())?;
+/// Starts `count` QUIC handshakes with `target` (a [`BlackHoleRelay`], so
+/// that none completes); the attempts and the endpoint, to drop afterwards.
+fn start_handshakes(
+    target: std::net::SocketAddr,
+    count: usize,
+) -> Result<(Vec<quinn::Connecting>, quinn::Endpoint)> {
+    // The answers never arrive, so the server's certificate is never checked.
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
+        .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
     let mut tls = tls;
     tls.alpn_protocols = vec![b"h3".to_vec()];
     let client = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls)?));
     let mut flooder = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
     flooder.set_default_client_config(client);
-    let attempts: Vec<_> =
-        (0..400).map(|_| flooder.connect(relay.address, "localhost")).collect::<Result<_, _>>()?;
+    let attempts = (0..count).map(|_| flooder.connect(target, "localhost")).collect::<Result<_, _>>()?;
+    Ok((attempts, flooder))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_handshakes_is_asked_to_validate_and_amplifies_nothing() -> Result<()> {
+    let server = TestServer::start().await;
+    let quic = server.quic_address.expect("QUIC is on");
+    let relay = BlackHoleRelay::start(quic).await?;
+    // A QUIC client whose every answer is lost starts 400 handshakes.
+    let (attempts, flooder) = start_handshakes(relay.address, 400)?;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let (sent, answered) = (relay.sent.load(Ordering::Relaxed), relay.answered.load(Ordering::Relaxed));
     let answers = relay.answers.load(Ordering::Relaxed);
@@ -346,6 +354,32 @@ async fn a_flood_of_handshakes_is_asked_to_validate_and_amplifies_nothing() -> R
     drop(attempts);
     flooder.close(0u32.into(), b"");
     server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_handshakes_costs_the_server_no_memory_per_handshake() -> Result<()> {
+    let certs = wtchat_tests::server::temp_dir("handshake-flood-certs");
+    let certs_arg = certs.to_str().unwrap_or_default();
+    let binary = wtchat_tests::binary::Binary::start(&["--listen", "127.0.0.1:0", "--cert-dir", certs_arg])?;
+    let url = binary.webtransport_url.as_deref().expect("WebTransport is on");
+    let authority = url.trim_start_matches("https://").split('/').next().unwrap_or_default();
+    let relay = BlackHoleRelay::start(authority.parse()?).await?;
+    let pid = binary.child.id();
+    let before = rss_kib(pid)?;
+    // 2,000 handshakes that never complete: answered at once, each would
+    // hold about 37 KB for most of a minute, 74 MB in all.
+    let (attempts, flooder) = start_handshakes(relay.address, 2_000)?;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let during = rss_kib(pid)?;
+    eprintln!(
+        "handshake flood: RSS {before} KiB before, {during} KiB with 2000 handshakes started, {} answers",
+        relay.answers.load(Ordering::Relaxed)
+    );
+    assert!(during < before + 16 * 1024, "2000 half-open handshakes took {} KiB", during - before);
+    drop(attempts);
+    flooder.close(0u32.into(), b"");
+    let _ = std::fs::remove_dir_all(certs);
+    Ok(())
 }
 
 #[tokio::test]
