@@ -172,11 +172,14 @@ async fn raw_websocket(server: &TestServer) -> Result<tokio::net::TcpStream> {
 
 /// Reads server frames (unmasked) until a close frame; its status code.
 async fn close_code_of(tcp: &mut tokio::net::TcpStream) -> Result<Option<u16>> {
-    close_code_of_half(tcp).await
+    close_code_of_half(tcp, PATIENCE).await
 }
 
-/// As [`close_code_of`], on any reading half.
-async fn close_code_of_half(tcp: &mut (impl tokio::io::AsyncRead + Unpin)) -> Result<Option<u16>> {
+/// As [`close_code_of`], on any reading half, waiting at most `within`.
+async fn close_code_of_half(
+    tcp: &mut (impl tokio::io::AsyncRead + Unpin),
+    within: std::time::Duration,
+) -> Result<Option<u16>> {
     use tokio::io::AsyncReadExt;
     let read = async {
         loop {
@@ -193,7 +196,7 @@ async fn close_code_of_half(tcp: &mut (impl tokio::io::AsyncRead + Unpin)) -> Re
             }
         }
     };
-    tokio::time::timeout(PATIENCE, read).await?
+    tokio::time::timeout(within, read).await?
 }
 
 #[tokio::test]
@@ -539,7 +542,7 @@ async fn the_closing_notice_reaches_a_client_that_is_still_sending() -> Result<(
         }
         let sending = tokio::spawn(async move { write.write_all(&burst).await.map(|()| write) });
         let mut read = read;
-        let code = close_code_of_half(&mut read).await?;
+        let code = close_code_of_half(&mut read, PATIENCE).await?;
         assert_eq!(code, Some(wtchat_protocol::ReasonCode::UNSUPPORTED_VERSION.0), "round {round}");
         // The server read what was in flight rather than resetting the
         // connection under the client's feet.
@@ -767,7 +770,8 @@ async fn a_session_that_only_pings_is_closed_when_its_hello_is_overdue() -> Resu
         }
     });
     let started = std::time::Instant::now();
-    let code = close_code_of_half(&mut reading).await?;
+    // The hello deadline is 10 s; the usual patience comes on top of it.
+    let code = close_code_of_half(&mut reading, PATIENCE + std::time::Duration::from_secs(10)).await?;
     let waited = started.elapsed();
     pinger.abort();
     assert_eq!(code, Some(wtchat_protocol::ReasonCode::PROTOCOL_VIOLATION.0));
