@@ -224,22 +224,36 @@ async fn a_websocket_client_that_breaks_the_framing_is_closed_as_a_protocol_viol
     server.stop().await
 }
 
-/// A token the test issuer signs for `subject`, valid for ten minutes.
-fn token_for(secret: &str, subject: &str) -> Result<String> {
+/// The secret the test issuer signs tokens with.
+const SECRET: &str = "the test issuer's secret, forty-four bytes!!";
+
+/// Turns authentication on with the test issuer's secret.
+fn with_auth(config: &mut wtchat_server::Config) {
+    config.auth_hs256_secret = Some(SECRET.into());
+}
+
+/// A token the test issuer signs for `subject` with any further claims,
+/// valid for ten minutes.
+fn token_with(subject: &str, mut claims: serde_json::Value) -> Result<String> {
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 600;
-    let claims = serde_json::json!({"sub": subject, "exp": exp});
+    claims["sub"] = subject.into();
+    claims["exp"] = exp.into();
     Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )?)
+}
+
+/// A token the test issuer signs for `subject`.
+fn token_for(subject: &str) -> Result<String> {
+    token_with(subject, serde_json::json!({}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_churning_without_tokens_spends_only_its_own_budget() -> Result<()> {
-    let secret = "the test issuer's secret, forty-four bytes!!";
     let server = TestServer::start_with(|c| {
-        c.auth_hs256_secret = Some(secret.into());
+        with_auth(c);
         // 40 new sessions per second in all: 10 per address, bursts of 20.
         c.admission.max_new_connections_per_sec = 40;
     })
@@ -261,7 +275,7 @@ async fn an_address_churning_without_tokens_spends_only_its_own_budget() -> Resu
     });
     // Meanwhile clients with tokens arrive from 127.0.0.1 at 8 per second,
     // within that address's own share: every one gets in.
-    let token = token_for(secret, "valid")?;
+    let token = token_for("valid")?;
     for n in 0..16 {
         let path = format!("/ws?token={token}");
         let mut client =
@@ -437,15 +451,8 @@ async fn names_that_would_pass_for_someone_else_are_refused_from_clients_and_tok
     server.stop().await?;
     // A token's name claim, which replaces the name a client asks for, is
     // held to the same rules.
-    let secret = "the test issuer's secret, forty-four bytes!!";
-    let server = TestServer::start_with(|c| c.auth_hs256_secret = Some(secret.into())).await;
-    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 600;
-    let claims = serde_json::json!({"sub": "m2", "name": "admin\u{202e}", "exp": exp});
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )?;
+    let server = TestServer::start_with(with_auth).await;
+    let token = token_with("m2", serde_json::json!({"name": "admin\u{202e}"}))?;
     let mut forged = WsClient::connect_with_token(&server, &token).await?;
     forged.hello().await?;
     assert_eq!(join_refusal(&mut forged, "names", "anything").await?, invalid);
@@ -554,7 +561,7 @@ async fn the_closing_notice_reaches_a_client_that_is_still_sending() -> Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churning_refused_connections_cannot_flood_the_log() -> Result<()> {
-    let options = ["--log", "info", "--auth-hs256-secret", "the test issuer's secret, forty-four bytes!!"];
+    let options = ["--log", "info", "--auth-hs256-secret", SECRET];
     let (binary, certs) = websocket_binary("log", &options)?;
     // 300 connections without a token, as fast as they come.
     let mut refused = 0;
@@ -657,13 +664,12 @@ async fn a_client_closed_for_flooding_waits_out_its_hint_before_it_may_return() 
     server.stop().await?;
 
     // Users are known by their token, from any address.
-    let secret = "the test issuer's secret, forty-four bytes!!";
     let server = TestServer::start_with(|c| {
         limits(c);
-        c.auth_hs256_secret = Some(secret.into());
+        with_auth(c);
     })
     .await;
-    let token = token_for(secret, "loud-user")?;
+    let token = token_for("loud-user")?;
     let mut flooder = WsClient::connect_with_token(&server, &token).await?;
     flooder.hello().await?;
     flooder.join("loud", "ignored").await?;
@@ -672,7 +678,7 @@ async fn a_client_closed_for_flooding_waits_out_its_hint_before_it_may_return() 
     let mut moved =
         WsClient::connect_from(Some([127, 0, 0, 2].into()), server.address, &path, None, None).await?;
     assert_eq!(moved.until_closed().await?.1, flooding, "the same user from another address");
-    let mut other = WsClient::connect_with_token(&server, &token_for(secret, "quiet-user")?).await?;
+    let mut other = WsClient::connect_with_token(&server, &token_for("quiet-user")?).await?;
     other.hello().await?;
     server.stop().await
 }
@@ -729,13 +735,12 @@ async fn one_party_cannot_hold_open_more_than_its_quota_of_rooms() -> Result<()>
 
     // A user is one party from any address, and users behind one address
     // each have their own quota.
-    let secret = "the test issuer's secret, forty-four bytes!!";
     let server = TestServer::start_with(|c| {
         quota(c);
-        c.auth_hs256_secret = Some(secret.into());
+        with_auth(c);
     })
     .await;
-    let path = |user: &str| -> Result<String> { Ok(format!("/ws?token={}", token_for(secret, user)?)) };
+    let path = |user: &str| -> Result<String> { Ok(format!("/ws?token={}", token_for(user)?)) };
     let mut here = greeted_from(&server, [127, 0, 0, 1], &path("hoarder")?).await?;
     for r in 0..32 {
         here.join(&format!("user-{r}"), "hoarder").await?;
@@ -810,16 +815,15 @@ async fn publish_burst_and_close(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_does_not_restore_a_users_spent_burst_and_anonymous_sessions_start_full() -> Result<()> {
-    let secret = "the test issuer's secret, forty-four bytes!!";
     let server = TestServer::start_with(|c| {
-        c.auth_hs256_secret = Some(secret.into());
+        with_auth(c);
         c.session.publish_burst = 5;
         c.session.publish_rate_per_sec = 2;
         // Refusals here must not close anyone: the cool-down is tested apart.
         c.session.flood_tolerance = 1_000;
     })
     .await;
-    let path = format!("/ws?token={}", token_for(secret, "reconnector")?);
+    let path = format!("/ws?token={}", token_for("reconnector")?);
     let (cycles, burst) = (8, 5);
     let started = std::time::Instant::now();
     let mut accepted = 0;
@@ -835,7 +839,7 @@ async fn reconnecting_does_not_restore_a_users_spent_burst_and_anonymous_session
     assert!(accepted as f64 <= allowed, "{accepted} accepted, more than {allowed:.1}");
     assert!(accepted >= burst, "the first burst was refused");
     // Another user starts with a full burst.
-    let other = format!("/ws?token={}", token_for(secret, "someone-else")?);
+    let other = format!("/ws?token={}", token_for("someone-else")?);
     assert_eq!(publish_burst_and_close(&server, [127, 0, 0, 1], &other, "reconnect", burst).await?, burst);
     server.stop().await?;
 
