@@ -154,13 +154,9 @@ impl KeptBudgets {
     }
 
     /// Users whose budgets are kept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether no user's budgets are kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -196,7 +192,7 @@ mod tests {
         // Once refilled, the user is forgotten.
         let much_later = now + Duration::from_secs(60);
         let _refilled = kept.resume(user, &limits, much_later);
-        assert!(kept.is_empty());
+        assert_eq!(kept.len(), 0);
     }
 
     #[test]

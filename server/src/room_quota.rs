@@ -71,7 +71,8 @@ impl RoomQuota {
     }
 
     /// Parties with at least one room open.
-    pub fn parties(&self) -> usize {
+    #[cfg(test)]
+    fn parties(&self) -> usize {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
