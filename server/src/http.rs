@@ -20,10 +20,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::arrival::{TransportKind, bearer};
-use crate::certificate_store::CertificateStore;
-use crate::hub::Hub;
-use crate::metrics::family;
+use crate::tls::certificate_store::CertificateStore;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use wtchat_core::arrival::{TransportKind, bearer};
+use wtchat_core::hub::Hub;
+use wtchat_core::metrics::family;
+
+use crate::options::Config;
 use crate::origin::OriginPolicy;
 use crate::static_files::StaticFiles;
 use crate::websocket;
@@ -47,23 +50,33 @@ pub struct HttpState {
     webtransport: Option<(u16, String)>,
     /// Whether the TCP listener speaks TLS.
     tls: bool,
+    /// How WebSocket sessions are configured.
+    websocket: WebSocketConfig,
+    /// The configured TCP address, for `/transports` when a request names
+    /// no host.
+    listen: SocketAddr,
+    /// The bearer token of the admin endpoints, if they are on.
+    admin_token: Option<String>,
 }
 
 impl HttpState {
-    /// The state for a hub, from its configuration.
+    /// The state for a hub, with the options the routes use.
     pub fn new(
         hub: Arc<Hub>,
+        config: &Config,
         certificates: Arc<CertificateStore>,
         webtransport_port: Option<u16>,
         tls: bool,
     ) -> Self {
-        let config = hub.config();
         Self {
             webtransport: webtransport_port.map(|port| (port, config.webtransport_path.clone())),
             tls,
             certificates,
             static_files: StaticFiles::new(config.web_root.clone()),
-            origins: OriginPolicy::new(&config.allowed_origins, config.own_origin),
+            origins: OriginPolicy::new(&config.allowed_origins, !config.no_own_origin),
+            websocket: websocket::config(&config.session_limits()),
+            listen: config.listen,
+            admin_token: config.admin_token.clone(),
             hub,
         }
     }
@@ -91,7 +104,9 @@ where
 async fn route(request: Request<Incoming>, peer: SocketAddr, state: &HttpState) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     match (method, request.uri().path()) {
-        (Method::GET, "/ws") => websocket::upgrade(request, peer.ip(), &state.hub, &state.origins),
+        (Method::GET, "/ws") => {
+            websocket::upgrade(request, peer.ip(), &state.hub, &state.origins, state.websocket)
+        }
         (Method::GET, "/metrics") => metrics(state),
         (Method::GET, "/status") => status(state),
         (Method::POST, "/admin/drain") => admin_drain(&request, state),
@@ -100,7 +115,7 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &HttpState) 
         (Method::GET | Method::HEAD, "/healthz") => {
             if state.hub.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-            } else if !state.hub.broker().is_available() {
+            } else if !state.hub.broker_available() {
                 // A load balancer sends nobody to a server that would turn
                 // them away.
                 text(StatusCode::SERVICE_UNAVAILABLE, "broker unavailable\n")
@@ -124,7 +139,7 @@ fn transports<B>(request: &Request<B>, state: &HttpState) -> Response<Full<Bytes
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| request.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| state.hub.config().listen.to_string());
+        .unwrap_or_else(|| state.listen.to_string());
     let websocket = format!("{}://{authority}/ws", if state.tls { "wss" } else { "ws" });
     let webtransport = state.webtransport.as_ref().map(|(port, path)| {
         let host = host_of(&authority);
@@ -138,50 +153,19 @@ fn transports<B>(request: &Request<B>, state: &HttpState) -> Response<Full<Bytes
     json(body)
 }
 
-/// The Prometheus text exposition of the core's counters, plus the
-/// certificate's expiry.
+/// The Prometheus text exposition: the core's figures, and the one figure
+/// only the server knows, the certificate's expiry.
 fn metrics(state: &HttpState) -> Response<Full<Bytes>> {
-    let hub = &state.hub;
     let mut out = String::with_capacity(8 * 1024);
-    hub.metrics().render(&mut out, &hub.outbox_stats());
-    let gauge = |out: &mut String, name: &str, help: &str, value: String| {
-        family(out, name, "gauge", help);
-        let _ = writeln!(out, "{name} {value}");
-    };
-    gauge(&mut out, "wtchat_rooms", "Rooms that exist now.", hub.rooms().len().to_string());
-    let broker = hub.broker().describe();
-    gauge(
-        &mut out,
-        "wtchat_broker_available",
-        "1 while the broker (in memory, or the link to Redis) can order messages.",
-        u8::from(hub.broker().is_available()).to_string(),
-    );
-    if let Some(losses) = broker.get("link_losses") {
-        family(&mut out, "wtchat_broker_link_losses_total", "counter", "Times the link to Redis was lost.");
-        let _ = writeln!(out, "wtchat_broker_link_losses_total {losses}");
-    }
+    state.hub.render_metrics(&mut out);
+    let expiry = unix_seconds(state.certificates.current().not_after());
     family(
         &mut out,
-        "wtchat_admission_refusals_total",
-        "counter",
-        "Sessions turned away by admission control, by limit.",
-    );
-    for (limit, count) in hub.admission().refusals() {
-        let _ = writeln!(out, "wtchat_admission_refusals_total{{limit=\"{limit}\"}} {count}");
-    }
-    let expiry = unix_seconds(state.certificates.current().not_after());
-    gauge(
-        &mut out,
         "wtchat_certificate_expiry_timestamp_seconds",
+        "gauge",
         "When the certificate served now expires, in seconds since the Unix epoch.",
-        expiry.to_string(),
     );
-    gauge(
-        &mut out,
-        "wtchat_uptime_seconds",
-        "Seconds since the server started.",
-        hub.uptime().as_secs().to_string(),
-    );
+    let _ = writeln!(out, "wtchat_certificate_expiry_timestamp_seconds {expiry}");
     let mut response = Response::new(Full::new(Bytes::from(out)));
     response
         .headers_mut()
@@ -206,7 +190,11 @@ fn status(state: &HttpState) -> Response<Full<Bytes>> {
         "addresses": hub.admission().addresses(),
         "connections": connections,
         "rooms": hub.rooms().len(),
-        "broker": hub.broker().describe(),
+        "broker": match hub.broker_status() {
+            Some(status) => serde_json::to_value(status).unwrap_or_default(),
+            // A server alone orders its rooms in memory.
+            None => serde_json::json!({ "kind": "memory", "available": true }),
+        },
         "messages_published": metrics.published_count(),
         "tasks": tasks,
         "certificate_expires": unix_seconds(state.certificates.current().not_after()),
@@ -219,7 +207,7 @@ fn status(state: &HttpState) -> Response<Full<Bytes>> {
 
 /// Starts a graceful shutdown, for an operator holding the admin token.
 fn admin_drain<B>(request: &Request<B>, state: &HttpState) -> Response<Full<Bytes>> {
-    let Some(expected) = state.hub.config().admin_token.as_deref() else {
+    let Some(expected) = state.admin_token.as_deref() else {
         return text(StatusCode::NOT_FOUND, "admin endpoints are off; set admin_token to turn them on\n");
     };
     let presented = request

@@ -12,15 +12,17 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::certificate::CertificateError;
-use crate::certificate_store::CertificateStore;
-use crate::config::{Config, ConfigError};
 use crate::handshakes::Handshakes;
 use crate::http::{self, HttpState};
-use crate::hub::Hub;
+use crate::options::{Config, ConfigError};
 use crate::origin::OriginPolicy;
 use crate::tls;
-use crate::webtransport::{self, WebTransportState};
+use crate::tls::certificate::CertificateError;
+use crate::tls::certificate_store::CertificateStore;
+use crate::webtransport::{self, WebTransportSettings, WebTransportState};
+use wtchat_core::broker::Broker;
+use wtchat_core::hub::Hub;
+use wtchat_redis::RedisBroker;
 
 /// How often the certificate store looks for a due rotation or a changed file.
 const CERTIFICATE_CHECK: Duration = Duration::from_secs(60);
@@ -64,6 +66,8 @@ pub enum ServerError {
 /// A server and its core.
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// The options it runs with.
+    config: Arc<Config>,
     /// The core, shared with every connection.
     hub: Arc<Hub>,
     /// The certificates for QUIC (and for TCP when they come from a CA).
@@ -71,12 +75,25 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server for a validated configuration. Opens the certificate store,
-    /// generating a development certificate if none is configured or kept.
+    /// A server for a validated configuration: the one place where the
+    /// pieces are wired. Opens the certificate store (generating a
+    /// development certificate if none is configured or kept), loads the
+    /// authentication key, and gives the core a Redis broker when one is
+    /// configured.
     pub fn new(config: Config) -> Result<Self, ServerError> {
         tls::install_crypto_provider();
         let certificates = Arc::new(CertificateStore::open(config.certificate_source(), SystemTime::now())?);
-        Ok(Self { hub: Hub::new(config)?, certificates })
+        let broker: Option<Arc<dyn Broker>> = match config.redis() {
+            Some(options) => Some(Arc::new(RedisBroker::new(&options).map_err(ConfigError::Invalid)?)),
+            None => None,
+        };
+        let hub = Hub::new(config.hub_config(), config.authenticator()?, broker);
+        Ok(Self { config: Arc::new(config), hub, certificates })
+    }
+
+    /// The options it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The core, for counts and for tests.
@@ -93,7 +110,8 @@ impl Server {
     /// system, is then used for QUIC too), plus the other loopback family
     /// when the address is a loopback one.
     pub async fn bind(&self) -> io::Result<Listeners> {
-        let config = self.hub.config();
+        let config = &self.config;
+        let settings = WebTransportSettings::of(config);
         let primary = TcpListener::bind(config.listen).await?;
         let port = primary.local_addr()?.port();
         let mut tcp = vec![primary];
@@ -104,23 +122,23 @@ impl Server {
             }
         }
         let mut quic = Vec::new();
-        if config.webtransport {
+        if config.webtransport() {
             let address = config.quic_listen.unwrap_or(SocketAddr::new(config.listen.ip(), port));
-            let endpoint = match webtransport::bind(address, self.certificates.clone(), &self.hub) {
+            let endpoint = match webtransport::bind(address, self.certificates.clone(), &settings) {
                 Ok(endpoint) => endpoint,
                 // With a system-chosen TCP port (tests), the same UDP port
                 // may be taken; any free one will do there.
                 Err(_) if config.listen.port() == 0 && config.quic_listen.is_none() => webtransport::bind(
                     SocketAddr::new(address.ip(), 0),
                     self.certificates.clone(),
-                    &self.hub,
+                    &settings,
                 )?,
                 Err(error) => return Err(error),
             };
             let quic_port = endpoint.local_addr()?.port();
             quic.push(endpoint);
             if let Some(twin) = loopback_twin(address, quic_port) {
-                match webtransport::bind(twin, self.certificates.clone(), &self.hub) {
+                match webtransport::bind(twin, self.certificates.clone(), &settings) {
                     Ok(endpoint) => quic.push(endpoint),
                     Err(error) => {
                         tracing::warn!(%twin, %error, "cannot listen for QUIC on the second loopback address")
@@ -135,7 +153,7 @@ impl Server {
     /// every session its closing notice with a retry hint, and returns once
     /// they are gone or the shutdown timeout passes.
     pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-        let config = self.hub.config();
+        let config = self.config.clone();
         self.hub.start();
         let tls = if self.certificates.is_self_signed() {
             None
@@ -145,8 +163,13 @@ impl Server {
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let quic_port = listeners.quic_addresses().first().map(SocketAddr::port);
-        let http_state =
-            Arc::new(HttpState::new(self.hub.clone(), self.certificates.clone(), quic_port, tls.is_some()));
+        let http_state = Arc::new(HttpState::new(
+            self.hub.clone(),
+            &config,
+            self.certificates.clone(),
+            quic_port,
+            tls.is_some(),
+        ));
         let mut tasks = tokio::task::JoinSet::new();
         for listener in listeners.tcp {
             tracing::info!(address = %listener.local_addr()?, scheme, "listening for HTTP and WebSocket");
@@ -154,7 +177,8 @@ impl Server {
         }
         let wt_state = Arc::new(WebTransportState {
             hub: self.hub.clone(),
-            origins: OriginPolicy::new(&config.allowed_origins, config.own_origin),
+            settings: WebTransportSettings::of(&config),
+            origins: OriginPolicy::new(&config.allowed_origins, !config.no_own_origin),
             path: config.webtransport_path.clone(),
             handshakes: Handshakes::new(),
         });
@@ -179,7 +203,7 @@ impl Server {
             endpoint.set_server_config(None);
         }
         self.hub.drain();
-        if self.hub.wait_idle(config.shutdown_timeout).await {
+        if self.hub.wait_idle(Duration::from_millis(config.shutdown_timeout_ms)).await {
             tracing::info!("every session closed");
         } else {
             tracing::warn!(

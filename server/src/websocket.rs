@@ -25,14 +25,14 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use wtchat_protocol::ReasonCode;
 
-use crate::arrival::{Arrival, TransportKind};
-use crate::config::SessionLimits;
-use crate::frame::Frame;
 use crate::http::text;
-use crate::hub::Hub;
 use crate::origin::OriginPolicy;
-use crate::session::Inbound;
-use crate::transport::{self, FrameSink};
+use wtchat_core::SessionLimits;
+use wtchat_core::arrival::{Arrival, TransportKind};
+use wtchat_core::frame::Frame;
+use wtchat_core::hub::Hub;
+use wtchat_core::session::Inbound;
+use wtchat_core::transport::{self, FrameSink};
 
 /// Bytes tungstenite reads from the socket at a time. Its default is 128 KiB,
 /// allocated up front for every connection, idle or not. What clients send is
@@ -46,7 +46,8 @@ const READ_BUFFER_BYTES: usize = 256;
 /// call carries.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
-/// The tungstenite configuration for server sessions.
+/// The tungstenite configuration for server sessions: the adapter's
+/// settings.
 pub fn config(limits: &SessionLimits) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -66,6 +67,7 @@ pub fn upgrade<B: Send + 'static>(
     peer: IpAddr,
     hub: &Arc<Hub>,
     origins: &OriginPolicy,
+    config: WebSocketConfig,
 ) -> Response<Full<Bytes>> {
     let headers = request.headers();
     let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
@@ -89,7 +91,6 @@ pub fn upgrade<B: Send + 'static>(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let config = config(&hub.config().session);
                 let stream =
                     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                         .await;

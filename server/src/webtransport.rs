@@ -26,17 +26,18 @@ use quinn::crypto::rustls::QuicServerConfig;
 use wtchat_protocol::{DecodeError, ReasonCode, split_stream_frame};
 use wtchat_webtransport::{self as wt, DataRecv, DataSend, Session, SessionEnd};
 
-use crate::admission::Ticket;
-use crate::arrival::{Arrival, TransportKind};
-use crate::certificate_store::CertificateStore;
-use crate::frame::Frame;
 use crate::handshakes::{Decision, HandshakeGuard, Handshakes};
-use crate::hub::Hub;
+use crate::options::Config;
 use crate::origin::OriginPolicy;
 use crate::server::HANDSHAKE_TIMEOUT;
-use crate::session::Inbound;
 use crate::tls;
-use crate::transport::{self, FrameSink};
+use crate::tls::certificate_store::CertificateStore;
+use wtchat_core::admission::Ticket;
+use wtchat_core::arrival::{Arrival, TransportKind};
+use wtchat_core::frame::Frame;
+use wtchat_core::hub::Hub;
+use wtchat_core::session::Inbound;
+use wtchat_core::transport::{self, FrameSink};
 
 /// Inbound frames waiting for the core; a reader that gets this far ahead
 /// waits, which pushes back on the client through QUIC flow control. The
@@ -68,11 +69,45 @@ const MAX_BIDI_STREAMS: u32 = 3;
 /// the two QPACK streams, and one spare for grease.
 const MAX_UNI_STREAMS: u32 = 4;
 
+/// The options the WebTransport adapter uses.
+#[derive(Debug, Clone, Copy)]
+pub struct WebTransportSettings {
+    /// How often clients send something: QUIC keeps the path alive as often.
+    pub heartbeat_interval: Duration,
+    /// When a silent client is closed; QUIC's idle timeout is twice this.
+    pub heartbeat_timeout: Duration,
+    /// The largest frame a client may send.
+    pub max_frame_bytes: usize,
+    /// The byte bound of a session's outbound queue.
+    pub outbound_queue_bytes: usize,
+}
+
+impl WebTransportSettings {
+    /// The settings of a configuration.
+    pub fn of(config: &Config) -> Self {
+        Self {
+            heartbeat_interval: config.heartbeat_interval(),
+            heartbeat_timeout: config.heartbeat_timeout(),
+            max_frame_bytes: config.max_frame_bytes,
+            outbound_queue_bytes: config.outbound_queue_bytes,
+        }
+    }
+
+    /// How far a client may send ahead of what the server has read: two
+    /// frames of the largest size, on the stream (QUIC) and in the session
+    /// (`WT_MAX_DATA`) alike.
+    fn session_window(&self) -> u64 {
+        2 * self.max_frame_bytes as u64
+    }
+}
+
 /// What every WebTransport connection shares.
 #[derive(Debug)]
 pub struct WebTransportState {
     /// The core.
     pub hub: Arc<Hub>,
+    /// The options it uses.
+    pub settings: WebTransportSettings,
     /// Who may open a session.
     pub origins: OriginPolicy,
     /// The path sessions are accepted at, such as `/wt`.
@@ -83,11 +118,15 @@ pub struct WebTransportState {
 
 /// Binds a QUIC endpoint that presents the store's certificate, with large
 /// socket buffers.
-pub fn bind(address: SocketAddr, store: Arc<CertificateStore>, hub: &Hub) -> io::Result<quinn::Endpoint> {
+pub fn bind(
+    address: SocketAddr,
+    store: Arc<CertificateStore>,
+    settings: &WebTransportSettings,
+) -> io::Result<quinn::Endpoint> {
     let crypto = tls::quic_config(store).map_err(io::Error::other)?;
     let crypto = QuicServerConfig::try_from(crypto).map_err(io::Error::other)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(Arc::new(transport_config(hub)));
+    server.transport_config(Arc::new(transport_config(settings)));
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(address),
         socket2::Type::DGRAM,
@@ -123,9 +162,8 @@ pub fn bind(address: SocketAddr, store: Arc<CertificateStore>, hub: &Hub) -> io:
 }
 
 /// QUIC limits sized for chat sessions rather than bulk transfer.
-fn transport_config(hub: &Hub) -> quinn::TransportConfig {
-    let config = hub.config();
-    let window = u32::try_from(session_window(hub)).unwrap_or(u32::MAX);
+fn transport_config(config: &WebTransportSettings) -> quinn::TransportConfig {
+    let window = u32::try_from(config.session_window()).unwrap_or(u32::MAX);
     let mut transport = quinn::TransportConfig::default();
     transport
         // The application heartbeat decides when a silent client is gone;
@@ -137,26 +175,18 @@ fn transport_config(hub: &Hub) -> quinn::TransportConfig {
         .stream_receive_window(window.into())
         // The session's stream and, beside it, the small control streams.
         .receive_window((window + 16 * 1024).into())
-        .send_window(u64::try_from(config.session.outbound_queue_bytes).unwrap_or(u64::MAX))
+        .send_window(u64::try_from(config.outbound_queue_bytes).unwrap_or(u64::MAX))
         .datagram_receive_buffer_size(Some(64 * 1024))
         .datagram_send_buffer_size(64 * 1024);
     transport
 }
 
-/// How far a client may send ahead of what the server has read: two frames
-/// of the largest size, on the stream (QUIC) and in the session
-/// (`WT_MAX_DATA`) alike.
-fn session_window(hub: &Hub) -> u64 {
-    2 * hub.config().session.max_frame_bytes as u64
-}
-
 /// What the HTTP/3 layer is told of the server's limits.
-fn h3_config(hub: &Hub) -> wt::Config {
-    let config = hub.config();
+fn h3_config(config: &WebTransportSettings) -> wt::Config {
     wt::Config {
         settings: wt::ServerSettings {
             max_field_section_size: MAX_FIELD_SECTION,
-            initial_max_data: session_window(hub),
+            initial_max_data: config.session_window(),
             // The protocol needs exactly one stream, opened by the client.
             initial_max_streams_bidi: 1,
             initial_max_streams_uni: 0,
@@ -177,7 +207,7 @@ const MAX_FIELD_SECTION: u64 = 16 * 1024;
 /// under admission control at once, so that a connection counts from its
 /// first packet, whether or not it ever asks for a session.
 pub async fn serve(endpoint: quinn::Endpoint, state: Arc<WebTransportState>) {
-    let config = h3_config(&state.hub);
+    let config = h3_config(&state.settings);
     while let Some(incoming) = endpoint.accept().await {
         let peer = incoming.remote_address().ip();
         let handshake = match state.handshakes.decide(peer, incoming.remote_address_validated()) {
@@ -328,7 +358,7 @@ async fn run_session(opened: Opened, state: &WebTransportState) {
     // poll of a QUIC stream takes the connection's lock). If it stops first
     // (the peer went away or closed the session), its queue closes and the
     // core notices.
-    let reader = tokio::spawn(read(recv, inbound_sender, hub.config().session.max_frame_bytes));
+    let reader = tokio::spawn(read(recv, inbound_sender, state.settings.max_frame_bytes));
     let sink = WebTransportSink { send, session, chunks: Vec::new() };
     transport::serve(hub.clone(), arrival, inbound, sink).await;
     reader.abort();

@@ -21,15 +21,7 @@ pub fn wtchat_binary() -> &'static Path {
         without_package_variables(&mut command);
         let output = command
             .current_dir(root)
-            .args([
-                "build",
-                "--quiet",
-                "--package",
-                "wtchat-server",
-                "--bin",
-                "wtchat",
-                "--message-format=json",
-            ])
+            .args(["build", "--quiet", "--package", "wtchat", "--bin", "wtchat", "--message-format=json"])
             .stderr(Stdio::inherit())
             .output()
             .expect("cargo runs");
@@ -73,8 +65,7 @@ pub struct Binary {
     pub address: SocketAddr,
     /// The WebTransport URL it announced, if any.
     pub webtransport_url: Option<String>,
-    /// What it wrote to stderr after announcing itself (up to 100,000
-    /// lines).
+    /// What it wrote to stderr (up to 100,000 lines).
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -87,26 +78,24 @@ impl Binary {
             .args(args)
             .env("WTCHAT_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let stderr = child.stderr.take().context("stderr is piped")?;
-        let mut lines = BufReader::new(stderr).lines();
-        let mut address = None;
-        let mut webtransport_url = None;
-        for line in lines.by_ref() {
-            let line = line?;
-            let announced = line.strip_prefix("wtchat is listening on http://");
-            let announced = announced.or_else(|| line.strip_prefix("wtchat is listening on https://"));
-            if let Some(rest) = announced {
-                address = Some(rest.split('/').next().unwrap_or_default().parse()?);
-            } else if let Some(url) = line.strip_prefix("WebTransport at ") {
-                webtransport_url = Some(url.trim().to_owned());
-            } else if line.starts_with("wtchat is ready") {
-                break;
-            }
-        }
+        // The binary announces where it listens as one line of JSON on
+        // standard output; the log on standard error is for people.
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let mut stdout = BufReader::new(stdout);
+        let mut announcement = String::new();
+        stdout.read_line(&mut announcement)?;
+        // Whatever follows is read and dropped, so that the pipe stays open.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let announced: serde_json::Value = serde_json::from_str(&announcement)
+            .with_context(|| format!("wtchat announced {announcement:?}, not a line of JSON"))?;
+        let listening = &announced["listening"];
+        let address = listening["tcp"][0].as_str().map(str::parse).transpose()?;
+        let webtransport_url = listening["webtransport"].as_str().map(str::to_owned);
         // Keep draining stderr so the server never blocks on a full pipe.
+        let lines = BufReader::new(child.stderr.take().context("stderr is piped")?).lines();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let kept = log.clone();
         std::thread::spawn(move || {

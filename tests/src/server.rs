@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wtchat_server::certificate_store::CertificateStore;
+use wtchat_server::tls::certificate_store::CertificateStore;
 use wtchat_server::{Config, Hub, Server};
 
 /// How long a test waits for something it expects before failing. Generous,
@@ -52,7 +52,7 @@ impl TestServer {
         let cert_dir = temp_dir("certs");
         let mut config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            shutdown_timeout: Duration::from_secs(5),
+            shutdown_timeout_ms: 5_000,
             cert_dir: cert_dir.clone(),
             ..Config::default()
         };

@@ -127,7 +127,7 @@ impl WtClient {
     pub fn peer_certificate_hash(&self) -> Option<[u8; 32]> {
         let chain = self.wire.connection.peer_identity()?;
         let leaf = chain.as_slice().first()?;
-        Some(wtchat_server::certificate::sha256(leaf.der()))
+        Some(wtchat_server::tls::certificate::sha256(leaf.der()))
     }
 }
 

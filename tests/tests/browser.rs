@@ -14,8 +14,8 @@ async fn demo_server() -> TestServer {
     let root = web_root().to_path_buf();
     TestServer::start_with(move |c| {
         c.web_root = root;
-        c.shutdown_retry_after = Duration::from_millis(200);
-        c.shutdown_retry_spread = Duration::from_millis(300);
+        c.shutdown_retry_after_ms = 200;
+        c.shutdown_retry_spread_ms = 300;
     })
     .await
 }
@@ -118,9 +118,9 @@ async fn a_page_turned_away_by_admission_waits_for_the_retry_hint_then_connects(
     let root = web_root().to_path_buf();
     let server = TestServer::start_with(move |c| {
         c.web_root = root;
-        c.admission.max_connections_per_ip = 1;
-        c.refusal_retry_after = Duration::from_millis(1500);
-        c.refusal_retry_spread = Duration::ZERO;
+        c.max_connections_per_ip = 1;
+        c.refusal_retry_after_ms = 1500;
+        c.refusal_retry_spread_ms = 0;
     })
     .await;
     // The only place this address may have is taken.
@@ -284,8 +284,8 @@ async fn a_page_frozen_past_the_heartbeat_is_closed_and_told_why_in_both_browser
     let root = web_root().to_path_buf();
     let server = TestServer::start_with(move |c| {
         c.web_root = root;
-        c.heartbeat_interval = Duration::from_millis(300);
-        c.heartbeat_timeout = Duration::from_millis(1200);
+        c.heartbeat_interval_ms = 300;
+        c.heartbeat_timeout_ms = 1200;
     })
     .await;
     let base = format!("http://{}", server.address);

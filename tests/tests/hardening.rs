@@ -61,8 +61,8 @@ impl Relay {
 #[tokio::test]
 async fn a_quic_client_that_stops_answering_is_removed_and_its_room_told() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.heartbeat_interval = Duration::from_millis(200);
-        c.heartbeat_timeout = Duration::from_millis(800);
+        c.heartbeat_interval_ms = 200;
+        c.heartbeat_timeout_ms = 800;
     })
     .await;
     let mut watcher = WsClient::connect(&server).await?;

@@ -125,7 +125,7 @@ async fn a_storm_of_empty_rooms_costs_little_and_its_memory_is_reused() -> Resul
 async fn a_client_retrying_a_join_on_a_full_server_is_not_blamed_for_it() -> Result<()> {
     let server = TestServer::start_with(|c| {
         c.max_rooms = 1;
-        c.session.error_tolerance = 3;
+        c.error_tolerance = 3;
     })
     .await;
     let mut holder = WsClient::connect(&server).await?;
@@ -255,7 +255,7 @@ async fn an_address_churning_without_tokens_spends_only_its_own_budget() -> Resu
     let server = TestServer::start_with(|c| {
         with_auth(c);
         // 40 new sessions per second in all: 10 per address, bursts of 20.
-        c.admission.max_new_connections_per_sec = 40;
+        c.max_new_connections_per_sec = 40;
     })
     .await;
     let address = server.address;
@@ -401,7 +401,7 @@ async fn a_flood_of_handshakes_costs_the_server_no_memory_per_handshake() -> Res
 
 #[tokio::test]
 async fn quic_connections_count_under_admission_before_they_ask_for_a_session() -> Result<()> {
-    let server = TestServer::start_with(|c| c.admission.max_connections_per_ip = 2).await;
+    let server = TestServer::start_with(|c| c.max_connections_per_ip = 2).await;
     // Two connections that never ask for a session hold this address's
     // two places.
     let settings = [(0x33, 1), (0x2b60_3742, 1)];
@@ -504,7 +504,7 @@ async fn malformed_origins_are_refused_and_the_own_origin_shortcut_can_be_turned
     default.stop().await?;
     let strict = TestServer::start_with(|c| {
         c.allowed_origins = vec!["https://chat.example".into()];
-        c.own_origin = false;
+        c.no_own_origin = true;
     })
     .await;
     let (host, origin) = rebinding(&strict);
@@ -644,9 +644,9 @@ async fn flood_until_closed(client: &mut WsClient, room: &str) -> Result<Option<
 async fn a_client_closed_for_flooding_waits_out_its_hint_before_it_may_return() -> Result<()> {
     let flooding = Some(wtchat_protocol::ReasonCode::FLOODING.0);
     let limits = |c: &mut wtchat_server::Config| {
-        c.session.publish_rate_per_sec = 5;
-        c.session.publish_burst = 5;
-        c.session.flood_tolerance = 3;
+        c.publish_rate_per_sec = 5;
+        c.publish_burst = 5;
+        c.flood_tolerance = 3;
     };
     // Anonymous clients are known by their address.
     let server = TestServer::start_with(limits).await;
@@ -696,7 +696,7 @@ async fn one_party_cannot_hold_open_more_than_its_quota_of_rooms() -> Result<()>
     let full = Some(ErrorCode::ROOM_LIMIT_REACHED);
     let quota = |c: &mut wtchat_server::Config| {
         c.max_rooms_per_user = 40;
-        c.session.max_rooms_per_session = 32;
+        c.max_rooms_per_session = 32;
     };
     let server = TestServer::start_with(quota).await;
     // A room someone else opened, which the hoarder may always join.
@@ -761,8 +761,8 @@ async fn a_session_that_only_pings_is_closed_when_its_hello_is_overdue() -> Resu
     // A heartbeat far shorter than the hello deadline: the pings keep the
     // session from timing out, so only the hello deadline can close it.
     let server = TestServer::start_with(|c| {
-        c.heartbeat_interval = std::time::Duration::from_millis(1_000);
-        c.heartbeat_timeout = std::time::Duration::from_millis(2_500);
+        c.heartbeat_interval_ms = 1_000;
+        c.heartbeat_timeout_ms = 2_500;
     })
     .await;
     let tcp = raw_websocket(&server).await?;
@@ -817,10 +817,10 @@ async fn publish_burst_and_close(
 async fn reconnecting_does_not_restore_a_users_spent_burst_and_anonymous_sessions_start_full() -> Result<()> {
     let server = TestServer::start_with(|c| {
         with_auth(c);
-        c.session.publish_burst = 5;
-        c.session.publish_rate_per_sec = 2;
+        c.publish_burst = 5;
+        c.publish_rate_per_sec = 2;
         // Refusals here must not close anyone: the cool-down is tested apart.
-        c.session.flood_tolerance = 1_000;
+        c.flood_tolerance = 1_000;
     })
     .await;
     let path = format!("/ws?token={}", token_for("reconnector")?);
@@ -846,8 +846,8 @@ async fn reconnecting_does_not_restore_a_users_spent_burst_and_anonymous_session
     // Anonymous sessions from one address, as behind a NAT, each start
     // with their own burst: their reconnecting is bounded by admission.
     let server = TestServer::start_with(|c| {
-        c.session.publish_burst = 5;
-        c.session.publish_rate_per_sec = 2;
+        c.publish_burst = 5;
+        c.publish_rate_per_sec = 2;
     })
     .await;
     for cycle in 0..4 {

@@ -1,7 +1,7 @@
 //! What makes the server safe to expose and easy to run: tokens, admission
 //! limits, metrics, status and the admin drain, over real connections.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -113,9 +113,9 @@ async fn a_session_ends_when_its_token_expires() -> Result<()> {
 #[tokio::test]
 async fn admission_turns_away_the_excess_with_a_spread_retry_hint() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.admission.max_connections_per_ip = 2;
-        c.refusal_retry_after = Duration::from_millis(1000);
-        c.refusal_retry_spread = Duration::from_millis(3000);
+        c.max_connections_per_ip = 2;
+        c.refusal_retry_after_ms = 1000;
+        c.refusal_retry_spread_ms = 3000;
     })
     .await;
     let mut first = WsClient::connect(&server).await?;
@@ -148,7 +148,7 @@ async fn admission_turns_away_the_excess_with_a_spread_retry_hint() -> Result<()
 #[tokio::test]
 async fn a_burst_of_new_connections_past_the_rate_is_turned_away() -> Result<()> {
     // One per second, so a burst of two: the third in a row is refused.
-    let server = TestServer::start_with(|c| c.admission.max_new_connections_per_sec = 1).await;
+    let server = TestServer::start_with(|c| c.max_new_connections_per_sec = 1).await;
     let _one = WsClient::connect(&server).await?;
     let _two = WsClient::connect(&server).await?;
     let mut three = WsClient::connect_quietly(&server).await?;

@@ -18,8 +18,8 @@ fn bench_args(server: &TestServer, transport: Transport) -> BenchArgs {
 
 async fn fast_server() -> TestServer {
     TestServer::start_with(|c| {
-        c.session.publish_rate_per_sec = 10_000;
-        c.session.publish_burst = 10_000;
+        c.publish_rate_per_sec = 10_000;
+        c.publish_burst = 10_000;
     })
     .await
 }
@@ -133,9 +133,9 @@ async fn the_terminal_client_presents_its_token_and_follows_a_refusals_retry_hin
     let secret = "the test issuer's secret, forty-four bytes!!";
     let server = TestServer::start_with(|c| {
         c.auth_hs256_secret = Some(secret.into());
-        c.admission.max_connections_per_ip = 1;
-        c.refusal_retry_after = Duration::from_millis(300);
-        c.refusal_retry_spread = Duration::from_millis(200);
+        c.max_connections_per_ip = 1;
+        c.refusal_retry_after_ms = 300;
+        c.refusal_retry_spread_ms = 200;
     })
     .await;
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 600;

@@ -1,7 +1,5 @@
 //! The server over real WebSocket connections on a loopback port.
 
-use std::time::Duration;
-
 use anyhow::Result;
 use tokio_tungstenite::tungstenite::Message;
 use wtchat_protocol::{ClientMessage, ErrorCode, PresenceChange, ReasonCode, ServerMessage};
@@ -11,8 +9,8 @@ use wtchat_tests::{Received, TestServer, WsClient, http_get};
 #[tokio::test]
 async fn a_hundred_clients_receive_every_message_in_order() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.session.publish_rate_per_sec = 1_000;
-        c.session.publish_burst = 1_000;
+        c.publish_rate_per_sec = 1_000;
+        c.publish_burst = 1_000;
     })
     .await;
     let mut clients = Vec::new();
@@ -164,7 +162,7 @@ async fn an_oversized_frame_closes_with_its_code() -> Result<()> {
 
 #[tokio::test]
 async fn an_oversized_message_is_refused_and_the_session_goes_on() -> Result<()> {
-    let server = TestServer::start_with(|c| c.session.max_message_bytes = 1000).await;
+    let server = TestServer::start_with(|c| c.max_message_bytes = 1000).await;
     let mut client = WsClient::connect(&server).await?;
     client.join("limits", "me").await?;
     let request = client.publish("limits", &"z".repeat(1001)).await?;
@@ -178,9 +176,9 @@ async fn an_oversized_message_is_refused_and_the_session_goes_on() -> Result<()>
 #[tokio::test]
 async fn a_reader_that_stops_is_evicted_while_the_others_keep_receiving() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.session.outbound_queue_bytes = 256 * 1024;
-        c.session.publish_rate_per_sec = 10_000;
-        c.session.publish_burst = 10_000;
+        c.outbound_queue_bytes = 256 * 1024;
+        c.publish_rate_per_sec = 10_000;
+        c.publish_burst = 10_000;
     })
     .await;
     let mut publisher = WsClient::connect(&server).await?;
@@ -203,8 +201,8 @@ async fn a_reader_that_stops_is_evicted_while_the_others_keep_receiving() -> Res
 #[tokio::test]
 async fn a_silent_client_is_closed_and_its_rooms_are_told() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.heartbeat_interval = Duration::from_millis(100);
-        c.heartbeat_timeout = Duration::from_millis(400);
+        c.heartbeat_interval_ms = 100;
+        c.heartbeat_timeout_ms = 400;
     })
     .await;
     let mut watcher = WsClient::connect(&server).await?;
@@ -223,9 +221,9 @@ async fn a_silent_client_is_closed_and_its_rooms_are_told() -> Result<()> {
 #[tokio::test]
 async fn flooding_is_refused_then_closed() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.session.publish_rate_per_sec = 1;
-        c.session.publish_burst = 2;
-        c.session.flood_tolerance = 3;
+        c.publish_rate_per_sec = 1;
+        c.publish_burst = 2;
+        c.flood_tolerance = 3;
     })
     .await;
     let mut flooder = WsClient::connect(&server).await?;
@@ -267,8 +265,8 @@ async fn flooding_is_refused_then_closed() -> Result<()> {
 #[tokio::test]
 async fn shutdown_tells_every_session_when_to_come_back() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.shutdown_retry_after = Duration::from_millis(1000);
-        c.shutdown_retry_spread = Duration::from_millis(4000);
+        c.shutdown_retry_after_ms = 1000;
+        c.shutdown_retry_spread_ms = 4000;
     })
     .await;
     let mut clients = Vec::new();

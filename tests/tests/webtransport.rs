@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use wtchat_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ReasonCode, ServerMessage, encode};
-use wtchat_server::certificate::Identity;
+use wtchat_server::tls::certificate::Identity;
 use wtchat_tests::h3::h3_request;
 use wtchat_tests::scenario::{flood_past_a_stalled_member, silence_past_the_heartbeat};
 use wtchat_tests::webtransport::published_hashes;
@@ -19,7 +19,7 @@ fn prefixed(body: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn webtransport_and_websocket_members_see_one_order() -> Result<()> {
-    let server = TestServer::start_with(|c| c.session.publish_burst = 100).await;
+    let server = TestServer::start_with(|c| c.publish_burst = 100).await;
     let mut wt = WtClient::connect(&server).await?;
     let mut ws = WsClient::connect(&server).await?;
     wt.join("mixed", "quic").await?;
@@ -127,8 +127,8 @@ async fn bad_frames_on_the_stream_get_errors_or_a_close_and_others_carry_on() ->
 #[tokio::test]
 async fn a_webtransport_client_that_goes_silent_is_removed_within_the_heartbeat() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.heartbeat_interval = Duration::from_millis(150);
-        c.heartbeat_timeout = Duration::from_millis(600);
+        c.heartbeat_interval_ms = 150;
+        c.heartbeat_timeout_ms = 600;
     })
     .await;
     let mut watcher = WsClient::connect(&server).await?;
@@ -318,9 +318,9 @@ async fn a_loopback_server_answers_on_both_loopback_families() -> Result<()> {
 #[tokio::test]
 async fn a_webtransport_reader_that_stops_is_evicted_while_others_keep_receiving() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.session.outbound_queue_bytes = 256 * 1024;
-        c.session.publish_rate_per_sec = 10_000;
-        c.session.publish_burst = 10_000;
+        c.outbound_queue_bytes = 256 * 1024;
+        c.publish_rate_per_sec = 10_000;
+        c.publish_burst = 10_000;
     })
     .await;
     let mut publisher = WsClient::connect(&server).await?;
@@ -359,7 +359,7 @@ async fn transports_tell_a_client_where_each_transport_is() -> Result<()> {
     assert_eq!(answer["webtransport"]["url"], format!("https://[::1]:{quic_port}/wt"));
     server.stop().await?;
 
-    let websocket_only = TestServer::start_with(|c| c.webtransport = false).await;
+    let websocket_only = TestServer::start_with(|c| c.no_webtransport = true).await;
     let (_, body) = wtchat_tests::http_get(websocket_only.address, "/transports", &[]).await?;
     let answer: serde_json::Value = serde_json::from_str(&body)?;
     assert!(answer["webtransport"].is_null(), "{answer}");

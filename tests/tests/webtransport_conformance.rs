@@ -135,8 +135,8 @@ async fn next_capsule_value(session: &mut Exchange, kind: u64) -> Result<u64> {
 #[tokio::test]
 async fn session_flow_control_holds_the_server_to_the_clients_credit_and_grants_credit_back() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.session.publish_rate_per_sec = 1_000;
-        c.session.publish_burst = 1_000;
+        c.publish_rate_per_sec = 1_000;
+        c.publish_burst = 1_000;
     })
     .await;
     // The client grants the server 700 bytes: enough for the welcome and
@@ -236,8 +236,8 @@ async fn a_malformed_capsule_closes_that_session_only() -> Result<()> {
 #[tokio::test]
 async fn a_connection_that_never_asks_for_a_session_is_closed_after_the_heartbeat_timeout() -> Result<()> {
     let server = TestServer::start_with(|c| {
-        c.heartbeat_interval = Duration::from_millis(100);
-        c.heartbeat_timeout = Duration::from_millis(500);
+        c.heartbeat_interval_ms = 100;
+        c.heartbeat_timeout_ms = 500;
     })
     .await;
     // One client sends its SETTINGS and then nothing; the server's QUIC

@@ -130,7 +130,7 @@ type Section = (Workload, Vec<Value>, String, String);
 pub fn run(quick: bool) -> Result {
     step(
         "build the release server",
-        cargo().args(["build", "--release", "--package", "wtchat-server", "--bin", "wtchat"]),
+        cargo().args(["build", "--release", "--package", "wtchat", "--bin", "wtchat"]),
     )?;
     let wtchat = target_dir().join("release").join("wtchat");
     let out = root().join("docs").join("bench");

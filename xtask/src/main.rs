@@ -270,7 +270,7 @@ fn run(args: &[String]) -> Result {
     step(
         "build and start wtchat",
         cargo()
-            .args(["run", "--release", "--package", "wtchat-server", "--bin", "wtchat", "--", "serve"])
+            .args(["run", "--release", "--package", "wtchat", "--bin", "wtchat", "--", "serve"])
             .args(args),
     )
 }

@@ -1,0 +1,141 @@
+//! The broker seam: what orders a room's messages across servers, and what
+//! the core offers it in return.
+//!
+//! The seam points one way. The core owns both traits and speaks in neutral
+//! types: room names ([`RoomHandle`] when the incarnation matters), members
+//! ([`EventMember`]), feed events ([`RoomEvent`]) and outboxes. A broker
+//! (the Redis adapter in `wtchat-redis`) implements [`Broker`]; the core's
+//! [`Hub`](crate::hub::Hub) implements [`BrokerHost`], which the broker
+//! holds weakly and drives: which rooms are open, a room's snapshot, an
+//! event of a room's feed, the link lost. No broker sees a `Hub` or a
+//! `Room`.
+//!
+//! A server with no broker has none: its rooms number their own messages
+//! (see `room.rs`), with no do-nothing implementation in between.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+
+use wtchat_protocol::{ErrorCode, ErrorNotice, PresenceChange, ServerMessage};
+
+use crate::outbox::Outbox;
+use crate::room_event::{EventMember, RoomEvent, Snapshot};
+
+/// The broker cannot take the request now; nothing was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerUnavailable;
+
+impl BrokerUnavailable {
+    /// The error that tells a sender its message was not sent, whether the
+    /// session finds out at once or the broker finds out later.
+    pub fn publish_error(request_id: u32) -> ServerMessage {
+        ServerMessage::Error(ErrorNotice {
+            request_id: Some(request_id),
+            code: ErrorCode::BROKER_UNAVAILABLE,
+            text: "the message was not sent: the server cannot reach its message broker; send it again"
+                .into(),
+        })
+    }
+}
+
+/// One incarnation of a room on this server. A room that empties and is
+/// created again under the same name is a new incarnation, so that what
+/// the broker fetched for the old one (a snapshot) cannot start the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomHandle {
+    /// The room's name.
+    pub name: Arc<str>,
+    /// Unique among the rooms this process ever opened.
+    pub incarnation: u64,
+}
+
+/// A message for the broker to sequence and deliver to every server.
+#[derive(Debug)]
+pub struct Publish {
+    /// Who sent it.
+    pub sender: EventMember,
+    /// When this server accepted it.
+    pub sent_at_ms: u64,
+    /// The text.
+    pub body: String,
+    /// The publish request's id, for an error the broker finds out later.
+    pub request_id: u32,
+    /// Where such an error goes: the sender's outbox.
+    pub outbox: Arc<Outbox>,
+}
+
+/// What a broker reports of itself for `/status` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BrokerStatus {
+    /// Which broker (`redis`).
+    pub kind: &'static str,
+    /// Whether it can order messages now.
+    pub available: bool,
+    /// This server's id among those sharing the broker.
+    pub node_id: u64,
+    /// How many times the link was lost.
+    pub link_losses: u64,
+    /// Publishes waiting to be handed over.
+    pub queued_publishes: u64,
+}
+
+/// Orders room events across servers. Every method returns at once: a
+/// broker queues work for its own task and never makes a session wait.
+pub trait Broker: Send + Sync + fmt::Debug {
+    /// Starts the broker's background work. The host is weak, so that a
+    /// dropped hub ends it; the broker must hold nothing that keeps its own
+    /// work alive after the hub is gone.
+    fn start(&self, host: Weak<dyn BrokerHost>);
+
+    /// Whether the broker can order messages now. A server whose broker is
+    /// down turns new sessions away, because it could not serve them.
+    fn is_available(&self) -> bool;
+
+    /// Added to this server's session ids, so that ids stay unique across
+    /// the servers sharing a broker.
+    fn session_id_base(&self) -> u64;
+
+    /// A room's first member on this server is joining: subscribe to its
+    /// feed and deliver its snapshot with [`BrokerHost::snapshot`].
+    fn room_opened(&self, room: RoomHandle);
+
+    /// A room's last member on this server left.
+    fn room_closed(&self, room: &Arc<str>);
+
+    /// A member joined, left or vanished from a room on this server.
+    fn presence(&self, room: &Arc<str>, member: EventMember, change: PresenceChange);
+
+    /// Sequences a message and delivers it to every server with members in
+    /// the room, this one included, through the feed.
+    fn publish(&self, room: &Arc<str>, publish: Publish) -> Result<(), BrokerUnavailable>;
+
+    /// Tells every server that `member` is typing in `room`.
+    fn typing(&self, room: &Arc<str>, member: EventMember);
+
+    /// What the broker reports of itself.
+    fn status(&self) -> BrokerStatus;
+}
+
+/// What the core does for a broker. Implemented by the hub.
+pub trait BrokerHost: Send + Sync {
+    /// Every room open on this server, each now waiting for a fresh
+    /// snapshot: called after the link came back, since the rooms missed
+    /// their feed meanwhile.
+    fn rooms_to_resync(&self) -> Vec<RoomHandle>;
+
+    /// Whether a room of that name is open on this server (its feed is
+    /// still wanted).
+    fn is_open(&self, room: &str) -> bool;
+
+    /// Starts a room from the broker's state. Returns `false` when that
+    /// incarnation of the room is gone (closed, perhaps opened again as a
+    /// new one, which gets its own snapshot).
+    fn snapshot(&self, room: &RoomHandle, snapshot: Snapshot) -> bool;
+
+    /// Applies one event of a room's feed. Returns the room when its feed
+    /// broke (a skipped number, a new epoch) and it must be opened again.
+    fn apply(&self, room: &str, event: RoomEvent) -> Option<RoomHandle>;
+
+    /// The link was lost: the feed of every room may have gaps.
+    fn link_lost(&self);
+}

@@ -1,0 +1,390 @@
+//! The hub: the broadcast core's front door.
+//!
+//! A transport asks the hub for a [`Session`] per connection and feeds it what
+//! arrives; the hub owns the rooms and the list of live sessions, and knows no
+//! transport. Everything a chat server decides (names, limits, order,
+//! presence, eviction, shutdown) is decided in the core, once, for every
+//! transport.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wtchat_protocol::Closing;
+
+use crate::admission::{Admission, Refusal, Ticket};
+use crate::arrival::Arrival;
+use crate::authenticator::Authenticator;
+use crate::broker::{Broker, BrokerHost, BrokerStatus, RoomHandle};
+use crate::budgets::KeptBudgets;
+use crate::closing;
+use crate::config::HubConfig;
+use crate::cool_down::CoolDowns;
+use crate::log_limit::LogLimit;
+use crate::metrics::{Metrics, family};
+use crate::outbox::{Outbox, OutboxStats};
+use crate::party::Party;
+use crate::room::Applied;
+use crate::room_event::{RoomEvent, Snapshot};
+use crate::room_registry::RoomRegistry;
+use crate::session::Session;
+use crate::user::User;
+
+/// Refused sessions and refused tokens are logged within these budgets: a
+/// client churning refused connections must not flood the log.
+static REFUSAL_LOG: LogLimit = LogLimit::new();
+static TOKEN_LOG: LogLimit = LogLimit::new();
+
+/// The broadcast core.
+#[derive(Debug)]
+pub struct Hub {
+    /// The configuration the hub was started with.
+    config: HubConfig,
+    /// Every room.
+    rooms: RoomRegistry,
+    /// Orders the rooms' messages across servers; `None` when this server is
+    /// alone and its rooms number their own messages.
+    broker: Option<Arc<dyn Broker>>,
+    /// The outbox of every live session, so that shutdown can reach them. A
+    /// std mutex, taken once when a session opens and once when it ends,
+    /// never on the message path.
+    sessions: Mutex<HashMap<u64, Arc<Outbox>>>,
+    /// The next session id; ids are never reused within a process.
+    next_session_id: AtomicU64,
+    /// Set once shutdown begins; sessions opened after that are closed at once.
+    draining: AtomicBool,
+    /// Who may open a session, and how many may.
+    admission: Arc<Admission>,
+    /// Checks tokens when authentication is on.
+    authenticator: Option<Authenticator>,
+    /// Who was closed for flooding, and until when they are turned away.
+    cool_downs: CoolDowns,
+    /// What users' closed sessions left of their budgets, for their next.
+    kept_budgets: KeptBudgets,
+    /// The counters.
+    metrics: Metrics,
+    /// When the hub started, for `/status`.
+    started: Instant,
+    /// Signalled when an operator asks for a drain (`POST /admin/drain`);
+    /// the server then shuts down as on a signal.
+    drain_request: tokio::sync::Notify,
+}
+
+impl Hub {
+    /// A hub with no sessions and no rooms; `authenticator` checks tokens
+    /// when authentication is on, and `broker` orders the rooms when they
+    /// span servers. Call [`Hub::start`] once it is wired.
+    pub fn new(
+        config: HubConfig,
+        authenticator: Option<Authenticator>,
+        broker: Option<Arc<dyn Broker>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            rooms: RoomRegistry::new(
+                config.max_rooms,
+                config.max_rooms_per_user,
+                config.history_len,
+                broker.clone(),
+            ),
+            broker,
+            admission: Admission::new(config.admission),
+            authenticator,
+            cool_downs: CoolDowns::default(),
+            kept_budgets: KeptBudgets::default(),
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            drain_request: tokio::sync::Notify::new(),
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            next_session_id: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// The rooms.
+    pub fn rooms(&self) -> &RoomRegistry {
+        &self.rooms
+    }
+
+    /// The broker that orders the rooms' messages across servers, if any.
+    pub fn broker(&self) -> Option<&Arc<dyn Broker>> {
+        self.broker.as_ref()
+    }
+
+    /// Whether rooms can order messages now: always without a broker.
+    pub fn broker_available(&self) -> bool {
+        self.broker.as_ref().is_none_or(|broker| broker.is_available())
+    }
+
+    /// What the broker reports of itself, if there is one.
+    pub fn broker_status(&self) -> Option<BrokerStatus> {
+        self.broker.as_ref().map(|broker| broker.status())
+    }
+
+    /// Starts the broker's background work; the server calls it once. The
+    /// broker holds the hub weakly, so dropping the hub ends that work.
+    pub fn start(self: &Arc<Self>) {
+        if let Some(broker) = &self.broker {
+            let host: Arc<dyn BrokerHost> = self.clone();
+            broker.start(Arc::downgrade(&host));
+        }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<u64, Arc<Outbox>>> {
+        // Insert and remove leave the map consistent if they panic.
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens a session for a new connection. A connection the server
+    /// turns away (draining, over a limit, no valid token) still gets a
+    /// session, already closed with the notice that says why, so that every
+    /// refusal reaches the client through the same path as any other close.
+    pub fn open_session(self: &Arc<Self>, mut arrival: Arrival) -> Session {
+        let base = self.broker.as_ref().map_or(0, |broker| broker.session_id_base());
+        let id = base + self.next_session_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox::new(self.config.session.outbound_queue_bytes));
+        self.sessions().insert(id, outbox.clone());
+        self.metrics.session_opened(arrival.transport);
+        let (user, ticket) = match self.admit(&mut arrival) {
+            Ok((user, ticket)) => (user, Some(ticket)),
+            Err(closing) => {
+                outbox.close(closing);
+                (None, None)
+            }
+        };
+        Session::new(self.clone(), id, outbox, arrival.transport, user, ticket)
+    }
+
+    /// Who a new session is (`None` without authentication) and its place
+    /// under admission control, or the notice that turns it away. Refusals
+    /// are logged a few a second (`left_out` counts the others; the metrics
+    /// count them all).
+    fn admit(&self, arrival: &mut Arrival) -> Result<(Option<User>, Ticket), Closing> {
+        let hints = &self.config.retry_hints;
+        if self.is_draining() {
+            return Err(closing::shutdown(hints));
+        }
+        if !self.broker_available() {
+            return Err(closing::broker_unavailable(hints));
+        }
+        let now = tokio::time::Instant::now();
+        let overloaded = |refusal: Refusal| {
+            if let Some(left_out) = REFUSAL_LOG.allow() {
+                tracing::info!(peer = %arrival.peer, reason = refusal.name(), left_out, "refused a session");
+            }
+            closing::overloaded(refusal.text(), hints)
+        };
+        // The address pays first, then the token is checked, and only a
+        // session with a valid token spends the budget every address shares.
+        self.admission.arrive(arrival.peer, now).map_err(overloaded)?;
+        let user = match &self.authenticator {
+            None => None,
+            Some(authenticator) => Some(authenticator.verify(arrival.token.as_deref()).map_err(|why| {
+                if let Some(left_out) = TOKEN_LOG.allow() {
+                    tracing::info!(peer = %arrival.peer, %why, left_out, "refused a token");
+                }
+                closing::unauthorized(why)
+            })?),
+        };
+        let party = Party::of(user.as_ref().map(|user| user.id.as_str()), arrival.peer);
+        if let Some(left) = self.cool_downs.remaining(&party, now) {
+            return Err(closing::still_cooling_down(left));
+        }
+        let ticket = match arrival.place.take() {
+            // The transport holds the connection's place already; the
+            // session still pays its share of the arrival rate.
+            Some(place) => self.admission.charge_rate(now).map(|()| place),
+            None => self.admission.admit(arrival.peer, now),
+        }
+        .map_err(overloaded)?;
+        Ok((user, ticket))
+    }
+
+    /// Who is turned away for flooding.
+    pub fn cool_downs(&self) -> &CoolDowns {
+        &self.cool_downs
+    }
+
+    /// What closed sessions left of their budgets.
+    pub fn kept_budgets(&self) -> &KeptBudgets {
+        &self.kept_budgets
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The Prometheus text exposition of every figure the core keeps: the
+    /// counters, the rooms, the broker's state, admission's refusals and
+    /// the uptime.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        self.metrics.render(out, &self.outbox_stats());
+        let mut gauge = |name: &str, help: &str, value: u64| {
+            family(out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {value}");
+        };
+        gauge("wtchat_rooms", "Rooms that exist now.", self.rooms.len() as u64);
+        let status = self.broker_status();
+        gauge(
+            "wtchat_broker_available",
+            "1 while the broker (in memory, or the link to Redis) can order messages.",
+            u64::from(status.as_ref().is_none_or(|status| status.available)),
+        );
+        gauge("wtchat_uptime_seconds", "Seconds since the server started.", self.uptime().as_secs());
+        if let Some(status) = status {
+            family(out, "wtchat_broker_link_losses_total", "counter", "Times the link to Redis was lost.");
+            let _ = writeln!(out, "wtchat_broker_link_losses_total {}", status.link_losses);
+        }
+        family(
+            out,
+            "wtchat_admission_refusals_total",
+            "counter",
+            "Sessions turned away by admission control, by limit.",
+        );
+        for (limit, count) in self.admission.refusals() {
+            let _ = writeln!(out, "wtchat_admission_refusals_total{{limit=\"{limit}\"}} {count}");
+        }
+    }
+
+    /// Admission control's state.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// Whether sessions must present a token.
+    pub fn requires_token(&self) -> bool {
+        self.authenticator.is_some()
+    }
+
+    /// How long the hub has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Every live session's outbox figures, for the metrics.
+    pub fn outbox_stats(&self) -> Vec<OutboxStats> {
+        let outboxes: Vec<Arc<Outbox>> = self.sessions().values().cloned().collect();
+        outboxes.iter().map(|outbox| outbox.stats()).collect()
+    }
+
+    /// Forgets a session that ended.
+    pub(crate) fn unregister(&self, session_id: u64) {
+        self.sessions().remove(&session_id);
+    }
+
+    /// How many sessions are live.
+    pub fn session_count(&self) -> usize {
+        self.sessions().len()
+    }
+
+    /// Begins a graceful shutdown: every session gets what is already queued
+    /// for it, then a `SERVER_SHUTDOWN` notice with its own retry hint, then
+    /// its transport is closed.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.close_all(|| closing::shutdown(&self.config.retry_hints));
+    }
+
+    /// Closes every session after the broker's link was lost: a member can
+    /// no longer be sure to see every message of its rooms, so each client
+    /// reconnects after its hint and resumes from its last sequence number,
+    /// which tells it exactly what it missed. New sessions are turned away
+    /// with the same notice until the link is back.
+    pub fn broker_lost(&self) {
+        self.close_all(|| closing::broker_unavailable(&self.config.retry_hints));
+    }
+
+    fn close_all(&self, notice: impl Fn() -> Closing) {
+        let outboxes: Vec<Arc<Outbox>> = self.sessions().values().cloned().collect();
+        for outbox in outboxes {
+            outbox.close(notice());
+        }
+    }
+
+    /// Asks the server to drain and exit, as a signal would.
+    pub fn request_drain(&self) {
+        self.drain_request.notify_one();
+    }
+
+    /// Completes once a drain has been requested.
+    pub async fn drain_requested(&self) {
+        self.drain_request.notified().await;
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Waits until every session has ended or `timeout` passes; returns
+    /// whether they all ended.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.session_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+}
+
+/// What the hub does for its broker: rooms are found by name, and a
+/// snapshot reaches only the incarnation of the room it was taken for.
+impl BrokerHost for Hub {
+    fn rooms_to_resync(&self) -> Vec<RoomHandle> {
+        let rooms = self.rooms.all();
+        for room in &rooms {
+            room.resync();
+        }
+        rooms.iter().map(|room| room.handle()).collect()
+    }
+
+    fn is_open(&self, room: &str) -> bool {
+        self.rooms.get(room).is_some()
+    }
+
+    fn snapshot(&self, room: &RoomHandle, snapshot: Snapshot) -> bool {
+        match self.rooms.get(&room.name) {
+            Some(current) if current.incarnation() == room.incarnation => {
+                current.synced(snapshot);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn apply(&self, room: &str, event: RoomEvent) -> Option<RoomHandle> {
+        let room = self.rooms.get(room)?;
+        let started = std::time::Instant::now();
+        match room.apply(event) {
+            Applied::Delivered(recipients) => {
+                self.metrics.published(recipients, started.elapsed());
+                None
+            }
+            Applied::Noted => None,
+            Applied::Resync => Some(room.handle()),
+        }
+    }
+
+    fn link_lost(&self) {
+        self.broker_lost();
+    }
+}
+
+/// The wall clock in milliseconds since the Unix epoch, for message
+/// timestamps.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,511 @@
+//! The core's behaviour, driven through sessions with no transport at all:
+//! frames go in through `Session::receive` and come out of the outboxes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+use wtchat_protocol::{
+    ChatMessage, ClientFrame, ClientMessage, ErrorCode, PROTOCOL_VERSION, PresenceChange, ReasonCode, Resume,
+    ServerMessage, decode, encode,
+};
+
+use super::{Flow, Inbound, Session};
+use crate::arrival::{Arrival, TransportKind};
+use crate::config::HubConfig;
+use crate::frame::Frame;
+use crate::hub::Hub;
+use crate::outbox::Next;
+
+fn hub_with(adjust: impl FnOnce(&mut HubConfig)) -> Arc<Hub> {
+    let mut config = HubConfig::for_tests();
+    config.session.publish_rate_per_sec = 1_000;
+    config.session.publish_burst = 1_000;
+    adjust(&mut config);
+    Hub::new(config, None, None)
+}
+
+/// A session with a test's view of its outbox.
+struct Client {
+    session: Session,
+    next_request: u32,
+}
+
+impl Client {
+    fn connect(hub: &Arc<Hub>) -> Self {
+        let mut client =
+            Self { session: hub.open_session(Arrival::local(TransportKind::WebSocket)), next_request: 1 };
+        assert_eq!(client.send(hello()), Flow::Continue);
+        assert!(matches!(client.messages()[..], [ServerMessage::Welcome(_)]));
+        client
+    }
+
+    fn send(&mut self, message: ClientMessage) -> Flow {
+        self.send_at(message, Instant::now())
+    }
+
+    fn send_at(&mut self, message: ClientMessage, now: Instant) -> Flow {
+        let request_id = self.next_request;
+        self.next_request += 1;
+        let body = encode(&ClientFrame { request_id, message });
+        self.session.receive(Inbound::Frame(body.into()), now)
+    }
+
+    fn join(&mut self, room: &str, name: &str) -> Vec<ServerMessage> {
+        self.join_from(room, name, None)
+    }
+
+    fn join_from(&mut self, room: &str, name: &str, resume: Option<Resume>) -> Vec<ServerMessage> {
+        let join = ClientMessage::Join { room: room.into(), display_name: name.into(), resume };
+        assert_eq!(self.send(join), Flow::Continue);
+        self.messages()
+    }
+
+    fn publish(&mut self, room: &str, body: &str) -> Flow {
+        self.send(ClientMessage::Publish { room: room.into(), body: body.into() })
+    }
+
+    /// Everything queued, as the frames the transport would write.
+    fn frames(&self) -> Vec<Frame> {
+        let mut batch = Vec::new();
+        match self.session.outbox().next(&mut batch).now_or_never() {
+            Some(Next::Frames) => {
+                let bytes = batch.iter().map(Frame::len).sum();
+                self.session.outbox().written(batch.len(), bytes);
+                batch
+            }
+            Some(Next::Close(notice)) => panic!("the session closed: {notice:?}"),
+            None => Vec::new(),
+        }
+    }
+
+    fn messages(&self) -> Vec<ServerMessage> {
+        self.frames().iter().map(|frame| decode(&frame.body(), usize::MAX).unwrap()).collect()
+    }
+
+    fn chat(&self) -> Vec<ChatMessage> {
+        self.messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Message(chat) => Some(chat),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn hello() -> ClientMessage {
+    ClientMessage::Hello {
+        protocol_version: u16::from(PROTOCOL_VERSION),
+        client_name: "test".into(),
+        fallback: None,
+    }
+}
+
+fn error_code(messages: &[ServerMessage]) -> Option<ErrorCode> {
+    messages.iter().find_map(|m| match m {
+        ServerMessage::Error(e) => Some(e.code),
+        _ => None,
+    })
+}
+
+#[test]
+fn every_recipient_gets_the_same_allocation() {
+    let hub = hub_with(|_| {});
+    let mut clients: Vec<Client> = (0..5).map(|_| Client::connect(&hub)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.join("lobby", &format!("user{i}"));
+    }
+    for client in &clients {
+        client.frames(); // presence notices
+    }
+    assert_eq!(clients[0].publish("lobby", "hello, everyone"), Flow::Continue);
+    let frames: Vec<Frame> = clients.iter().map(|c| c.frames().pop().unwrap()).collect();
+    let first = frames[0].prefixed().as_ptr();
+    for frame in &frames {
+        assert_eq!(frame.prefixed().as_ptr(), first, "a recipient got a copy");
+        // The WebSocket view is a slice of the same allocation.
+        assert_eq!(frame.body().as_ptr(), first.wrapping_add(wtchat_protocol::LENGTH_PREFIX_BYTES));
+    }
+    let ServerMessage::Message(chat) = decode(&frames[3].body(), usize::MAX).unwrap() else { panic!() };
+    assert_eq!((chat.seq, chat.body.as_str(), chat.sender.name.as_str()), (1, "hello, everyone", "user0"));
+}
+
+#[test]
+fn every_member_sees_one_order() {
+    let hub = hub_with(|_| {});
+    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(&hub)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.join("order", &format!("user{i}"));
+    }
+    for client in &clients {
+        client.frames();
+    }
+    for round in 0..50 {
+        for (i, client) in clients.iter_mut().enumerate().take(3) {
+            assert_eq!(client.publish("order", &format!("{i}:{round}")), Flow::Continue);
+        }
+    }
+    let seen: Vec<Vec<(u64, String)>> =
+        clients.iter().map(|c| c.chat().into_iter().map(|m| (m.seq, m.body)).collect()).collect();
+    assert_eq!(seen[0].len(), 150);
+    assert!(seen[0].iter().map(|(seq, _)| *seq).eq(1..=150), "sequence numbers are consecutive");
+    for other in &seen[1..] {
+        assert_eq!(other, &seen[0]);
+    }
+}
+
+#[test]
+fn history_on_join_and_resume() {
+    let hub = hub_with(|config| config.history_len = 5);
+    let mut alice = Client::connect(&hub);
+    alice.join("news", "alice");
+    for n in 1..=8 {
+        alice.publish("news", &format!("item {n}"));
+    }
+    alice.frames();
+
+    // A newcomer gets the last five, oldest first, after the joined answer.
+    let mut bob = Client::connect(&hub);
+    let messages = bob.join("news", "bob");
+    let ServerMessage::Joined(joined) = &messages[0] else { panic!("{messages:?}") };
+    assert_eq!((joined.history.count, joined.history.gap, joined.next_seq), (5, false, 9));
+    let seqs: Vec<u64> = messages[1..]
+        .iter()
+        .map(|m| match m {
+            ServerMessage::Message(chat) => chat.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, [4, 5, 6, 7, 8]);
+    let epoch = joined.epoch;
+
+    // Resuming from 6 gives exactly 7 and 8.
+    let mut carol = Client::connect(&hub);
+    let messages = carol.join_from("news", "carol", Some(Resume { epoch, last_seq: 6 }));
+    let ServerMessage::Joined(joined) = &messages[0] else { panic!() };
+    assert_eq!((joined.history.count, joined.history.gap), (2, false));
+    assert!(matches!(&messages[1], ServerMessage::Message(m) if m.seq == 7));
+    assert!(matches!(&messages[2], ServerMessage::Message(m) if m.seq == 8));
+
+    // Resuming from 1 when only 4..8 are kept: what is kept, and a gap.
+    let mut dave = Client::connect(&hub);
+    let messages = dave.join_from("news", "dave", Some(Resume { epoch, last_seq: 1 }));
+    let ServerMessage::Joined(joined) = &messages[0] else { panic!() };
+    assert_eq!((joined.history.count, joined.history.gap), (5, true));
+
+    // Up to date: nothing to replay, no gap.
+    let mut erin = Client::connect(&hub);
+    let messages = erin.join_from("news", "erin", Some(Resume { epoch, last_seq: 8 }));
+    let ServerMessage::Joined(joined) = &messages[0] else { panic!() };
+    assert_eq!((joined.history.count, joined.history.gap, messages.len()), (0, false, 1));
+
+    // Another epoch's numbers mean nothing here: everything, and a gap.
+    let mut frank = Client::connect(&hub);
+    let messages = frank.join_from("news", "frank", Some(Resume { epoch: epoch ^ 1, last_seq: 8 }));
+    let ServerMessage::Joined(joined) = &messages[0] else { panic!() };
+    assert_eq!((joined.history.count, joined.history.gap), (5, true));
+}
+
+#[test]
+fn a_room_recreated_after_emptying_has_a_new_epoch() {
+    let hub = hub_with(|_| {});
+    let mut alice = Client::connect(&hub);
+    let ServerMessage::Joined(first) = &alice.join("fleeting", "alice")[0] else { panic!() };
+    let first_epoch = first.epoch;
+    alice.publish("fleeting", "soon gone");
+    assert_eq!(hub.rooms().len(), 1);
+    assert_eq!(alice.send(ClientMessage::Leave { room: "fleeting".into() }), Flow::Continue);
+    assert_eq!(hub.rooms().len(), 0, "an empty room is dropped");
+    alice.frames();
+    let messages = alice.join("fleeting", "alice");
+    let ServerMessage::Joined(second) = &messages[0] else { panic!() };
+    assert_ne!(second.epoch, first_epoch);
+    assert_eq!((second.next_seq, second.history.count), (1, 0));
+}
+
+#[test]
+fn presence_follows_joins_leaves_and_disconnects() {
+    let hub = hub_with(|_| {});
+    let mut alice = Client::connect(&hub);
+    alice.join("den", "alice");
+    let mut bob = Client::connect(&hub);
+    let messages = bob.join("den", "bob");
+    let ServerMessage::Joined(joined) = &messages[0] else { panic!() };
+    let names: Vec<&str> = joined.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    let presence = |client: &Client| -> Vec<(PresenceChange, String)> {
+        client
+            .messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Presence(p) => Some((p.change, p.member.name)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(presence(&alice), [(PresenceChange::Joined, "bob".to_string())]);
+
+    let mut carol = Client::connect(&hub);
+    carol.join("den", "carol");
+    bob.send(ClientMessage::Leave { room: "den".into() });
+    assert!(matches!(bob.messages()[..], [ServerMessage::Presence(_), ServerMessage::Left(_)]));
+    drop(carol);
+    assert_eq!(
+        presence(&alice),
+        [
+            (PresenceChange::Joined, "carol".to_string()),
+            (PresenceChange::Left, "bob".to_string()),
+            (PresenceChange::Disconnected, "carol".to_string()),
+        ]
+    );
+    assert_eq!(hub.session_count(), 2);
+}
+
+#[test]
+fn a_slow_consumer_is_evicted_and_pins_bounded_memory() {
+    let queue = 8 * 1024;
+    let hub = hub_with(|config| config.session.outbound_queue_bytes = queue);
+    let mut fast = Client::connect(&hub);
+    fast.join("busy", "fast");
+    let slow = Client::connect(&hub);
+    let mut slow = slow;
+    slow.join("busy", "slow");
+    fast.frames();
+    let body = "x".repeat(500);
+    let mut evicted_at = None;
+    for n in 0..100 {
+        assert_eq!(fast.publish("busy", &body), Flow::Continue);
+        // The fast reader keeps up; the slow one never reads.
+        assert_eq!(fast.chat().len(), 1, "message {n} reached the fast reader");
+        let queued = slow.session.outbox().queued_bytes();
+        assert!(queued <= queue, "the slow reader pins {queued} bytes, over the bound of {queue}");
+        if evicted_at.is_none() && !slow.session.outbox().is_open() {
+            evicted_at = Some(n);
+        }
+    }
+    let evicted_at = evicted_at.expect("the slow reader was never evicted");
+    assert!(evicted_at < 20, "evicted only after {evicted_at} messages");
+    assert_eq!(slow.session.outbox().queued_bytes(), 0, "an evicted session's frames are freed");
+    let mut batch = Vec::new();
+    match slow.session.outbox().next(&mut batch).now_or_never() {
+        Some(Next::Close(Some(closing))) => assert_eq!(closing.code, ReasonCode::SLOW_CONSUMER),
+        other => panic!("{other:?}"),
+    }
+    // The transport ends the session; the room hears of it.
+    drop(slow);
+    let left = fast.messages();
+    assert!(
+        left.iter()
+            .any(|m| matches!(m, ServerMessage::Presence(p) if p.change == PresenceChange::Disconnected)),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn publishing_over_the_rate_is_refused_then_closed() {
+    let hub = hub_with(|config| {
+        config.session.publish_rate_per_sec = 2;
+        config.session.publish_burst = 3;
+        config.session.flood_tolerance = 5;
+    });
+    let mut client = Client::connect(&hub);
+    client.join("rated", "speedy");
+    client.frames();
+    let start = Instant::now();
+    let publish = |client: &mut Client, at: Instant| {
+        client.send_at(ClientMessage::Publish { room: "rated".into(), body: "hi".into() }, at)
+    };
+    for _ in 0..3 {
+        assert_eq!(publish(&mut client, start), Flow::Continue);
+    }
+    assert_eq!(client.chat().len(), 3);
+    assert_eq!(publish(&mut client, start), Flow::Continue);
+    assert_eq!(error_code(&client.messages()), Some(ErrorCode::RATE_LIMITED));
+    // Half a second later one more token has arrived.
+    assert_eq!(publish(&mut client, start + Duration::from_millis(500)), Flow::Continue);
+    assert_eq!(client.chat().len(), 1);
+    // Keeping on past the tolerance closes the session.
+    let mut closing = None;
+    for _ in 0..10 {
+        if let Flow::Close(c) = publish(&mut client, start + Duration::from_millis(500)) {
+            closing = Some(c);
+            break;
+        }
+    }
+    assert_eq!(closing.map(|c| c.code), Some(ReasonCode::FLOODING));
+}
+
+#[test]
+fn refused_requests_get_error_frames_with_their_request_ids() {
+    let hub = hub_with(|config| {
+        config.session.max_rooms_per_session = 2;
+        config.session.max_message_bytes = 10;
+    });
+    let mut fresh = hub.open_session(Arrival::local(TransportKind::WebSocket));
+    let body = encode(&ClientFrame { request_id: 41, message: ClientMessage::Leave { room: "x".into() } });
+    assert_eq!(fresh.receive(Inbound::Frame(body.into()), Instant::now()), Flow::Continue);
+    let mut client = Client { session: fresh, next_request: 100 };
+    let messages = client.messages();
+    let [ServerMessage::Error(error)] = &messages[..] else { panic!("{messages:?}") };
+    assert_eq!((error.code, error.request_id), (ErrorCode::HELLO_REQUIRED, Some(41)));
+
+    client.send(hello());
+    client.messages();
+    let cases: Vec<(ClientMessage, ErrorCode)> = vec![
+        (
+            ClientMessage::Join { room: "bad room".into(), display_name: "a".into(), resume: None },
+            ErrorCode::INVALID_ROOM_NAME,
+        ),
+        (
+            ClientMessage::Join { room: "ok".into(), display_name: "".into(), resume: None },
+            ErrorCode::INVALID_DISPLAY_NAME,
+        ),
+        (
+            ClientMessage::Join { room: "ok".into(), display_name: "a\u{7}".into(), resume: None },
+            ErrorCode::INVALID_DISPLAY_NAME,
+        ),
+        (ClientMessage::Publish { room: "nowhere".into(), body: "hi".into() }, ErrorCode::NOT_IN_ROOM),
+        (ClientMessage::Leave { room: "nowhere".into() }, ErrorCode::NOT_IN_ROOM),
+        (hello(), ErrorCode::ALREADY_GREETED),
+    ];
+    for (message, code) in cases {
+        let request_id = client.next_request;
+        assert_eq!(client.send(message.clone()), Flow::Continue);
+        let messages = client.messages();
+        let [ServerMessage::Error(error)] = &messages[..] else { panic!("{message:?}: {messages:?}") };
+        assert_eq!((error.code, error.request_id), (code, Some(request_id)), "{message:?}");
+    }
+    client.join("one", "me");
+    client.join("two", "me");
+    assert_eq!(error_code(&client.join("one", "me")), Some(ErrorCode::ALREADY_IN_ROOM));
+    assert_eq!(error_code(&client.join("three", "me")), Some(ErrorCode::TOO_MANY_ROOMS));
+    client.publish("one", "0123456789A");
+    assert_eq!(error_code(&client.messages()), Some(ErrorCode::MESSAGE_TOO_LARGE));
+    client.publish("one", "");
+    assert_eq!(error_code(&client.messages()), Some(ErrorCode::EMPTY_MESSAGE));
+}
+
+#[test]
+fn bad_frames_are_answered_then_closed() {
+    let hub = hub_with(|config| {
+        config.session.error_tolerance = 3;
+        config.session.max_frame_bytes = 200;
+    });
+    let mut client = Client::connect(&hub);
+    let now = Instant::now();
+    assert_eq!(client.session.receive(Inbound::Frame(vec![PROTOCOL_VERSION, 1].into()), now), Flow::Continue);
+    let messages = client.messages();
+    let [ServerMessage::Error(error)] = &messages[..] else { panic!("{messages:?}") };
+    assert_eq!((error.code, error.request_id), (ErrorCode::MALFORMED_FRAME, None));
+    assert_eq!(client.session.receive(Inbound::Unsupported, now), Flow::Continue);
+    assert_eq!(error_code(&client.messages()), Some(ErrorCode::UNSUPPORTED_FRAME));
+    assert_eq!(client.session.receive(Inbound::Frame(vec![].into()), now), Flow::Continue);
+    let Flow::Close(closing) = client.session.receive(Inbound::Frame(vec![0xff].into()), now) else {
+        panic!()
+    };
+    assert_eq!(closing.code, ReasonCode::UNSUPPORTED_VERSION);
+    let Flow::Close(closing) =
+        client.session.receive(Inbound::Frame(vec![PROTOCOL_VERSION; 300].into()), now)
+    else {
+        panic!()
+    };
+    assert_eq!(closing.code, ReasonCode::FRAME_TOO_LARGE);
+    let Flow::Close(closing) = client.session.receive(Inbound::Frame(vec![PROTOCOL_VERSION, 9].into()), now)
+    else {
+        panic!("the error budget of 3 was not enforced")
+    };
+    assert_eq!(closing.code, ReasonCode::PROTOCOL_VIOLATION);
+}
+
+#[test]
+fn the_room_count_is_bounded() {
+    let hub = hub_with(|config| config.max_rooms = 2);
+    let mut client = Client::connect(&hub);
+    client.join("a", "me");
+    client.join("b", "me");
+    assert_eq!(error_code(&client.join("c", "me")), Some(ErrorCode::ROOM_LIMIT_REACHED));
+    client.send(ClientMessage::Leave { room: "a".into() });
+    client.messages();
+    assert!(matches!(client.join("c", "me")[0], ServerMessage::Joined(_)));
+}
+
+#[test]
+fn a_long_history_is_trimmed_to_fit_the_joiners_queue() {
+    let hub = hub_with(|config| {
+        config.session.outbound_queue_bytes = 8 * 1024;
+        config.history_len = 100;
+    });
+    let mut writer = Client::connect(&hub);
+    writer.join("big", "writer");
+    let body = "y".repeat(400);
+    for _ in 0..50 {
+        writer.publish("big", &body);
+        writer.frames();
+    }
+    let mut reader = Client::connect(&hub);
+    let messages = reader.join("big", "reader");
+    let ServerMessage::Joined(joined) = &messages[0] else { panic!() };
+    assert!(joined.history.gap, "a trimmed replay is reported as a gap");
+    assert!(joined.history.count > 0 && joined.history.count < 50, "{}", joined.history.count);
+    assert!(
+        matches!(messages.last(), Some(ServerMessage::Message(m)) if m.seq == 50),
+        "the newest come last"
+    );
+    assert!(reader.session.outbox().is_open(), "the joiner was not evicted by its own history");
+}
+
+#[test]
+fn typing_reaches_the_others_and_is_never_stored() {
+    let hub = hub_with(|_| {});
+    let mut alice = Client::connect(&hub);
+    alice.join("desk", "alice");
+    let mut bob = Client::connect(&hub);
+    bob.join("desk", "bob");
+    alice.frames();
+    assert_eq!(alice.send(ClientMessage::Typing { room: "desk".into() }), Flow::Continue);
+    let frames = bob.frames();
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].is_ephemeral());
+    let ServerMessage::Typing(typing) = decode(&frames[0].body(), usize::MAX).unwrap() else { panic!() };
+    assert_eq!((typing.room.as_str(), typing.member.name.as_str()), ("desk", "alice"));
+    assert!(alice.frames().is_empty(), "the typist is not told about itself");
+    // A newcomer's history holds no typing notice.
+    let mut carol = Client::connect(&hub);
+    let messages = carol.join("desk", "carol");
+    assert!(matches!(&messages[..], [ServerMessage::Joined(j)] if j.history.count == 0 && j.next_seq == 1));
+    // Typing in a room one is not in is refused like any other request.
+    assert_eq!(carol.send(ClientMessage::Typing { room: "elsewhere".into() }), Flow::Continue);
+    assert_eq!(error_code(&carol.messages()), Some(ErrorCode::NOT_IN_ROOM));
+    // A burst past the typing rate is dropped silently.
+    alice.frames();
+    bob.frames();
+    for _ in 0..20 {
+        alice.send(ClientMessage::Typing { room: "desk".into() });
+    }
+    let notices = bob.frames().len();
+    assert!((1..20).contains(&notices), "{notices} of 20 typing notices went through");
+    assert!(alice.frames().is_empty(), "dropped typing notices get no error");
+}
+
+#[test]
+fn a_refused_session_acts_on_nothing_its_client_sent_before_reading_the_refusal() {
+    let secret = crate::authenticator::AuthKey::Secret("a secret of at least thirty-two bytes!!");
+    let authenticator = crate::authenticator::Authenticator::new(secret, None, None).unwrap();
+    let hub = Hub::new(HubConfig::for_tests(), Some(authenticator), None);
+    // No token: the session opens already closed with UNAUTHORIZED.
+    let mut intruder =
+        Client { session: hub.open_session(Arrival::local(TransportKind::WebSocket)), next_request: 1 };
+    assert!(!intruder.session.outbox().is_open());
+    for message in [
+        hello(),
+        ClientMessage::Join { room: "lobby".into(), display_name: "intruder".into(), resume: None },
+        ClientMessage::Publish { room: "lobby".into(), body: "sneaked in".into() },
+    ] {
+        assert_eq!(intruder.send(message), Flow::Continue);
+    }
+    assert!(hub.rooms().is_empty(), "the refused client created no room");
+    assert_eq!(hub.metrics().published_count(), 0, "and published nothing");
+}

@@ -1,0 +1,16 @@
+//! The Redis broker of wtchat: rooms shared by several servers, each room's
+//! messages numbered by a Lua script in Redis.
+//!
+//! The crate implements the core's [`Broker`](wtchat_core::broker::Broker)
+//! and drives the core through its
+//! [`BrokerHost`](wtchat_core::broker::BrokerHost); it knows neither the hub
+//! nor its rooms. It is the only crate that depends on `redis`.
+
+mod broker;
+pub mod feed;
+pub mod keys;
+mod link;
+mod pipeline;
+pub mod scripts;
+
+pub use broker::{RedisBroker, RedisOptions};

@@ -1,0 +1,35 @@
+-- Marks this server alive and removes the members of every server that has
+-- been silent for longer than the timeout, telling their rooms that they
+-- disconnected. Redis's clock is the only one used, so servers whose
+-- clocks disagree still agree on who is dead. See `HeartbeatScript` in
+-- scripts.rs.
+-- KEYS: 1 the nodes sorted set
+-- ARGV: 1 this node's id, 2 timeout in ms, 3 '1' to first remove this
+--       node's own members (after it lost its link and closed them),
+--       4 the prefix of node hashes
+local function reap(node)
+  local key = ARGV[4] .. node
+  -- Each record says, one per line: the members hash, the feed channel,
+  -- the session id, and the event that announces the member's departure
+  -- (feed.rs's `reap_record`).
+  for _, record in ipairs(redis.call('HVALS', key)) do
+    local members, channel, session, event = string.match(record, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n(.*)$')
+    if event then
+      redis.call('HDEL', members, session)
+      redis.call('PUBLISH', channel, event)
+    end
+  end
+  redis.call('DEL', key)
+  redis.call('ZREM', KEYS[1], node)
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if ARGV[3] == '1' then
+  reap(ARGV[1])
+end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+for _, node in ipairs(dead) do
+  reap(node)
+end
+return #dead

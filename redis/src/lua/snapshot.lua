@@ -1,0 +1,20 @@
+-- What a server needs to start serving a room: its epoch, the last
+-- sequence number, the recent history and every member on every server.
+-- See `SnapshotScript` in scripts.rs.
+-- KEYS: 1 meta hash, 2 history stream, 3 members hash
+-- ARGV: 1 epoch to use if the room has none, 2 history length,
+--       3 time to live in seconds
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
+local history = {}
+if tonumber(ARGV[2]) > 0 then
+  local entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
+  for i = #entries, 1, -1 do
+    history[#history + 1] = entries[i][2][2]
+  end
+end
+return { epoch, seq, history, redis.call('HGETALL', KEYS[3]) }

@@ -1,0 +1,155 @@
+//! Consecutive writes to Redis, sent as one pipeline, and the answers to the
+//! publishes among them.
+//!
+//! The link gathers what sessions asked for into one pipeline per round
+//! trip; only a subscription (which must follow the writes before it) cuts
+//! a pipeline short. A publish that Redis refuses, or that a failed link
+//! never sent, is answered with `BROKER_UNAVAILABLE` so that its sender
+//! knows, and leaves the count of queued publishes either way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+use wtchat_core::broker::BrokerUnavailable;
+use wtchat_core::frame::Frame;
+use wtchat_core::outbox::Outbox;
+
+/// Writes waiting to go out together.
+#[derive(Default)]
+pub(crate) struct Pipeline {
+    commands: redis::Pipeline,
+    count: usize,
+    /// `(index in the pipeline, request id, outbox)` of each publish.
+    publishes: Vec<(usize, u32, Arc<Outbox>)>,
+}
+
+impl Pipeline {
+    /// Adds a write; a publish names its request and its sender's outbox.
+    pub(crate) fn push(&mut self, command: redis::Cmd, publish: Option<(u32, Arc<Outbox>)>) {
+        if let Some((request_id, outbox)) = publish {
+            self.publishes.push((self.count, request_id, outbox));
+        }
+        self.commands.add_command(command);
+        self.count += 1;
+    }
+
+    /// How many writes wait.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Answers and uncounts the publishes that will not be sent.
+    pub(crate) fn abandon(&mut self, queued_publishes: &AtomicUsize) {
+        let publishes = std::mem::take(&mut self.publishes);
+        queued_publishes.fetch_sub(publishes.len(), Ordering::Relaxed);
+        for (_, request_id, outbox) in &publishes {
+            refuse_publish(outbox, *request_id);
+        }
+        *self = Self::default();
+    }
+
+    /// Sends the writes. A failed connection fails the link (and answers
+    /// every publish); a command Redis refuses (out of memory, say) fails
+    /// only itself.
+    pub(crate) async fn flush(
+        &mut self,
+        connection: &mut impl ConnectionLike,
+        queued_publishes: &AtomicUsize,
+    ) -> redis::RedisResult<()> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let sent = std::mem::take(self);
+        queued_publishes.fetch_sub(sent.publishes.len(), Ordering::Relaxed);
+        match connection.req_packed_commands(&sent.commands, 0, sent.count).await {
+            Ok(replies) => {
+                sent.settle(&replies);
+                Ok(())
+            }
+            Err(error) => {
+                for (_, request_id, outbox) in &sent.publishes {
+                    refuse_publish(outbox, *request_id);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Answers the publishes whose reply is an error.
+    fn settle(&self, replies: &[Value]) {
+        for (index, reply) in replies.iter().enumerate() {
+            if let Value::ServerError(error) = reply {
+                tracing::warn!(?error, "Redis refused a command");
+                if let Some((_, request_id, outbox)) = self.publishes.iter().find(|(i, ..)| *i == index) {
+                    refuse_publish(outbox, *request_id);
+                }
+            }
+        }
+    }
+}
+
+/// Tells a sender its message was not sent.
+pub(crate) fn refuse_publish(outbox: &Outbox, request_id: u32) {
+    outbox.push(&Frame::encode(&BrokerUnavailable::publish_error(request_id)));
+}
+
+#[cfg(test)]
+mod tests {
+    use wtchat_protocol::{ErrorCode, ServerMessage};
+
+    use super::*;
+
+    fn outbox() -> Arc<Outbox> {
+        Arc::new(Outbox::new(1 << 16))
+    }
+
+    /// The error codes queued for a sender, by request.
+    fn refusals(outbox: &Outbox) -> Vec<(Option<u32>, ErrorCode)> {
+        let mut batch = Vec::new();
+        if outbox.queued_bytes() > 0 {
+            let _ = futures_util::FutureExt::now_or_never(outbox.next(&mut batch));
+        }
+        batch
+            .iter()
+            .map(|frame| match wtchat_protocol::decode(&frame.body(), usize::MAX).unwrap() {
+                ServerMessage::Error(error) => (error.request_id, error.code),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_refused_publish_answers_its_own_sender_only() {
+        let (ann, bob) = (outbox(), outbox());
+        let mut pipeline = Pipeline::default();
+        pipeline.push(redis::cmd("PING"), None);
+        pipeline.push(redis::cmd("EVALSHA"), Some((7, ann.clone())));
+        pipeline.push(redis::cmd("EVALSHA"), Some((8, bob.clone())));
+        assert_eq!(pipeline.len(), 3);
+        // What Redis answers a command it refuses, as it arrives on the wire.
+        let refused =
+            redis::parse_redis_value(b"-OOM command not allowed when used memory > 'maxmemory'\r\n").unwrap();
+        assert!(matches!(refused, Value::ServerError(_)));
+        pipeline.settle(&[Value::Okay, Value::Int(1), refused]);
+        assert!(refusals(&ann).is_empty(), "a publish Redis took is not answered with an error");
+        assert_eq!(refusals(&bob), vec![(Some(8), ErrorCode::BROKER_UNAVAILABLE)]);
+    }
+
+    #[test]
+    fn abandoned_publishes_are_answered_and_uncounted() {
+        let (ann, bob) = (outbox(), outbox());
+        let queued = AtomicUsize::new(5);
+        let mut pipeline = Pipeline::default();
+        pipeline.push(redis::cmd("EVALSHA"), Some((1, ann.clone())));
+        pipeline.push(redis::cmd("PUBLISH"), None);
+        pipeline.push(redis::cmd("EVALSHA"), Some((2, bob.clone())));
+        pipeline.abandon(&queued);
+        assert_eq!(queued.load(Ordering::Relaxed), 3, "two publishes left the queue");
+        assert_eq!(pipeline.len(), 0, "nothing is left to send");
+        assert_eq!(refusals(&ann), vec![(Some(1), ErrorCode::BROKER_UNAVAILABLE)]);
+        assert_eq!(refusals(&bob), vec![(Some(2), ErrorCode::BROKER_UNAVAILABLE)]);
+    }
+}

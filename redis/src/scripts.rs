@@ -1,0 +1,191 @@
+//! The Lua scripts and their arguments: each script's `KEYS` and `ARGV` are
+//! written here once, by name, in the order the script's header lists them,
+//! so that no call site passes arguments by position.
+//!
+//! Every command is an `EVALSHA` of a script the link loaded when it
+//! connected (Redis flushes its script cache only on a restart, which also
+//! ends the link).
+
+use redis::{Cmd, Script};
+use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
+use wtchat_protocol::PresenceChange;
+
+use crate::{feed, keys};
+
+/// The scripts, loaded into Redis on every new link.
+#[derive(Debug)]
+pub struct Scripts {
+    publish: Script,
+    snapshot: Script,
+    presence: Script,
+    heartbeat: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            publish: Script::new(include_str!("lua/publish.lua")),
+            snapshot: Script::new(include_str!("lua/snapshot.lua")),
+            presence: Script::new(include_str!("lua/presence.lua")),
+            heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+        }
+    }
+}
+
+impl Scripts {
+    /// Every script, to load.
+    pub fn all(&self) -> [&Script; 4] {
+        [&self.publish, &self.snapshot, &self.presence, &self.heartbeat]
+    }
+}
+
+/// How long a room's history and numbering outlive its last message.
+pub const ROOM_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// An epoch for a room that has none, below 2^53 so that JavaScript holds it
+/// exactly.
+pub fn new_epoch() -> u64 {
+    fastrand::u64(1..1 << 53)
+}
+
+fn evalsha(script: &Script, keys: &[String]) -> Cmd {
+    let mut command = redis::cmd("EVALSHA");
+    command.arg(script.get_hash()).arg(keys.len());
+    for key in keys {
+        command.arg(key);
+    }
+    command
+}
+
+/// `publish.lua`: numbers a message, keeps it in the history and
+/// broadcasts it.
+#[derive(Debug)]
+pub struct PublishScript<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// The epoch the room takes if it has none.
+    pub new_epoch: u64,
+    /// How many messages the history keeps.
+    pub history_len: usize,
+    /// Who sent it.
+    pub sender: &'a EventMember,
+    /// When this server accepted it.
+    pub sent_at_ms: u64,
+    /// The text.
+    pub body: &'a str,
+}
+
+impl PublishScript<'_> {
+    /// The command; Redis answers with the message's number.
+    pub fn command(&self, scripts: &Scripts) -> Cmd {
+        let mut command =
+            evalsha(&scripts.publish, &[keys::room_meta(self.room), keys::room_history(self.room)]);
+        command
+            .arg(keys::room_events(self.room))
+            .arg(self.new_epoch)
+            .arg(self.history_len)
+            .arg(ROOM_TTL_SECS)
+            .arg(feed::message_tail(self.sender, self.sent_at_ms, self.body));
+        command
+    }
+}
+
+/// `presence.lua`: records a member's arrival or departure and announces
+/// it.
+#[derive(Debug)]
+pub struct PresenceScript<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// This server.
+    pub node_id: u64,
+    /// Who.
+    pub member: &'a EventMember,
+    /// What happened.
+    pub change: PresenceChange,
+}
+
+impl PresenceScript<'_> {
+    /// The command.
+    pub fn command(&self, scripts: &Scripts) -> Cmd {
+        let mut command =
+            evalsha(&scripts.presence, &[keys::room_members(self.room), keys::node(self.node_id)]);
+        command
+            .arg(keys::room_events(self.room))
+            .arg(self.member.session_id)
+            .arg(feed::member_record(self.node_id, &self.member.name))
+            .arg(feed::node_field(self.room, self.member.session_id))
+            .arg(feed::reap_record(self.room, self.member))
+            .arg(feed::presence_event(self.change, self.member))
+            .arg(if self.change == PresenceChange::Joined { "1" } else { "0" });
+        command
+    }
+}
+
+/// `snapshot.lua`: what a server starts a room from.
+#[derive(Debug)]
+pub struct SnapshotScript<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// The epoch the room takes if it has none.
+    pub new_epoch: u64,
+    /// How many messages of history to read.
+    pub history_len: usize,
+}
+
+/// What `snapshot.lua` answers: epoch, last number, history entries,
+/// members hash as field/value pairs.
+pub type SnapshotReply = (u64, u64, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+impl SnapshotScript<'_> {
+    /// The command; its answer is a [`SnapshotReply`].
+    pub fn command(&self, scripts: &Scripts) -> Cmd {
+        let mut command = evalsha(
+            &scripts.snapshot,
+            &[keys::room_meta(self.room), keys::room_history(self.room), keys::room_members(self.room)],
+        );
+        command.arg(self.new_epoch).arg(self.history_len).arg(ROOM_TTL_SECS);
+        command
+    }
+
+    /// Reads the answer, skipping (and logging) entries that do not parse.
+    pub fn decode(&self, (epoch, last_seq, history, members): SnapshotReply) -> Snapshot {
+        let history: Vec<RoomEvent> = history
+            .iter()
+            .filter_map(|entry| match feed::parse(entry) {
+                Ok(event) => Some(event),
+                Err(error) => {
+                    tracing::warn!(room = %self.room, %error, "skipped a history entry");
+                    None
+                }
+            })
+            .collect();
+        let members =
+            members.chunks_exact(2).filter_map(|pair| feed::parse_member(&pair[0], &pair[1])).collect();
+        Snapshot { epoch, last_seq, history, members }
+    }
+}
+
+/// `heartbeat.lua`: marks this server alive and removes the members of the
+/// silent ones.
+#[derive(Debug)]
+pub struct HeartbeatScript {
+    /// This server.
+    pub node_id: u64,
+    /// How long a server may be silent before it is dead.
+    pub node_timeout_ms: u64,
+    /// Whether to first remove this server's own leftovers.
+    pub reap_self: bool,
+}
+
+impl HeartbeatScript {
+    /// The command; Redis answers with how many servers it found dead.
+    pub fn command(&self, scripts: &Scripts) -> Cmd {
+        let mut command = evalsha(&scripts.heartbeat, &[keys::nodes()]);
+        command
+            .arg(self.node_id)
+            .arg(self.node_timeout_ms)
+            .arg(if self.reap_self { "1" } else { "0" })
+            .arg(keys::node_prefix());
+        command
+    }
+}

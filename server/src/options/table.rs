@@ -1,0 +1,371 @@
+//! The table of options: each option once, with its type, variable,
+//! default, help and check (see `mod.rs` for what is made of it), and the
+//! rules between options.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wtchat_core::admission::AdmissionLimits;
+use wtchat_core::authenticator::{AuthKey, Authenticator};
+use wtchat_core::closing::{RetryHint, RetryHints};
+use wtchat_core::{HubConfig, SessionLimits};
+use wtchat_redis::RedisOptions;
+
+use crate::tls::certificate_store::CertificateSource;
+
+/// An option that must be at least 1.
+fn at_least_one(value: &usize) -> Result<(), String> {
+    if *value == 0 { Err("must be at least 1".into()) } else { Ok(()) }
+}
+
+super::options! {
+    /// TCP address for HTTP and WebSocket; a loopback address also binds
+    /// the other family's loopback (browsers resolve `localhost` to either).
+    listen: SocketAddr, env "WTCHAT_LISTEN", default (SocketAddr::from(([127, 0, 0, 1], 8080)));
+    /// Serve WebSocket only, without WebTransport.
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    no_webtransport: bool, env "WTCHAT_NO_WEBTRANSPORT", default (false);
+    /// UDP address for QUIC (WebTransport); a loopback address also binds
+    /// the other family's loopback.
+    quic_listen: SocketAddr, env "WTCHAT_QUIC_LISTEN", default (none), shown "the TCP address and port";
+    /// Path of WebTransport sessions.
+    webtransport_path: String, env "WTCHAT_WEBTRANSPORT_PATH", default ("/wt".into()),
+        check (|path: &String| if path.starts_with('/') { Ok(()) } else { Err(format!("{path:?} must start with /")) });
+    /// PEM certificate chain from a CA; with `key_file` it is served on QUIC,
+    /// and the TCP listener then serves HTTPS and `wss://`; reloaded when the
+    /// files change. Without it, a development certificate is generated.
+    cert_file: PathBuf, env "WTCHAT_CERT_FILE", default (none);
+    /// PEM private key of `cert_file`.
+    key_file: PathBuf, env "WTCHAT_KEY_FILE", default (none);
+    /// Where generated development certificates are kept.
+    cert_dir: PathBuf, env "WTCHAT_CERT_DIR", default (checkout_folder("certs")), shown "the checkout's `certs/`";
+    /// Names added to generated certificates besides `localhost`,
+    /// `127.0.0.1` and `::1`, comma-separated.
+    #[arg(value_delimiter = ',')]
+    cert_names: Vec<String>, env "WTCHAT_CERT_NAMES", default (Vec::new());
+    /// Static files served at `/`.
+    web_root: PathBuf, env "WTCHAT_WEB_ROOT", default (checkout_folder("web")), shown "the checkout's `web/`";
+    /// Origins (`scheme://host[:port]`) allowed to open a session,
+    /// comma-separated; `*` allows any; a malformed `Origin` is always
+    /// refused.
+    #[arg(value_delimiter = ',')]
+    allowed_origins: Vec<String>, env "WTCHAT_ALLOWED_ORIGINS", default (Vec::new());
+    /// Refuse pages from the server's own host unless listed: the
+    /// own-origin check trusts the `Host` header, which a DNS-rebinding page
+    /// controls; set it, and list your origins, on the internet.
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    no_own_origin: bool, env "WTCHAT_NO_OWN_ORIGIN", default (false);
+    /// Largest frame a client may send, in bytes; larger closes with
+    /// `FRAME_TOO_LARGE`.
+    max_frame_bytes: usize, env "WTCHAT_MAX_FRAME_BYTES", default (66_560);
+    /// Largest message body, in bytes; larger gets a `MESSAGE_TOO_LARGE`
+    /// error.
+    max_message_bytes: usize, env "WTCHAT_MAX_MESSAGE_BYTES", default (65_536), check (at_least_one);
+    /// Rooms one session may be in at once.
+    max_rooms_per_session: usize, env "WTCHAT_MAX_ROOMS_PER_SESSION", default (32), check (at_least_one);
+    /// Sustained publishes per second per session (a token bucket).
+    publish_rate_per_sec: u32, env "WTCHAT_PUBLISH_RATE", default (10);
+    /// Publishes per session allowed above the rate in a burst.
+    publish_burst: u32, env "WTCHAT_PUBLISH_BURST", default (20);
+    /// Rate-limited publishes tolerated (refilling 1/s) before closing with
+    /// `FLOODING`.
+    flood_tolerance: u32, env "WTCHAT_FLOOD_TOLERANCE", default (20);
+    /// Other refused requests tolerated (refilling 1/s) before closing with
+    /// `PROTOCOL_VIOLATION`; refusals that are the server's condition
+    /// (`ROOM_LIMIT_REACHED`, `BROKER_UNAVAILABLE`) are not counted.
+    error_tolerance: u32, env "WTCHAT_ERROR_TOLERANCE", default (20);
+    /// Bytes that may wait for a slow reader before it is evicted with
+    /// `SLOW_CONSUMER`.
+    outbound_queue_bytes: usize, env "WTCHAT_OUTBOUND_QUEUE_BYTES", default (1_048_576);
+    /// Longest room name, in bytes.
+    max_room_name_bytes: usize, env "WTCHAT_MAX_ROOM_NAME_BYTES", default (64), check (at_least_one);
+    /// Longest display name, in bytes.
+    max_display_name_bytes: usize, env "WTCHAT_MAX_DISPLAY_NAME_BYTES", default (64), check (at_least_one);
+    /// Rooms the server holds at once.
+    max_rooms: usize, env "WTCHAT_MAX_ROOMS", default (100_000), check (at_least_one);
+    /// Rooms one user (a token's `sub`), or one address without
+    /// authentication, may hold open: rooms its joins created that still
+    /// exist, so that no one party fills `max_rooms`; joining rooms that
+    /// exist is not limited by it; over it a join gets
+    /// `ROOM_LIMIT_REACHED`; 0 is no limit.
+    max_rooms_per_user: usize, env "WTCHAT_MAX_ROOMS_PER_USER", default (2_000);
+    /// Recent messages per room, replayed on join.
+    history_len: usize, env "WTCHAT_HISTORY_LEN", default (100);
+    /// How often clients must send something, in ms.
+    heartbeat_interval_ms: u64, env "WTCHAT_HEARTBEAT_INTERVAL_MS", default (10_000);
+    /// Silence after which a client is closed with `HEARTBEAT_TIMEOUT`, in
+    /// ms; longer than the interval.
+    heartbeat_timeout_ms: u64, env "WTCHAT_HEARTBEAT_TIMEOUT_MS", default (25_000);
+    /// Longest graceful shutdown, in ms.
+    shutdown_timeout_ms: u64, env "WTCHAT_SHUTDOWN_TIMEOUT_MS", default (10_000);
+    /// Smallest retry hint sent at shutdown, in ms; each session gets it
+    /// plus a random share of the spread, so that clients do not all come
+    /// back at once.
+    shutdown_retry_after_ms: u64, env "WTCHAT_SHUTDOWN_RETRY_AFTER_MS", default (1_000);
+    /// Width of the random spread added to the shutdown retry hint, in ms.
+    shutdown_retry_spread_ms: u64, env "WTCHAT_SHUTDOWN_RETRY_SPREAD_MS", default (5_000);
+    /// Sessions open at once; 0 is no limit.
+    max_connections: usize, env "WTCHAT_MAX_CONNECTIONS", default (100_000);
+    /// Sessions open at once from one IP address; 0 is no limit.
+    max_connections_per_ip: usize, env "WTCHAT_MAX_CONNECTIONS_PER_IP", default (1_000);
+    /// New sessions per second, with bursts of twice as many; one IP
+    /// address may use a quarter of it; 0 is no limit.
+    max_new_connections_per_sec: u32, env "WTCHAT_MAX_NEW_CONNECTIONS_PER_SEC", default (1_000);
+    /// Smallest retry hint for a client turned away by those limits
+    /// (`OVERLOADED`) or by an unreachable broker (`BROKER_UNAVAILABLE`), in
+    /// ms.
+    refusal_retry_after_ms: u64, env "WTCHAT_REFUSAL_RETRY_AFTER_MS", default (1_000);
+    /// Width of the random spread added to that retry hint, in ms.
+    refusal_retry_spread_ms: u64, env "WTCHAT_REFUSAL_RETRY_SPREAD_MS", default (4_000);
+    /// How long a client closed with `FLOODING` is told to wait, and is
+    /// turned away if it comes back sooner, in ms.
+    flooding_retry_after_ms: u64, env "WTCHAT_FLOODING_RETRY_AFTER_MS", default (10_000);
+    /// Shared secret (at least 32 bytes) for HS256 tokens; turns
+    /// authentication on. Prefer the environment variable to the flag.
+    auth_hs256_secret: String, env "WTCHAT_AUTH_HS256_SECRET", default (none), secret (true);
+    /// PEM public key for ES256 (P-256) or RS256 (RSA) tokens; turns
+    /// authentication on.
+    auth_public_key_file: PathBuf, env "WTCHAT_AUTH_PUBLIC_KEY_FILE", default (none);
+    /// The `iss` every token must carry.
+    auth_issuer: String, env "WTCHAT_AUTH_ISSUER", default (none);
+    /// The `aud` every token must carry.
+    auth_audience: String, env "WTCHAT_AUTH_AUDIENCE", default (none);
+    /// Bearer token (at least 16 characters) for `POST /admin/drain`; the
+    /// endpoint is off without it.
+    admin_token: String, env "WTCHAT_ADMIN_TOKEN", default (none), secret (true),
+        check (|token: &Option<String>| match token {
+            Some(token) if token.len() < 16 => Err("must be at least 16 characters long".into()),
+            _ => Ok(()),
+        });
+    /// `redis://host:port/db` of the Redis that spreads rooms over several
+    /// servers; without it rooms live in this process.
+    redis_url: String, env "WTCHAT_REDIS_URL", default (none), secret (true),
+        check (|url: &Option<String>| match url {
+            Some(url) if !url.starts_with("redis://") => Err("must be a redis:// URL".into()),
+            _ => Ok(()),
+        });
+    /// How long a server may be silent in Redis before the others remove
+    /// its members from every room, in ms (at least 3000).
+    redis_node_timeout_ms: u64, env "WTCHAT_REDIS_NODE_TIMEOUT_MS", default (10_000),
+        check (|ms: &u64| if *ms < 3_000 { Err("must be at least 3000".into()) } else { Ok(()) });
+}
+
+/// A top-level folder (`web`, `certs`) under the working directory when it
+/// has one, else the source checkout's when the server was built from one,
+/// else the relative name.
+fn checkout_folder(name: &str) -> PathBuf {
+    let local = PathBuf::from(name);
+    if local.is_dir() {
+        return local;
+    }
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
+    if checkout.is_dir() { checkout } else { local }
+}
+
+/// A configuration that cannot run, or a file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("invalid configuration file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// The values contradict each other or are out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Reads settings from a TOML file whose keys are the long flag names
+    /// with underscores (`max_message_bytes = 4096`).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
+    }
+}
+
+impl Config {
+    /// Checks each option, then that the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |why: String| Err(ConfigError::Invalid(why));
+        self.check_each().map_err(ConfigError::Invalid)?;
+        if self.heartbeat_interval_ms == 0 || self.heartbeat_timeout_ms <= self.heartbeat_interval_ms {
+            return fail(format!(
+                "heartbeat_timeout_ms ({}) must be longer than a non-zero heartbeat_interval_ms ({})",
+                self.heartbeat_timeout_ms, self.heartbeat_interval_ms
+            ));
+        }
+        // A publish frame carries the body plus the room name and a few bytes
+        // of framing; the frame limit must leave room for the largest of each.
+        let publish_overhead = self.max_room_name_bytes + 32;
+        if self.max_frame_bytes < self.max_message_bytes + publish_overhead {
+            return fail(format!(
+                "max_frame_bytes ({}) must be at least max_message_bytes + max_room_name_bytes + 32 ({})",
+                self.max_frame_bytes,
+                self.max_message_bytes + publish_overhead
+            ));
+        }
+        // The server's own frames (a message relayed with the sender's name)
+        // must fit the outbound queue, or every session would be evicted by
+        // the first large message.
+        let relay = self.max_message_bytes + self.max_room_name_bytes + self.max_display_name_bytes + 64;
+        if self.outbound_queue_bytes < 2 * relay {
+            return fail(format!(
+                "outbound_queue_bytes ({}) must hold at least two of the largest messages ({})",
+                self.outbound_queue_bytes,
+                2 * relay
+            ));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return fail("cert_file and key_file go together: give both or neither".into());
+        }
+        if self.auth_hs256_secret.is_some() && self.auth_public_key_file.is_some() {
+            return fail("auth_hs256_secret and auth_public_key_file exclude each other: give one".into());
+        }
+        self.authenticator()?;
+        Ok(())
+    }
+
+    /// The token checker, when authentication is on.
+    pub fn authenticator(&self) -> Result<Option<Authenticator>, ConfigError> {
+        let key = match (&self.auth_hs256_secret, &self.auth_public_key_file) {
+            (Some(secret), _) => AuthKey::Secret(secret),
+            (None, Some(path)) => AuthKey::PublicKeyFile(path),
+            (None, None) => return Ok(None),
+        };
+        Authenticator::new(key, self.auth_issuer.as_deref(), self.auth_audience.as_deref())
+            .map(Some)
+            .map_err(ConfigError::Invalid)
+    }
+
+    /// Where the server's certificates come from.
+    pub fn certificate_source(&self) -> CertificateSource {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => CertificateSource::Files { cert: cert.clone(), key: key.clone() },
+            _ => {
+                let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+                names.extend(self.cert_names.iter().cloned());
+                CertificateSource::SelfSigned { dir: self.cert_dir.clone(), names }
+            }
+        }
+    }
+
+    /// The Redis broker's options, when a Redis is configured.
+    pub fn redis(&self) -> Option<RedisOptions> {
+        Some(RedisOptions {
+            url: self.redis_url.clone()?,
+            history_len: self.history_len,
+            node_timeout: Duration::from_millis(self.redis_node_timeout_ms),
+        })
+    }
+
+    /// The limits each session is held to.
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_message_bytes: self.max_message_bytes,
+            max_rooms_per_session: self.max_rooms_per_session,
+            publish_rate_per_sec: self.publish_rate_per_sec,
+            publish_burst: self.publish_burst,
+            flood_tolerance: self.flood_tolerance,
+            error_tolerance: self.error_tolerance,
+            outbound_queue_bytes: self.outbound_queue_bytes,
+            max_room_name_bytes: self.max_room_name_bytes,
+            max_display_name_bytes: self.max_display_name_bytes,
+        }
+    }
+
+    /// What the core is configured with.
+    pub fn hub_config(&self) -> HubConfig {
+        let ms = Duration::from_millis;
+        HubConfig {
+            session: self.session_limits(),
+            admission: AdmissionLimits {
+                max_connections: self.max_connections,
+                max_connections_per_ip: self.max_connections_per_ip,
+                max_new_connections_per_sec: self.max_new_connections_per_sec,
+            },
+            max_rooms: self.max_rooms,
+            max_rooms_per_user: self.max_rooms_per_user,
+            history_len: self.history_len,
+            heartbeat_interval: ms(self.heartbeat_interval_ms),
+            heartbeat_timeout: ms(self.heartbeat_timeout_ms),
+            retry_hints: RetryHints {
+                shutdown: RetryHint {
+                    base: ms(self.shutdown_retry_after_ms),
+                    spread: ms(self.shutdown_retry_spread_ms),
+                },
+                refusal: RetryHint {
+                    base: ms(self.refusal_retry_after_ms),
+                    spread: ms(self.refusal_retry_spread_ms),
+                },
+                flooding: ms(self.flooding_retry_after_ms),
+            },
+        }
+    }
+
+    /// How often clients must send something.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// How long a silent client is waited for.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+
+    /// Whether WebTransport is served.
+    pub fn webtransport(&self) -> bool {
+        !self.no_webtransport
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_sources_override_earlier_ones() {
+        let file: Settings = toml::from_str("history_len = 7\nmax_message_bytes = 1000\n").unwrap();
+        let flags = Settings { history_len: Some(9), ..Settings::default() };
+        let config = Config::default().apply(&file).apply(&flags);
+        assert_eq!(config.history_len, 9);
+        assert_eq!(config.max_message_bytes, 1000);
+        assert_eq!(config.max_frame_bytes, Config::default().max_frame_bytes);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn the_effective_settings_read_back_as_the_same_configuration() {
+        let file: Settings = toml::from_str("history_len = 7\nmax_connections_per_ip = 3\n").unwrap();
+        let config = Config::default().apply(&file);
+        let printed = toml::to_string(&Settings::effective(&config)).unwrap();
+        let reread: Settings = toml::from_str(&printed).unwrap();
+        let again = Config::default().apply(&reread);
+        assert_eq!(toml::to_string(&Settings::effective(&again)).unwrap(), printed);
+        assert!(printed.contains("history_len = 7") && printed.contains("max_connections_per_ip = 3"));
+    }
+
+    #[test]
+    fn unknown_keys_and_contradictions_are_refused() {
+        assert!(toml::from_str::<Settings>("histroy_len = 7").is_err());
+        let small_frames = Settings { max_frame_bytes: Some(100), ..Settings::default() };
+        assert!(Config::default().apply(&small_frames).validate().is_err());
+        let inverted = Settings { heartbeat_timeout_ms: Some(1000), ..Settings::default() };
+        assert!(Config::default().apply(&inverted).validate().is_err());
+    }
+}
