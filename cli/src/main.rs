@@ -49,7 +49,7 @@ struct ServeArgs {
     /// underscores. Flags and environment variables override it.
     #[arg(long, short, env = "WTCHAT_CONFIG")]
     config: Option<PathBuf>,
-    /// Log filter, such as `info` or `wtchat_server=debug`.
+    /// Log filter, such as `info` or `wtchat_core=debug,wtchat_redis=debug`.
     #[arg(long, env = "WTCHAT_LOG", default_value = "info")]
     log: String,
     /// Log format.

@@ -82,3 +82,44 @@ impl Shown for Vec<String> {
         if self.is_empty() { "none".to_owned() } else { format!("`{}`", self.join(",")) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEGIN: &str = "<!-- options: begin (generated from server/src/options/table.rs) -->\n";
+    const END: &str = "<!-- options: end -->";
+
+    /// The README's table is the table's: a new option, a changed default
+    /// or help fails here until the README says the same. Run with
+    /// `WTCHAT_BLESS=1` to write the generated table into the README.
+    #[test]
+    fn the_readme_lists_every_option_as_the_table_defines_it() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let start =
+            readme.find(BEGIN).expect("the README marks where the options table begins") + BEGIN.len();
+        let end = start + readme[start..].find(END).expect("and where it ends");
+        let generated = readme_table();
+        if readme[start..end] == generated {
+            return;
+        }
+        if std::env::var_os("WTCHAT_BLESS").is_some() {
+            std::fs::write(&path, format!("{}{generated}{}", &readme[..start], &readme[end..])).unwrap();
+            return;
+        }
+        panic!(
+            "README.md's options table differs from server/src/options/table.rs; \
+             run `WTCHAT_BLESS=1 cargo test -p wtchat-server readme` to regenerate it:\n{generated}"
+        );
+    }
+
+    #[test]
+    fn every_option_has_help_and_a_default_and_a_variable_of_its_name() {
+        for option in option_docs() {
+            assert!(!option.doc.is_empty() && !option.default.is_empty(), "{option:?}");
+            assert!(option.env.starts_with("WTCHAT_"), "{option:?}");
+            assert!(help(option.name).contains(&option.doc), "--help of {} says what it does", option.name);
+        }
+    }
+}

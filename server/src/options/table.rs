@@ -368,4 +368,20 @@ mod tests {
         let inverted = Settings { heartbeat_timeout_ms: Some(1000), ..Settings::default() };
         assert!(Config::default().apply(&inverted).validate().is_err());
     }
+
+    #[test]
+    fn each_option_is_checked_and_named_when_it_fails() {
+        for (toml, named) in [
+            ("max_rooms = 0", "max_rooms"),
+            ("webtransport_path = \"wt\"", "webtransport_path"),
+            ("admin_token = \"short\"", "admin_token"),
+            ("redis_url = \"http://127.0.0.1\"", "redis_url"),
+            ("redis_node_timeout_ms = 1000", "redis_node_timeout_ms"),
+        ] {
+            let settings: Settings = toml::from_str(toml).unwrap();
+            let error = Config::default().apply(&settings).validate().unwrap_err().to_string();
+            assert!(error.contains(named), "{toml}: {error}");
+        }
+        Config::default().validate().unwrap();
+    }
 }
