@@ -388,3 +388,140 @@ pub fn unix_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use wtchat_protocol::{ClientFrame, ClientMessage, PROTOCOL_VERSION, ServerMessage, encode};
+
+    use super::*;
+    use crate::arrival::TransportKind;
+    use crate::broker::{BrokerUnavailable, Publish};
+    use crate::outbox::Next;
+    use crate::room_event::EventMember;
+    use crate::session::Inbound;
+
+    /// A broker that only records which rooms it was asked to open: the
+    /// seam's own view, with the link's timing in the test's hands.
+    #[derive(Debug, Default)]
+    struct RecordingBroker {
+        opened: Mutex<Vec<RoomHandle>>,
+    }
+
+    impl Broker for RecordingBroker {
+        fn start(&self, _host: std::sync::Weak<dyn BrokerHost>) {}
+        fn is_available(&self) -> bool {
+            true
+        }
+        fn session_id_base(&self) -> u64 {
+            0
+        }
+        fn room_opened(&self, room: RoomHandle) {
+            self.opened.lock().unwrap().push(room);
+        }
+        fn room_closed(&self, _room: &Arc<str>) {}
+        fn presence(&self, _room: &Arc<str>, _member: EventMember, _change: wtchat_protocol::PresenceChange) {
+        }
+        fn publish(&self, _room: &Arc<str>, _publish: Publish) -> Result<(), BrokerUnavailable> {
+            Ok(())
+        }
+        fn typing(&self, _room: &Arc<str>, _member: EventMember) {}
+        fn status(&self) -> BrokerStatus {
+            BrokerStatus::default()
+        }
+    }
+
+    fn say(session: &mut Session, request_id: u32, message: ClientMessage) {
+        let inbound = Inbound::Frame(encode(&ClientFrame { request_id, message }).into());
+        session.receive(inbound, tokio::time::Instant::now());
+    }
+
+    fn joined_room(room: &str) -> ClientMessage {
+        ClientMessage::Join { room: room.into(), display_name: "t".into(), resume: None }
+    }
+
+    fn greeted(hub: &Arc<Hub>) -> Session {
+        let mut session = hub.open_session(Arrival::local(TransportKind::WebSocket));
+        let hello = ClientMessage::Hello {
+            protocol_version: u16::from(PROTOCOL_VERSION),
+            client_name: "t".into(),
+            fallback: None,
+        };
+        say(&mut session, 1, hello);
+        session
+    }
+
+    /// The epochs of the `Joined` answers queued for a session.
+    async fn joined_epochs(session: &Session) -> Vec<u64> {
+        let mut batch = Vec::new();
+        if session.outbox().queued_bytes() > 0 {
+            assert!(matches!(session.outbox().next(&mut batch).await, Next::Frames));
+            // As a transport would: what was taken is written.
+            session.outbox().written(batch.len(), batch.iter().map(crate::frame::Frame::len).sum());
+        }
+        batch
+            .iter()
+            .filter_map(|frame| match wtchat_protocol::decode(&frame.body(), usize::MAX).unwrap() {
+                ServerMessage::Joined(joined) => Some(joined.epoch),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn snapshot(epoch: u64) -> Snapshot {
+        Snapshot { epoch, last_seq: 0, history: Vec::new(), members: Vec::new() }
+    }
+
+    #[tokio::test]
+    async fn a_room_closed_and_recreated_does_not_take_its_predecessors_snapshot() {
+        let broker = Arc::new(RecordingBroker::default());
+        let hub = Hub::new(HubConfig::for_tests(), None, Some(broker.clone()));
+        let mut first = greeted(&hub);
+        say(&mut first, 2, joined_room("r"));
+        drop(first);
+        let mut second = greeted(&hub);
+        joined_epochs(&second).await;
+        say(&mut second, 2, joined_room("r"));
+        let opened = broker.opened.lock().unwrap().clone();
+        let [old, new] = &opened[..] else { panic!("{opened:?}") };
+        assert_eq!(old.name, new.name);
+        assert_ne!(old.incarnation, new.incarnation, "a recreated room is a new incarnation");
+
+        // The link answers the first open late, after the room was
+        // recreated: the snapshot was taken for a room that is gone.
+        assert!(!hub.snapshot(old, snapshot(5)), "the old incarnation's snapshot is refused");
+        assert!(
+            joined_epochs(&second).await.is_empty(),
+            "the joiner still waits for its own room's snapshot"
+        );
+        assert!(hub.snapshot(new, snapshot(7)));
+        assert_eq!(
+            joined_epochs(&second).await,
+            vec![7],
+            "the join is answered from its own room's snapshot"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_feed_asks_the_broker_to_open_that_room_again() {
+        let broker = Arc::new(RecordingBroker::default());
+        let hub = Hub::new(HubConfig::for_tests(), None, Some(broker.clone()));
+        let mut member = greeted(&hub);
+        say(&mut member, 2, joined_room("r"));
+        let handle = broker.opened.lock().unwrap()[0].clone();
+        assert!(hub.snapshot(&handle, snapshot(3)));
+        let sender = EventMember { session_id: 99, name: "far".into() };
+        let message = |seq| RoomEvent::Message {
+            epoch: 3,
+            seq,
+            sender: sender.clone(),
+            sent_at_ms: 0,
+            body: "m".into(),
+        };
+        assert_eq!(hub.apply("r", message(1)), None);
+        assert_eq!(hub.metrics().published_count(), 1, "a delivered feed message is counted once");
+        assert_eq!(hub.apply("r", message(3)), Some(handle), "number 2 never came");
+        assert_eq!(hub.apply("elsewhere", message(1)), None, "a room this server does not hold is ignored");
+    }
+}

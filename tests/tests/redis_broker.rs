@@ -1,0 +1,165 @@
+//! The Redis broker against a real `redis-server`: every Lua script runs and
+//! what it writes is read back with the Rust side's own parsers (so that the
+//! format has one definition that both sides are checked against), and the
+//! link's task ends when its hub is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
+use wtchat_protocol::PresenceChange;
+use wtchat_redis::scripts::{
+    HeartbeatScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
+};
+use wtchat_redis::{feed, keys};
+use wtchat_server::{Config, Server};
+use wtchat_tests::redis::RedisServer;
+use wtchat_tests::server::{PATIENCE, temp_dir};
+
+/// A name and a body with everything the format must survive: spaces,
+/// newlines, non-ASCII text, and bytes that look like a header.
+const NAME: &str = "Zoë de la\nMer";
+const BODY: &str = "m 1 2 3 4 5\nsecond line — ünïcode ✓";
+
+#[tokio::test]
+async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
+    let redis = RedisServer::start()?;
+    let client = redis::Client::open(redis.url())?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let scripts = Scripts::default();
+    for script in scripts.all() {
+        script.prepare_invoke().load_async(&mut connection).await?;
+    }
+    let room = "team: one";
+    let mut feed_of_room = client.get_async_pubsub().await?;
+    feed_of_room.subscribe(keys::room_events(room)).await?;
+    let mut events = feed_of_room.into_on_message();
+    let mut next_event = async || -> Result<RoomEvent> {
+        let message = tokio::time::timeout(PATIENCE, events.next()).await?.context("the feed ended")?;
+        ensure!(keys::room_of_events(message.get_channel_name()) == Some(room));
+        Ok(feed::parse(message.get_payload_bytes())?)
+    };
+    let member = EventMember { session_id: (7 << 32) + 1, name: Arc::from(NAME) };
+
+    // A member arrives: the members hash and the node's leftovers record
+    // it, and the feed announces it.
+    let joined = PresenceScript { room, node_id: 7, member: &member, change: PresenceChange::Joined };
+    let () = joined.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(
+        next_event().await?,
+        RoomEvent::Presence { change: PresenceChange::Joined, member: member.clone() }
+    );
+
+    // A message gets the room's first number in a new epoch.
+    let publish = PublishScript {
+        room,
+        new_epoch: 4242,
+        history_len: 10,
+        sender: &member,
+        sent_at_ms: 1_700_000_000_123,
+        body: BODY,
+    };
+    let seq: u64 = publish.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(seq, 1);
+    let message = RoomEvent::Message {
+        epoch: 4242,
+        seq: 1,
+        sender: member.clone(),
+        sent_at_ms: 1_700_000_000_123,
+        body: BODY.into(),
+    };
+    assert_eq!(next_event().await?, message, "the feed carries the message as Rust reads it");
+
+    // A second publish keeps the epoch (the one offered is ignored).
+    let again = PublishScript { new_epoch: 1, body: "two", ..publish };
+    let seq: u64 = again.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(seq, 2);
+    assert!(matches!(next_event().await?, RoomEvent::Message { epoch: 4242, seq: 2, .. }));
+
+    // The snapshot holds the history and the member, as Rust reads them.
+    let snapshot = SnapshotScript { room, new_epoch: 1, history_len: 10 };
+    let reply: SnapshotReply = snapshot.command(&scripts).query_async(&mut connection).await?;
+    let Snapshot { epoch, last_seq, history, members } = snapshot.decode(reply);
+    assert_eq!((epoch, last_seq), (4242, 2));
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0], message, "the history keeps the message as the feed carried it");
+    assert_eq!(members, vec![member.clone()]);
+
+    // Typing is published from Rust alone.
+    let () = connection.publish(keys::room_events(room), feed::typing_event(&member)).await?;
+    assert_eq!(next_event().await?, RoomEvent::Typing { member: member.clone() });
+
+    // The server comes back after losing its link: the heartbeat removes
+    // what it left behind and tells the room the member disconnected.
+    let heartbeat = HeartbeatScript { node_id: 7, node_timeout_ms: 10_000, reap_self: true };
+    let dead: u64 = heartbeat.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(dead, 0, "no other server was silent");
+    assert_eq!(
+        next_event().await?,
+        RoomEvent::Presence { change: PresenceChange::Disconnected, member: member.clone() }
+    );
+    let left: Vec<Vec<u8>> = connection.hgetall(keys::room_members(room)).await?;
+    assert!(left.is_empty(), "the member is gone from the room");
+    let leftovers: Vec<Vec<u8>> = connection.hgetall(keys::node(7)).await?;
+    assert!(leftovers.is_empty(), "and from the node's leftovers");
+
+    // A server that falls silent is reaped by another's heartbeat.
+    let other = EventMember { session_id: (8 << 32) + 5, name: Arc::from("Far") };
+    let joined = PresenceScript { room, node_id: 8, member: &other, change: PresenceChange::Joined };
+    let () = joined.command(&scripts).query_async(&mut connection).await?;
+    next_event().await?;
+    let alive = HeartbeatScript { node_id: 8, node_timeout_ms: 3_000, reap_self: false };
+    let _: u64 = alive.command(&scripts).query_async(&mut connection).await?;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let reaper = HeartbeatScript { node_id: 9, node_timeout_ms: 1, reap_self: false };
+    let dead: u64 = reaper.command(&scripts).query_async(&mut connection).await?;
+    assert!(dead >= 1, "the silent server was found dead");
+    assert_eq!(
+        next_event().await?,
+        RoomEvent::Presence { change: PresenceChange::Disconnected, member: other }
+    );
+    Ok(())
+}
+
+/// How many clients other than `own` Redis has.
+async fn other_clients(connection: &mut redis::aio::MultiplexedConnection, own: u64) -> Result<usize> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(connection).await?;
+    Ok(list.lines().filter(|line| !line.starts_with(&format!("id={own} "))).count())
+}
+
+#[tokio::test]
+async fn a_dropped_hub_ends_its_redis_link() -> Result<()> {
+    let redis = RedisServer::start()?;
+    let client = redis::Client::open(redis.url())?;
+    let mut watcher = client.get_multiplexed_async_connection().await?;
+    let own: u64 = redis::cmd("CLIENT").arg("ID").query_async(&mut watcher).await?;
+    let cert_dir = temp_dir("certs");
+    let config = Config { redis_url: Some(redis.url()), cert_dir: cert_dir.clone(), ..Config::default() };
+    let server = Server::new(config)?;
+    server.hub().start();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !server.hub().broker_available() {
+        ensure!(tokio::time::Instant::now() < deadline, "the broker never linked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let linked = other_clients(&mut watcher, own).await?;
+    ensure!(linked >= 2, "the link holds a command and a subscription connection, found {linked}");
+
+    drop(server);
+    // The link's task must notice and close both connections; before the
+    // broker held only a weak sender, it heart-beat into Redis for ever.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let left = other_clients(&mut watcher, own).await?;
+        if left == 0 {
+            break;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "{left} connections outlived their hub");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_dir_all(cert_dir);
+    Ok(())
+}
