@@ -28,7 +28,6 @@ use crate::party::Party;
 use crate::room::Applied;
 use crate::room_event::{RoomEvent, Snapshot};
 use crate::room_registry::RoomRegistry;
-use crate::session::Session;
 use crate::user::User;
 
 /// Refused sessions and refused tokens are logged within these budgets: a
@@ -36,7 +35,8 @@ use crate::user::User;
 static REFUSAL_LOG: LogLimit = LogLimit::new();
 static TOKEN_LOG: LogLimit = LogLimit::new();
 
-/// The broadcast core.
+/// The broadcast core. A transport opens a
+/// [`Session`](crate::session::Session) per connection through it.
 #[derive(Debug)]
 pub struct Hub {
     /// The configuration the hub was started with.
@@ -141,31 +141,22 @@ impl Hub {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Opens a session for a new connection. A connection the server
-    /// turns away (draining, over a limit, no valid token) still gets a
-    /// session, already closed with the notice that says why, so that every
-    /// refusal reaches the client through the same path as any other close.
-    pub fn open_session(self: &Arc<Self>, mut arrival: Arrival) -> Session {
+    /// Gives a new session its id and its outbox, and lists it among the
+    /// live sessions (see [`Session::open`](crate::session::Session::open)).
+    pub(crate) fn enrol(&self, transport: crate::arrival::TransportKind) -> (u64, Arc<Outbox>) {
         let base = self.broker.as_ref().map_or(0, |broker| broker.session_id_base());
         let id = base + self.next_session_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(self.config.session.outbound_queue_bytes));
         self.sessions().insert(id, outbox.clone());
-        self.metrics.session_opened(arrival.transport);
-        let (user, ticket) = match self.admit(&mut arrival) {
-            Ok((user, ticket)) => (user, Some(ticket)),
-            Err(closing) => {
-                outbox.close(closing);
-                (None, None)
-            }
-        };
-        Session::new(self.clone(), id, outbox, arrival.transport, user, ticket)
+        self.metrics.session_opened(transport);
+        (id, outbox)
     }
 
     /// Who a new session is (`None` without authentication) and its place
     /// under admission control, or the notice that turns it away. Refusals
     /// are logged a few a second (`left_out` counts the others; the metrics
     /// count them all).
-    fn admit(&self, arrival: &mut Arrival) -> Result<(Option<User>, Ticket), Closing> {
+    pub(crate) fn admit(&self, arrival: &mut Arrival) -> Result<(Option<User>, Ticket), Closing> {
         let hints = &self.config.retry_hints;
         if self.is_draining() {
             return Err(closing::shutdown(hints));
@@ -400,7 +391,7 @@ mod tests {
     use crate::broker::{BrokerUnavailable, Publish};
     use crate::outbox::Next;
     use crate::room_event::EventMember;
-    use crate::session::Inbound;
+    use crate::session::{Inbound, Session};
 
     /// A broker that only records which rooms it was asked to open: the
     /// seam's own view, with the link's timing in the test's hands.
@@ -442,7 +433,7 @@ mod tests {
     }
 
     fn greeted(hub: &Arc<Hub>) -> Session {
-        let mut session = hub.open_session(Arrival::local(TransportKind::WebSocket));
+        let mut session = Session::open(hub, Arrival::local(TransportKind::WebSocket));
         let hello = ClientMessage::Hello {
             protocol_version: u16::from(PROTOCOL_VERSION),
             client_name: "t".into(),

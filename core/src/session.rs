@@ -18,7 +18,7 @@ use wtchat_protocol::{
 };
 
 use crate::admission::Ticket;
-use crate::arrival::TransportKind;
+use crate::arrival::{Arrival, TransportKind};
 use crate::broker::{BrokerUnavailable, Publish};
 use crate::budgets::{Budgets, MEMBERSHIP_RATE_PER_SEC};
 use crate::closing;
@@ -96,7 +96,23 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(
+    /// Opens a session for a new connection. A connection the server
+    /// turns away (draining, over a limit, no valid token) still gets a
+    /// session, already closed with the notice that says why, so that every
+    /// refusal reaches the client through the same path as any other close.
+    pub fn open(hub: &Arc<Hub>, mut arrival: Arrival) -> Self {
+        let (id, outbox) = hub.enrol(arrival.transport);
+        let (user, ticket) = match hub.admit(&mut arrival) {
+            Ok((user, ticket)) => (user, Some(ticket)),
+            Err(closing) => {
+                outbox.close(closing);
+                (None, None)
+            }
+        };
+        Self::new(hub.clone(), id, outbox, arrival.transport, user, ticket)
+    }
+
+    fn new(
         hub: Arc<Hub>,
         id: u64,
         outbox: Arc<Outbox>,

@@ -75,7 +75,7 @@ where
     I: Stream<Item = Inbound> + Unpin + Send,
     K: FrameSink,
 {
-    let mut session = hub.open_session(*arrival);
+    let mut session = Session::open(&hub, *arrival);
     let session_id = session.id();
     let outbox = session.outbox().clone();
     let heartbeat_timeout = hub.config().heartbeat_timeout;

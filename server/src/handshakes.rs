@@ -15,6 +15,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// A TLS handshake, on the TCP listener or in QUIC, must finish within
+/// this time.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshakes under way in total past which unvalidated clients are asked
 /// to prove their address.

@@ -28,6 +28,7 @@ use wtchat_core::metrics::family;
 
 use crate::options::Config;
 use crate::origin::OriginPolicy;
+use crate::response::text;
 use crate::static_files::StaticFiles;
 use crate::websocket;
 
@@ -265,14 +266,4 @@ fn cert_hashes(certificates: &CertificateStore) -> Response<Full<Bytes>> {
         .map(|hash| serde_json::json!({ "algorithm": "sha-256", "value": hash.to_vec() }))
         .collect();
     json(serde_json::Value::Array(hashes).to_string())
-}
-
-/// A plain-text response.
-pub fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
 }

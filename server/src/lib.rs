@@ -10,6 +10,7 @@ pub mod handshakes;
 pub mod http;
 pub mod options;
 pub mod origin;
+pub mod response;
 pub mod server;
 pub mod static_files;
 pub mod tls;

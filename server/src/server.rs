@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::handshakes::Handshakes;
+use crate::handshakes::{HANDSHAKE_TIMEOUT, Handshakes};
 use crate::http::{self, HttpState};
 use crate::options::{Config, ConfigError};
 use crate::origin::OriginPolicy;
@@ -26,10 +26,6 @@ use wtchat_redis::RedisBroker;
 
 /// How often the certificate store looks for a due rotation or a changed file.
 const CERTIFICATE_CHECK: Duration = Duration::from_secs(60);
-
-/// A TLS handshake, on the TCP listener or in QUIC, must finish within
-/// this time.
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sockets a server listens on.
 #[derive(Debug)]

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
 
-use crate::http::text;
+use crate::response::text;
 
 /// The web root.
 #[derive(Debug, Clone)]

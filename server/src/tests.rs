@@ -1,7 +1,7 @@
 //! Invariants that span the two adapters.
 
 use wtchat_core::arrival::{Arrival, TransportKind};
-use wtchat_core::session::Inbound;
+use wtchat_core::session::{Inbound, Session};
 use wtchat_protocol::{ClientFrame, ClientMessage, PROTOCOL_VERSION, encode};
 
 use crate::Hub;
@@ -34,7 +34,7 @@ async fn websocket_and_webtransport_members_get_views_of_one_allocation() {
     let hub = Hub::new(config.hub_config(), None, None);
     let now = tokio::time::Instant::now();
     let mut sessions: Vec<_> =
-        (0..2).map(|_| hub.open_session(Arrival::local(TransportKind::WebSocket))).collect();
+        (0..2).map(|_| Session::open(&hub, Arrival::local(TransportKind::WebSocket))).collect();
     for session in &mut sessions {
         session.receive(hello(), now);
         session.receive(join("shared"), now);

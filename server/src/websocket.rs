@@ -25,8 +25,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use wtchat_protocol::ReasonCode;
 
-use crate::http::text;
 use crate::origin::OriginPolicy;
+use crate::response::text;
 use wtchat_core::SessionLimits;
 use wtchat_core::arrival::{Arrival, TransportKind};
 use wtchat_core::frame::Frame;

@@ -26,10 +26,9 @@ use quinn::crypto::rustls::QuicServerConfig;
 use wtchat_protocol::{DecodeError, ReasonCode, split_stream_frame};
 use wtchat_webtransport::{self as wt, DataRecv, DataSend, Session, SessionEnd};
 
-use crate::handshakes::{Decision, HandshakeGuard, Handshakes};
+use crate::handshakes::{Decision, HANDSHAKE_TIMEOUT, HandshakeGuard, Handshakes};
 use crate::options::Config;
 use crate::origin::OriginPolicy;
-use crate::server::HANDSHAKE_TIMEOUT;
 use crate::tls;
 use crate::tls::certificate_store::CertificateStore;
 use wtchat_core::admission::Ticket;

@@ -14,7 +14,6 @@ use crate::error::{Error, from_read};
 use crate::frame::{self, error_code, stream_type};
 use crate::qpack;
 use crate::request::Request;
-use crate::session::Session;
 use crate::settings::{PeerSettings, ServerSettings};
 use crate::varint;
 
@@ -150,20 +149,6 @@ impl Connection {
         let IncomingRequest { mut send, mut recv, .. } = request;
         respond(&mut send, status, text, self.config.step_timeout).await;
         let _ = recv.stop(quinn::VarInt::from_u32(0x100));
-    }
-
-    /// Accepts a request as the connection's WebTransport session: answers
-    /// 200 and hands over everything the session needs.
-    pub async fn accept_session(self, request: IncomingRequest) -> Result<Session, Error> {
-        let IncomingRequest { mut send, recv, rest, .. } = request;
-        let head = qpack::encode(&[(":status", "200"), ("sec-webtransport-http3-draft", "draft02")]);
-        let mut bytes = Vec::with_capacity(head.len() + 4);
-        frame::write(&mut bytes, frame::HEADERS, &head);
-        timeout(self.config.step_timeout, send.write_all(&bytes))
-            .await
-            .map_err(|_| Error::Timeout("take the session's answer"))?
-            .map_err(|_| Error::protocol(error_code::REQUEST_CANCELLED, "the CONNECT stream broke"))?;
-        Ok(Session::new(self, send, recv, rest))
     }
 }
 

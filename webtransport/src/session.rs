@@ -16,9 +16,10 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::timeout;
 
 use crate::capsule::{self, Capsule};
-use crate::connection::{Connection, fill, keep_or_stop, respond};
+use crate::connection::{Connection, IncomingRequest, fill, keep_or_stop, respond};
 use crate::error::Error;
 use crate::frame::{self, error_code};
+use crate::qpack;
 use crate::varint;
 
 /// Session-level flow control, when both sides declared it.
@@ -100,6 +101,25 @@ pub struct DataRecv {
     /// Payload read so far, and the credit granted to the client.
     consumed: u64,
     granted: u64,
+}
+
+/// Accepting a session is the step from a connection to a session, so it
+/// lives here, with the session it makes (the connection knows nothing of
+/// sessions).
+impl Connection {
+    /// Accepts a request as the connection's WebTransport session: answers
+    /// 200 and hands over everything the session needs.
+    pub async fn accept_session(self, request: IncomingRequest) -> Result<Session, Error> {
+        let IncomingRequest { mut send, recv, rest, .. } = request;
+        let head = qpack::encode(&[(":status", "200"), ("sec-webtransport-http3-draft", "draft02")]);
+        let mut bytes = Vec::with_capacity(head.len() + 4);
+        frame::write(&mut bytes, frame::HEADERS, &head);
+        timeout(self.config.step_timeout, send.write_all(&bytes))
+            .await
+            .map_err(|_| Error::Timeout("take the session's answer"))?
+            .map_err(|_| Error::protocol(error_code::REQUEST_CANCELLED, "the CONNECT stream broke"))?;
+        Ok(Session::new(self, send, recv, rest))
+    }
 }
 
 impl Session {

@@ -35,7 +35,7 @@ struct Client {
 impl Client {
     fn connect(hub: &Arc<Hub>) -> Self {
         let mut client =
-            Self { session: hub.open_session(Arrival::local(TransportKind::WebSocket)), next_request: 1 };
+            Self { session: Session::open(&hub, Arrival::local(TransportKind::WebSocket)), next_request: 1 };
         assert_eq!(client.send(hello()), Flow::Continue);
         assert!(matches!(client.messages()[..], [ServerMessage::Welcome(_)]));
         client
@@ -344,7 +344,7 @@ fn refused_requests_get_error_frames_with_their_request_ids() {
         config.session.max_rooms_per_session = 2;
         config.session.max_message_bytes = 10;
     });
-    let mut fresh = hub.open_session(Arrival::local(TransportKind::WebSocket));
+    let mut fresh = Session::open(&hub, Arrival::local(TransportKind::WebSocket));
     let body = encode(&ClientFrame { request_id: 41, message: ClientMessage::Leave { room: "x".into() } });
     assert_eq!(fresh.receive(Inbound::Frame(body.into()), Instant::now()), Flow::Continue);
     let mut client = Client { session: fresh, next_request: 100 };
@@ -497,7 +497,7 @@ fn a_refused_session_acts_on_nothing_its_client_sent_before_reading_the_refusal(
     let hub = Hub::new(HubConfig::for_tests(), Some(authenticator), None);
     // No token: the session opens already closed with UNAUTHORIZED.
     let mut intruder =
-        Client { session: hub.open_session(Arrival::local(TransportKind::WebSocket)), next_request: 1 };
+        Client { session: Session::open(&hub, Arrival::local(TransportKind::WebSocket)), next_request: 1 };
     assert!(!intruder.session.outbox().is_open());
     for message in [
         hello(),

@@ -15,7 +15,7 @@ use crate::arrival::{Arrival, TransportKind};
 use crate::config::HubConfig;
 use crate::frame::Frame;
 use crate::hub::Hub;
-use crate::session::Inbound;
+use crate::session::{Inbound, Session};
 
 /// What the recording sink saw.
 #[derive(Debug, Default)]
@@ -105,7 +105,7 @@ async fn a_burst_is_written_as_one_batch() {
     settle().await;
 
     // A hundred messages arrive while the writer is not running.
-    let mut publisher = hub.open_session(Arrival::local(TransportKind::WebSocket));
+    let mut publisher = Session::open(&hub, Arrival::local(TransportKind::WebSocket));
     let now = tokio::time::Instant::now();
     let say = |s: &mut crate::session::Session, inbound| s.receive(inbound, now);
     say(&mut publisher, hello());
@@ -168,7 +168,7 @@ async fn a_write_stuck_on_a_stalled_peer_ends_on_eviction() {
     connection.inbound.send(hello()).unwrap();
     connection.inbound.send(join("stall")).unwrap();
     settle().await;
-    let mut publisher = hub.open_session(Arrival::local(TransportKind::WebSocket));
+    let mut publisher = Session::open(&hub, Arrival::local(TransportKind::WebSocket));
     let now = tokio::time::Instant::now();
     publisher.receive(hello(), now);
     publisher.receive(join("stall"), now);
