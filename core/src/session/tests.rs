@@ -35,7 +35,7 @@ struct Client {
 impl Client {
     fn connect(hub: &Arc<Hub>) -> Self {
         let mut client =
-            Self { session: Session::open(&hub, Arrival::local(TransportKind::WebSocket)), next_request: 1 };
+            Self { session: Session::open(hub, Arrival::local(TransportKind::WebSocket)), next_request: 1 };
         assert_eq!(client.send(hello()), Flow::Continue);
         assert!(matches!(client.messages()[..], [ServerMessage::Welcome(_)]));
         client
