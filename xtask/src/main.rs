@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
+        Some("test") if args.iter().any(|a| a == "--quick") => test_quick(),
         Some("test") => test(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
         Some("fuzz") => {
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
                  commands:\n  \
                  run [-- ARGS]              build the client and start the server with the demo page (ARGS go to `wtchat serve`)\n  \
                  test                       run every check: formatting, clippy, the wasm build, all tests (browser ones too)\n  \
+                 test --quick               the edit-run loop: formatting, clippy and the native tests, without browsers, churn or fuzzing\n  \
                  build-client [--out DIR]   build the wasm client into web/pkg, or into DIR with a copy of the page\n  \
                  bench [--quick]            run every benchmark against a release server and write BENCHMARKS.md\n  \
                  fuzz [SECONDS]             run every fuzz target for SECONDS (default 60) each, growing fuzz/corpus"
@@ -311,6 +313,46 @@ fn test() -> Result {
     let fuzzed = fuzz(FUZZ_SECONDS_IN_TESTS, &mut totals);
     println!("\ntotal: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
     native.and(browsers).and(fuzzed)
+}
+
+/// End-to-end test files that the quick tier leaves out: they need
+/// browsers, or run for minutes (10,000 session lives).
+const SLOW_TEST_FILES: [&str; 2] = ["browser", "churn"];
+
+/// The quick tier, for the edit-run loop: formatting, clippy and every
+/// native test but the slow files, with Redis (a few seconds of tests need
+/// it). What CI runs is `test`, everything.
+fn test_quick() -> Result {
+    ensure_toolchain()?;
+    ensure_redis()?;
+    step("formatting", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    let mut totals = Totals::default();
+    let units = run_tests(
+        "unit tests",
+        cargo().args(["test", "--workspace", "--exclude", "wtchat-tests"]),
+        &mut totals,
+    );
+    let mut end_to_end = cargo();
+    end_to_end.args(["test", "--package", "wtchat-tests", "--lib"]);
+    let files = std::fs::read_dir(root().join("tests/tests")).map_err(|e| format!("tests/tests: {e}"))?;
+    let mut names: Vec<String> = files
+        .filter_map(|entry| entry.ok()?.path().file_stem()?.to_str().map(str::to_owned))
+        .filter(|name| !SLOW_TEST_FILES.contains(&name.as_str()))
+        .collect();
+    names.sort();
+    for name in &names {
+        end_to_end.args(["--test", name]);
+    }
+    let ran = run_tests("end-to-end tests (no browsers, no churn)", &mut end_to_end, &mut totals);
+    println!(
+        "\ntotal: {} passed, {} failed, {} skipped (quick: {} and fuzzing left out)",
+        totals.passed,
+        totals.failed,
+        totals.ignored,
+        SLOW_TEST_FILES.join(", ")
+    );
+    units.and(ran)
 }
 
 /// Runs clippy on one package's `targets` (`--lib`, `--all-targets`) for
