@@ -8,15 +8,16 @@ pub mod bench;
 pub mod binary;
 pub mod browser;
 pub mod client;
+pub mod dial;
 pub mod h3;
 pub mod http;
 pub mod redis;
-pub mod scenario;
 pub mod server;
 pub mod websocket;
 pub mod webtransport;
 
 pub use client::{Client, Received, Wire};
+pub use dial::Dial;
 pub use http::{http_get, http_post, metric, scrape_metrics};
 pub use server::{PATIENCE, TestServer, eventually};
 pub use websocket::{WsClient, WsWire};

@@ -1,5 +1,7 @@
-//! The server over real WebTransport sessions (wtransport client) beside real
-//! WebSocket clients, on loopback.
+//! What only WebTransport has, over real sessions (the wtransport client)
+//! beside real WebSocket clients, on loopback: datagrams, stream framing,
+//! HTTP/3 answers, certificates. Scenarios common to both transports are in
+//! `every_transport.rs`.
 
 use std::time::{Duration, SystemTime};
 
@@ -7,7 +9,6 @@ use anyhow::Result;
 use wtchat_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ReasonCode, ServerMessage, encode};
 use wtchat_server::tls::certificate::Identity;
 use wtchat_tests::h3::h3_request;
-use wtchat_tests::scenario::{flood_past_a_stalled_member, silence_past_the_heartbeat};
 use wtchat_tests::webtransport::published_hashes;
 use wtchat_tests::{Received, TestServer, WsClient, WtClient};
 
@@ -125,30 +126,6 @@ async fn bad_frames_on_the_stream_get_errors_or_a_close_and_others_carry_on() ->
 }
 
 #[tokio::test]
-async fn a_webtransport_client_that_goes_silent_is_removed_within_the_heartbeat() -> Result<()> {
-    let server = TestServer::start_with(|c| {
-        c.heartbeat_interval_ms = 150;
-        c.heartbeat_timeout_ms = 600;
-    })
-    .await;
-    let mut watcher = WsClient::connect(&server).await?;
-    watcher.join("pulse", "watcher").await?;
-    // The silent client keeps its QUIC connection but says nothing more, as a
-    // browser tab that closed its session without telling the server does.
-    let mut silent = WtClient::connect(&server).await?;
-    silent.join("pulse", "silent").await?;
-    let (notice, code) = silence_past_the_heartbeat(&mut watcher, &mut silent).await?;
-    assert_eq!(
-        notice.map(|n| n.code),
-        Some(ReasonCode::HEARTBEAT_TIMEOUT),
-        "the heartbeat, not QUIC, noticed"
-    );
-    assert_eq!(code, Some(ReasonCode::HEARTBEAT_TIMEOUT.0));
-    server.wait_for_sessions(1).await?;
-    server.stop().await
-}
-
-#[tokio::test]
 async fn requests_that_are_not_webtransport_get_http3_errors() -> Result<()> {
     let server = TestServer::start().await;
     assert_eq!(h3_request(&server, "GET", "/", None).await?, 404);
@@ -170,24 +147,6 @@ async fn foreign_origins_are_refused_on_webtransport() -> Result<()> {
     let mut allowed = WtClient::open(&server.wt_url(), &hashes, Some("https://chat.example")).await?;
     allowed.hello().await?;
     server.stop().await
-}
-
-#[tokio::test]
-async fn shutdown_reaches_webtransport_sessions_with_their_code() -> Result<()> {
-    let server = TestServer::start().await;
-    let mut client = WtClient::connect(&server).await?;
-    client.join("lobby", "me").await?;
-    // A live client reads while the server shuts down (QUIC drops unread
-    // stream data once the connection closes, so reading afterwards could
-    // miss a notice that did arrive).
-    let (stopped, closed) = tokio::join!(server.stop(), client.until_closed());
-    stopped?;
-    let (notice, code) = closed?;
-    let notice = notice.expect("a closing notice");
-    assert_eq!(notice.code, ReasonCode::SERVER_SHUTDOWN);
-    assert!(notice.retry_after_ms.is_some());
-    assert_eq!(code, Some(ReasonCode::SERVER_SHUTDOWN.0));
-    Ok(())
 }
 
 #[tokio::test]
@@ -312,32 +271,6 @@ async fn a_loopback_server_answers_on_both_loopback_families() -> Result<()> {
     ws_v6.join("both", "tcp-six").await?;
     ws_v6.publish("both", "hello over ::1").await?;
     assert_eq!(over_v6.chat(1).await?[0].body, "hello over ::1");
-    server.stop().await
-}
-
-#[tokio::test]
-async fn a_webtransport_reader_that_stops_is_evicted_while_others_keep_receiving() -> Result<()> {
-    let server = TestServer::start_with(|c| {
-        c.outbound_queue_bytes = 256 * 1024;
-        c.publish_rate_per_sec = 10_000;
-        c.publish_burst = 10_000;
-    })
-    .await;
-    let mut publisher = WsClient::connect(&server).await?;
-    publisher.join("firehose", "publisher").await?;
-    let mut reader = WtClient::connect(&server).await?;
-    reader.join("firehose", "reader").await?;
-    // This member never reads again; QUIC flow control soon stops the
-    // server's writes to it, and its queue fills.
-    let mut stalled = WtClient::connect(&server).await?;
-    stalled.join("firehose", "stalled").await?;
-
-    let total = 600;
-    let stalled =
-        flood_past_a_stalled_member(&server, &mut publisher, &mut reader, &mut stalled, total).await?;
-    let (seen, code) = (stalled.seen, stalled.close_code);
-    assert!(seen < total, "the stalled reader got all {seen} messages; it was not evicted");
-    assert_eq!(code, Some(ReasonCode::SLOW_CONSUMER.0));
     server.stop().await
 }
 
