@@ -168,4 +168,43 @@ mod tests {
         assert!(hints.iter().all(|h| (1000..=5000).contains(h)));
         assert!(hints.len() > 10, "the hints are not all the same");
     }
+
+    /// Every code of the protocol's table is one the server sends: each
+    /// has its notice here (`NORMAL` is the transport's own clean close,
+    /// with no notice).
+    #[test]
+    fn every_reason_code_has_its_notice() {
+        let hints = RetryHints {
+            shutdown: RetryHint::fixed(Duration::from_secs(1)),
+            refusal: RetryHint::fixed(Duration::from_secs(1)),
+            flooding: Duration::from_secs(10),
+        };
+        let notices = [
+            shutdown(&hints),
+            broker_unavailable(&hints),
+            feed_broke("r"),
+            overloaded("full", &hints),
+            unauthorized("no token".into()),
+            token_expired(),
+            flooding("spam", &hints),
+            still_cooling_down(Duration::from_secs(3)),
+            slow_consumer(10, 5),
+            heartbeat_timeout(Duration::from_secs(25)),
+            protocol_violation("bad".into()),
+            frame_too_large(10, 5),
+            unsupported_version("protocol version", 99),
+        ];
+        let sent: std::collections::BTreeSet<ReasonCode> = notices.iter().map(|n| n.code).collect();
+        let table: std::collections::BTreeSet<ReasonCode> =
+            ReasonCode::ALL.into_iter().filter(|code| *code != ReasonCode::NORMAL).collect();
+        assert_eq!(sent, table);
+        for notice in &notices {
+            let retry = notice.code.should_reconnect();
+            assert_eq!(
+                notice.retry_after_ms.is_some(),
+                retry,
+                "{notice:?}: a hint exactly when a retry helps"
+            );
+        }
+    }
 }

@@ -18,12 +18,17 @@
 //! | 4006 | `UNSUPPORTED_VERSION` | no | The client speaks a protocol version this server does not. |
 //! | 4007 | `OVERLOADED` | yes, after the hint | The server refuses new sessions for now. |
 //! | 4008 | `UNAUTHORIZED` | no | The session's credentials were missing, invalid or expired. |
-//! | 4009 | `FORBIDDEN_ORIGIN` | no | The page's origin is not allowed to connect. |
-//! | 4010 | `INTERNAL_ERROR` | yes | The server failed in a way that is not the client's fault. |
 //! | 4011 | `BROKER_UNAVAILABLE` | yes, after the hint | The server lost its link to the broker (Redis) that orders rooms across servers, or a room's history there was lost; reconnect and resume. |
 //!
 //! Codes below 4000 other than 1000 come from the transport itself (for
 //! example a WebSocket 1006 when the connection dropped without a close).
+//!
+//! 4009 and 4010 are retired and never reused: they named a forbidden
+//! origin and an internal error, which no session was ever closed with (a
+//! foreign origin is refused with HTTP 403 before a session exists, and an
+//! internal failure ends the connection rather than sending a notice). A
+//! client treats them, like any code it does not know, as worth a retry
+//! with backoff.
 
 use core::fmt;
 use serde::{Deserialize, Serialize};
@@ -57,15 +62,11 @@ impl ReasonCode {
     pub const OVERLOADED: Self = Self(4007);
     /// Credentials were missing, invalid or expired.
     pub const UNAUTHORIZED: Self = Self(4008);
-    /// The page's origin is not allowed.
-    pub const FORBIDDEN_ORIGIN: Self = Self(4009);
-    /// The server failed in a way that is not the client's fault.
-    pub const INTERNAL_ERROR: Self = Self(4010);
     /// The server cannot reach the broker that orders rooms across servers.
     pub const BROKER_UNAVAILABLE: Self = Self(4011);
 
     /// Every code this version defines, for documentation and tests.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 11] = [
         Self::NORMAL,
         Self::SERVER_SHUTDOWN,
         Self::SLOW_CONSUMER,
@@ -76,8 +77,6 @@ impl ReasonCode {
         Self::UNSUPPORTED_VERSION,
         Self::OVERLOADED,
         Self::UNAUTHORIZED,
-        Self::FORBIDDEN_ORIGIN,
-        Self::INTERNAL_ERROR,
         Self::BROKER_UNAVAILABLE,
     ];
 
@@ -95,8 +94,6 @@ impl ReasonCode {
             Self::UNSUPPORTED_VERSION => "UNSUPPORTED_VERSION",
             Self::OVERLOADED => "OVERLOADED",
             Self::UNAUTHORIZED => "UNAUTHORIZED",
-            Self::FORBIDDEN_ORIGIN => "FORBIDDEN_ORIGIN",
-            Self::INTERNAL_ERROR => "INTERNAL_ERROR",
             Self::BROKER_UNAVAILABLE => "BROKER_UNAVAILABLE",
             _ => return None,
         })
@@ -115,7 +112,6 @@ impl ReasonCode {
                 | Self::PROTOCOL_VIOLATION
                 | Self::UNSUPPORTED_VERSION
                 | Self::UNAUTHORIZED
-                | Self::FORBIDDEN_ORIGIN
         )
     }
 }
