@@ -71,6 +71,22 @@ fn only_the_adapter_knows_redis_and_only_the_binary_knows_the_tools() {
     assert!(dependencies_of("wtchat").contains("wtchat-tools"));
 }
 
+#[test]
+fn the_browser_client_speaks_the_servers_protocol_crate() {
+    let found = dependencies_of("wtchat-client-wasm");
+    assert!(found.contains("wtchat-protocol"), "the client decodes with the protocol crate");
+    for server_side in ["wtchat-core", "wtchat-server", "tokio", "quinn"] {
+        assert!(!found.contains(server_side), "the browser client depends on {server_side}");
+    }
+}
+
+#[test]
+fn the_http3_layer_knows_nothing_of_chat() {
+    let found = dependencies_of("wtchat-webtransport");
+    let ours: Vec<&String> = found.iter().filter(|name| name.starts_with("wtchat-")).collect();
+    assert!(ours.is_empty(), "wtchat-webtransport depends on {ours:?}");
+}
+
 /// The top-level module each source file of a crate belongs to.
 fn module_of(src: &Path, file: &Path) -> String {
     let relative = file.strip_prefix(src).expect("under src");
@@ -162,4 +178,63 @@ fn no_crate_has_modules_that_import_each_other_in_a_circle() {
             panic!("{crate_dir}'s modules import each other in a circle: {}", circle.join(" → "));
         }
     }
+}
+
+/// Every function name in the workspace's Rust sources.
+fn function_names() -> BTreeSet<String> {
+    let mut files = Vec::new();
+    for dir in [
+        "protocol",
+        "core",
+        "redis",
+        "server",
+        "webtransport",
+        "cli",
+        "tools",
+        "tests",
+        "client-wasm",
+        "xtask",
+    ] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    let mut names = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable source");
+        for (index, _) in text.match_indices("fn ") {
+            let name: String =
+                text[index + 3..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            names.insert(name);
+        }
+    }
+    names
+}
+
+/// Each "Architecture Invariant" of ARCHITECTURE.md names the test that
+/// checks it (or the lint, or says that review keeps it), and every test it
+/// names exists.
+#[test]
+fn every_invariant_names_a_test_that_exists() {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let functions = function_names();
+    let mut invariants = 0;
+    for paragraph in text.split("\n\n").filter(|p| p.starts_with("Architecture Invariant:")) {
+        invariants += 1;
+        let quoted: Vec<&str> = paragraph.split('`').skip(1).step_by(2).collect();
+        // A long snake_case name is a test's; it must still exist.
+        for name in &quoted {
+            let test_like =
+                name.matches('_').count() >= 3 && name.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            assert!(
+                !test_like || functions.contains(*name),
+                "ARCHITECTURE.md names `{name}`, which is no function:\n{paragraph}"
+            );
+        }
+        let named: Vec<&&str> =
+            quoted.iter().filter(|name| name.contains('_') && functions.contains(**name)).collect();
+        // A few are kept by a lint that CI denies, or by review alone, and
+        // say so.
+        let by_lint_or_review = paragraph.contains("clippy's") || paragraph.contains("kept by review");
+        assert!(!named.is_empty() || by_lint_or_review, "an invariant names no test:\n{paragraph}");
+    }
+    assert!(invariants >= 15, "found only {invariants} invariants");
 }
