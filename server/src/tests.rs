@@ -6,23 +6,9 @@ use wtchat_protocol::{ClientFrame, ClientMessage, PROTOCOL_VERSION, encode};
 
 use crate::Hub;
 
-fn frame(request_id: u32, message: ClientMessage) -> Inbound {
+/// What a client says, as a transport hands it to the core.
+fn said(request_id: u32, message: ClientMessage) -> Inbound {
     Inbound::Frame(encode(&ClientFrame { request_id, message }).into())
-}
-
-fn hello() -> Inbound {
-    frame(
-        1,
-        ClientMessage::Hello {
-            protocol_version: u16::from(PROTOCOL_VERSION),
-            client_name: "t".into(),
-            fallback: None,
-        },
-    )
-}
-
-fn join(room: &str) -> Inbound {
-    frame(2, ClientMessage::Join { room: room.into(), display_name: "t".into(), resume: None })
 }
 
 /// The core encodes a message once; each adapter sends a view of that one
@@ -35,12 +21,16 @@ async fn websocket_and_webtransport_members_get_views_of_one_allocation() {
     let now = tokio::time::Instant::now();
     let mut sessions: Vec<_> =
         (0..2).map(|_| Session::open(&hub, Arrival::local(TransportKind::WebSocket))).collect();
+    let version = u16::from(PROTOCOL_VERSION);
     for session in &mut sessions {
-        session.receive(hello(), now);
-        session.receive(join("shared"), now);
+        let hello =
+            ClientMessage::Hello { protocol_version: version, client_name: "t".into(), fallback: None };
+        let join = ClientMessage::Join { room: "shared".into(), display_name: "t".into(), resume: None };
+        session.receive(said(1, hello), now);
+        session.receive(said(2, join), now);
     }
-    sessions[0]
-        .receive(frame(3, ClientMessage::Publish { room: "shared".into(), body: "one copy".into() }), now);
+    let publish = ClientMessage::Publish { room: "shared".into(), body: "one copy".into() };
+    sessions[0].receive(said(3, publish), now);
     let last_frame = |session: &wtchat_core::session::Session| {
         let mut batch = Vec::new();
         futures_util::FutureExt::now_or_never(session.outbox().next(&mut batch));
