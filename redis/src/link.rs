@@ -119,12 +119,7 @@ impl Link {
 
     /// Drops commands that cannot be run, answering publishes.
     fn discard(&self, commands: impl IntoIterator<Item = Command>) {
-        for command in commands {
-            if let Command::Publish(_, publish) = command {
-                self.shared.queued_publishes.fetch_sub(1, Ordering::Relaxed);
-                refuse_publish(&publish.outbox, publish.request_id);
-            }
-        }
+        discard(&self.shared.queued_publishes, commands);
     }
 
     async fn connect(&mut self) -> redis::RedisResult<Connections> {
@@ -182,8 +177,7 @@ impl Link {
         }
     }
 
-    /// Runs a batch of commands in order: writes go out together as one
-    /// pipeline, and subscriptions wait for what was written before them.
+    /// Runs a batch of commands in order, round by round (see [`rounds`]).
     async fn execute(
         &self,
         batch: &mut Vec<Command>,
@@ -191,37 +185,35 @@ impl Link {
         subscriptions: &mut PubSubSink,
         host: &Weak<dyn BrokerHost>,
     ) -> redis::RedisResult<()> {
-        let mut pipeline = Pipeline::default();
-        let mut commands = batch.drain(..);
-        let result = self.run_commands(&mut commands, &mut pipeline, connection, subscriptions, host).await;
+        let mut rounds = rounds(batch.drain(..)).into_iter();
+        let result = self.run_rounds(&mut rounds, connection, subscriptions, host).await;
         if result.is_err() {
-            // The link failed partway: whatever was not sent is answered
-            // and uncounted here, so that no publish waits for an answer
-            // that will not come and the queue bound stays true.
-            pipeline.abandon(&self.shared.queued_publishes);
-            self.discard(commands);
+            // The link failed partway: what was not sent is answered and
+            // uncounted here (a failed pipeline answers its own), so that no
+            // publish waits for an answer that will not come and the queue
+            // bound stays true.
+            self.discard(rounds.flat_map(Round::into_commands));
         }
         result
     }
 
-    async fn run_commands(
+    async fn run_rounds(
         &self,
-        commands: &mut impl Iterator<Item = Command>,
-        pipeline: &mut Pipeline,
+        rounds: &mut impl Iterator<Item = Round>,
         connection: &mut MultiplexedConnection,
         subscriptions: &mut PubSubSink,
         host: &Weak<dyn BrokerHost>,
     ) -> redis::RedisResult<()> {
         let queued = &self.shared.queued_publishes;
-        let node_id = self.shared.node_id.load(Ordering::Relaxed);
-        for command in commands {
-            match command {
-                Command::Open(room) => {
-                    pipeline.flush(connection, queued).await?;
-                    self.open(&room, connection, subscriptions, host).await?;
-                }
-                Command::Close(name) => {
-                    pipeline.flush(connection, queued).await?;
+        for Round { writes, then } in rounds {
+            let mut pipeline = Pipeline::default();
+            for write in writes {
+                self.push_write(write, &mut pipeline);
+            }
+            pipeline.flush(connection, queued).await?;
+            match then {
+                Some(Command::Open(room)) => self.open(&room, connection, subscriptions, host).await?,
+                Some(Command::Close(name)) => {
                     let reopened = host.upgrade().is_some_and(|host| host.is_open(&name));
                     if !reopened {
                         tokio::time::timeout(
@@ -232,29 +224,40 @@ impl Link {
                         .map_err(|_| timed_out())??;
                     }
                 }
-                Command::Publish(room, publish) => {
-                    let script = PublishScript {
-                        room: &room,
-                        new_epoch: new_epoch(),
-                        history_len: self.history_len,
-                        sender: &publish.sender,
-                        sent_at_ms: publish.sent_at_ms,
-                        body: &publish.body,
-                    };
-                    pipeline.push(script.command(&self.scripts), Some((publish.request_id, publish.outbox)));
-                }
-                Command::Presence(room, member, change) => {
-                    let script = PresenceScript { room: &room, node_id, member: &member, change };
-                    pipeline.push(script.command(&self.scripts), None);
-                }
-                Command::Typing(room, member) => {
-                    let mut command = redis::cmd("PUBLISH");
-                    command.arg(keys::room_events(&room)).arg(feed::typing_event(&member));
-                    pipeline.push(command, None);
-                }
+                _ => {}
             }
         }
-        pipeline.flush(connection, queued).await
+        Ok(())
+    }
+
+    /// Adds a write to the pipeline (subscription changes are not writes).
+    fn push_write(&self, command: Command, pipeline: &mut Pipeline) {
+        let node_id = self.shared.node_id.load(Ordering::Relaxed);
+        match command {
+            Command::Publish(room, publish) => {
+                let script = PublishScript {
+                    room: &room,
+                    new_epoch: new_epoch(),
+                    history_len: self.history_len,
+                    sender: &publish.sender,
+                    sent_at_ms: publish.sent_at_ms,
+                    body: &publish.body,
+                };
+                pipeline.push(script.command(&self.scripts), Some((publish.request_id, publish.outbox)));
+            }
+            Command::Presence(room, member, change) => {
+                let script = PresenceScript { room: &room, node_id, member: &member, change };
+                pipeline.push(script.command(&self.scripts), None);
+            }
+            Command::Typing(room, member) => {
+                let mut command = redis::cmd("PUBLISH");
+                command.arg(keys::room_events(&room)).arg(feed::typing_event(&member));
+                pipeline.push(command, None);
+            }
+            Command::Open(_) | Command::Close(_) => {
+                debug_assert!(false, "a subscription change is not a write");
+            }
+        }
     }
 
     /// Subscribes to a room, then reads its state: anything published after
@@ -300,6 +303,53 @@ impl Link {
     }
 }
 
+/// Drops commands that cannot be run: each publish among them is answered
+/// with `BROKER_UNAVAILABLE` and leaves the count of queued publishes.
+fn discard(queued_publishes: &AtomicUsize, commands: impl IntoIterator<Item = Command>) {
+    for command in commands {
+        if let Command::Publish(_, publish) = command {
+            queued_publishes.fetch_sub(1, Ordering::Relaxed);
+            refuse_publish(&publish.outbox, publish.request_id);
+        }
+    }
+}
+
+/// One round trip's worth of a batch: writes that go out as one pipeline,
+/// then, if one follows them, a subscription change (`Open` or `Close`),
+/// which must wait for the writes before it.
+#[derive(Debug)]
+pub(crate) struct Round {
+    /// Publishes, presence and typing, in order.
+    writes: Vec<Command>,
+    /// The subscription change that ends the round.
+    then: Option<Command>,
+}
+
+impl Round {
+    fn into_commands(self) -> impl Iterator<Item = Command> {
+        self.writes.into_iter().chain(self.then)
+    }
+}
+
+/// Splits a batch into rounds, keeping its order: consecutive writes share
+/// one pipeline, and each subscription change closes a round.
+fn rounds(batch: impl IntoIterator<Item = Command>) -> Vec<Round> {
+    let mut rounds = Vec::new();
+    let mut writes = Vec::new();
+    for command in batch {
+        match command {
+            Command::Open(_) | Command::Close(_) => {
+                rounds.push(Round { writes: std::mem::take(&mut writes), then: Some(command) });
+            }
+            write => writes.push(write),
+        }
+    }
+    if !writes.is_empty() {
+        rounds.push(Round { writes, then: None });
+    }
+    rounds
+}
+
 /// Aborts the feed reader when the link ends, whichever way.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -337,4 +387,110 @@ async fn read_feed(
 
 fn timed_out() -> redis::RedisError {
     redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use wtchat_core::broker::RoomHandle;
+    use wtchat_core::room_event::EventMember;
+    use wtchat_protocol::PresenceChange;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use wtchat_core::broker::Publish;
+    use wtchat_core::outbox::Outbox;
+    use wtchat_protocol::{ErrorCode, ServerMessage};
+
+    use super::{Command, discard, rounds};
+
+    fn typing(room: &str) -> Command {
+        Command::Typing(Arc::from(room), EventMember { session_id: 1, name: Arc::from("t") })
+    }
+
+    fn open(room: &str) -> Command {
+        Command::Open(RoomHandle { name: Arc::from(room), incarnation: 1 })
+    }
+
+    /// A round as letters: `w` per write, then `O` or `C` for the change.
+    fn shapes(batch: Vec<Command>) -> Vec<String> {
+        rounds(batch)
+            .into_iter()
+            .map(|round| {
+                let mut shape = "w".repeat(round.writes.len());
+                shape.push_str(match round.then {
+                    Some(Command::Open(_)) => "O",
+                    Some(Command::Close(_)) => "C",
+                    _ => "",
+                });
+                shape
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_writes_share_a_pipeline_and_subscriptions_wait_for_them() {
+        let presence = Command::Presence(
+            Arc::from("a"),
+            EventMember { session_id: 2, name: Arc::from("p") },
+            PresenceChange::Joined,
+        );
+        let batch =
+            vec![typing("a"), presence, open("b"), typing("b"), Command::Close(Arc::from("a")), typing("c")];
+        assert_eq!(shapes(batch), ["wwO", "wC", "w"]);
+        assert_eq!(shapes(vec![open("a"), open("b")]), ["O", "O"], "each change is its own round");
+        assert_eq!(
+            shapes((0..512).map(|_| typing("a")).collect()),
+            ["w".repeat(512)],
+            "a full batch is one pipeline"
+        );
+        assert!(shapes(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn rounds_keep_the_order_of_the_batch() {
+        let batch: Vec<Command> = ["a", "b", "c", "d"].into_iter().map(typing).collect();
+        let order: Vec<Arc<str>> = rounds(batch)
+            .into_iter()
+            .flat_map(|round| round.into_commands())
+            .map(|command| match command {
+                Command::Typing(room, _) => room,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(order, ["a", "b", "c", "d"].map(Arc::from));
+    }
+
+    #[tokio::test]
+    async fn abandoned_publishes_are_answered_and_uncounted() {
+        let outbox = Arc::new(Outbox::new(1 << 16));
+        let publish = |request_id| {
+            Command::Publish(
+                Arc::from("a"),
+                Publish {
+                    sender: EventMember { session_id: 1, name: Arc::from("t") },
+                    sent_at_ms: 0,
+                    body: "lost".into(),
+                    request_id,
+                    outbox: outbox.clone(),
+                },
+            )
+        };
+        let queued = AtomicUsize::new(5);
+        // The link failed before these rounds ran.
+        let unsent = rounds(vec![publish(1), open("b"), typing("b"), publish(2)]);
+        discard(&queued, unsent.into_iter().flat_map(|round| round.into_commands()));
+        assert_eq!(queued.load(Ordering::Relaxed), 3, "two publishes left the queue");
+        let mut batch = Vec::new();
+        outbox.next(&mut batch).await;
+        let answers: Vec<_> = batch
+            .iter()
+            .map(|frame| match wtchat_protocol::decode(&frame.body(), usize::MAX).unwrap() {
+                ServerMessage::Error(error) => (error.request_id, error.code),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(answers, [1, 2].map(|id| (Some(id), ErrorCode::BROKER_UNAVAILABLE)));
+    }
 }

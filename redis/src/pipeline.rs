@@ -41,16 +41,6 @@ impl Pipeline {
         self.count
     }
 
-    /// Answers and uncounts the publishes that will not be sent.
-    pub(crate) fn abandon(&mut self, queued_publishes: &AtomicUsize) {
-        let publishes = std::mem::take(&mut self.publishes);
-        queued_publishes.fetch_sub(publishes.len(), Ordering::Relaxed);
-        for (_, request_id, outbox) in &publishes {
-            refuse_publish(outbox, *request_id);
-        }
-        *self = Self::default();
-    }
-
     /// Sends the writes. A failed connection fails the link (and answers
     /// every publish); a command Redis refuses (out of memory, say) fails
     /// only itself.
@@ -136,20 +126,5 @@ mod tests {
         pipeline.settle(&[Value::Okay, Value::Int(1), refused]);
         assert!(refusals(&ann).is_empty(), "a publish Redis took is not answered with an error");
         assert_eq!(refusals(&bob), vec![(Some(8), ErrorCode::BROKER_UNAVAILABLE)]);
-    }
-
-    #[test]
-    fn abandoned_publishes_are_answered_and_uncounted() {
-        let (ann, bob) = (outbox(), outbox());
-        let queued = AtomicUsize::new(5);
-        let mut pipeline = Pipeline::default();
-        pipeline.push(redis::cmd("EVALSHA"), Some((1, ann.clone())));
-        pipeline.push(redis::cmd("PUBLISH"), None);
-        pipeline.push(redis::cmd("EVALSHA"), Some((2, bob.clone())));
-        pipeline.abandon(&queued);
-        assert_eq!(queued.load(Ordering::Relaxed), 3, "two publishes left the queue");
-        assert_eq!(pipeline.len(), 0, "nothing is left to send");
-        assert_eq!(refusals(&ann), vec![(Some(1), ErrorCode::BROKER_UNAVAILABLE)]);
-        assert_eq!(refusals(&bob), vec![(Some(2), ErrorCode::BROKER_UNAVAILABLE)]);
     }
 }
