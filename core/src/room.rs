@@ -374,14 +374,16 @@ impl Room {
         let state = &mut *state;
         let Sequencing::Follows(feed) = &mut state.sequencing else { return };
         let Some(syncing) = feed.syncing.take() else { return };
-        let local = |id: u64| {
-            state.members.iter().any(|m| m.session_id == id)
-                || syncing.joiners.iter().any(|(m, ..)| m.session_id == id)
-        };
+        // A set, so that a big room's snapshot costs one pass, not one
+        // pass over the local members per member.
+        let local: std::collections::HashSet<u64> = (state.members.iter())
+            .chain(syncing.joiners.iter().map(|(m, ..)| m))
+            .map(|m| m.session_id)
+            .collect();
         feed.remote = snapshot
             .members
             .into_iter()
-            .filter(|m| !local(m.session_id))
+            .filter(|m| !local.contains(&m.session_id))
             .map(|m| (m.session_id, m.name))
             .collect();
         state.epoch = snapshot.epoch;
