@@ -32,7 +32,7 @@ struct Workload {
     server: &'static [&'static str],
     bench: Vec<String>,
     /// How many servers share the room through a Redis started for the
-    /// workload; 0 for one server with the in-memory broker.
+    /// workload; 0 for one server alone, with no broker.
     redis_servers: usize,
 }
 
