@@ -1,7 +1,8 @@
 //! The hub: the broadcast core's front door.
 //!
-//! A transport asks the hub for a [`Session`] per connection and feeds it what
-//! arrives; the hub owns the rooms and the list of live sessions, and knows no
+//! A transport opens a [`Session`](crate::session::Session) per connection
+//! through the hub's admission and feeds it what arrives; the hub owns the
+//! rooms, the list of live sessions and the broker (if any), and knows no
 //! transport. Everything a chat server decides (names, limits, order,
 //! presence, eviction, shutdown) is decided in the core, once, for every
 //! transport.
