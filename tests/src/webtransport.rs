@@ -141,6 +141,10 @@ impl Wire for WtWire {
 
     async fn receive(&mut self) -> Result<Received> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
+        // Once datagrams end (the session is closing), the stream is still
+        // read to its end: the closing notice may wait there unread, and a
+        // close reported before it would lose it.
+        let mut datagrams_open = true;
         loop {
             if let Some(end) = split_stream_frame(&self.buffer, usize::MAX)? {
                 let frame: Vec<u8> = self.buffer.drain(..end).collect();
@@ -155,12 +159,12 @@ impl Wire for WtWire {
                     // says why.
                     Ok(None) | Err(_) => return Ok(Received::Closed(close_code(&self.connection).await)),
                 },
-                datagram = self.connection.receive_datagram() => match datagram {
+                datagram = self.connection.receive_datagram(), if datagrams_open => match datagram {
                     Ok(datagram) => {
                         let payload: Bytes = datagram.payload();
                         return Ok(Received::Datagram(decode(&payload, usize::MAX).context("a bad datagram")?));
                     }
-                    Err(_) => return Ok(Received::Closed(close_code(&self.connection).await)),
+                    Err(_) => datagrams_open = false,
                 },
                 () = tokio::time::sleep_until(deadline) => bail!("nothing arrived"),
             }
