@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// One option as documented.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,9 +17,11 @@ pub struct OptionDoc {
     pub default: String,
 }
 
-/// Every option, in table order.
-pub fn option_docs() -> Vec<OptionDoc> {
-    super::table::describe()
+/// Every option, in table order. Made once: clap asks for each option's
+/// help every time the command line is parsed.
+pub fn option_docs() -> &'static [OptionDoc] {
+    static DOCS: OnceLock<Vec<OptionDoc>> = OnceLock::new();
+    DOCS.get_or_init(super::table::describe)
 }
 
 /// The README's table of options, generated from the table.
@@ -36,7 +39,7 @@ pub fn readme_table() -> String {
 /// The help of one option: what it does, and its default.
 pub(super) fn help(name: &str) -> String {
     option_docs()
-        .into_iter()
+        .iter()
         .find(|option| option.name == name)
         .map(|option| format!("{} (default: {})", option.doc, option.default.replace('`', "")))
         .unwrap_or_default()
