@@ -19,8 +19,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-
-use crate::tls::certificate_store::CertificateStore;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use wtchat_core::arrival::{TransportKind, bearer};
 use wtchat_core::hub::Hub;
@@ -30,6 +28,7 @@ use crate::options::Config;
 use crate::origin::OriginPolicy;
 use crate::response::text;
 use crate::static_files::StaticFiles;
+use crate::tls::certificate_store::CertificateStore;
 use crate::websocket;
 
 /// A client must send its request headers within this time; this keeps idle

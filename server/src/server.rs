@@ -11,6 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use wtchat_core::broker::Broker;
+use wtchat_core::hub::Hub;
+use wtchat_redis::RedisBroker;
 
 use crate::handshakes::{HANDSHAKE_TIMEOUT, Handshakes};
 use crate::http::{self, HttpState};
@@ -20,9 +23,6 @@ use crate::tls;
 use crate::tls::certificate::CertificateError;
 use crate::tls::certificate_store::CertificateStore;
 use crate::webtransport::{self, WebTransportSettings, WebTransportState};
-use wtchat_core::broker::Broker;
-use wtchat_core::hub::Hub;
-use wtchat_redis::RedisBroker;
 
 /// How often the certificate store looks for a due rotation or a changed file.
 const CERTIFICATE_CHECK: Duration = Duration::from_secs(60);

@@ -23,16 +23,16 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use wtchat_protocol::ReasonCode;
-
-use crate::origin::OriginPolicy;
-use crate::response::text;
 use wtchat_core::SessionLimits;
 use wtchat_core::arrival::{Arrival, TransportKind};
 use wtchat_core::frame::Frame;
 use wtchat_core::hub::Hub;
 use wtchat_core::session::Inbound;
 use wtchat_core::transport::{self, FrameSink};
+use wtchat_protocol::ReasonCode;
+
+use crate::origin::OriginPolicy;
+use crate::response::text;
 
 /// Bytes tungstenite reads from the socket at a time. Its default is 128 KiB,
 /// allocated up front for every connection, idle or not. What clients send is

@@ -23,6 +23,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_channel::mpsc;
 use futures_util::SinkExt;
 use quinn::crypto::rustls::QuicServerConfig;
+use wtchat_core::admission::Ticket;
+use wtchat_core::arrival::{Arrival, TransportKind};
+use wtchat_core::frame::Frame;
+use wtchat_core::hub::Hub;
+use wtchat_core::session::Inbound;
+use wtchat_core::transport::{self, FrameSink};
 use wtchat_protocol::{DecodeError, ReasonCode, split_stream_frame};
 use wtchat_webtransport::{self as wt, DataRecv, DataSend, Session, SessionEnd};
 
@@ -31,12 +37,6 @@ use crate::options::Config;
 use crate::origin::OriginPolicy;
 use crate::tls;
 use crate::tls::certificate_store::CertificateStore;
-use wtchat_core::admission::Ticket;
-use wtchat_core::arrival::{Arrival, TransportKind};
-use wtchat_core::frame::Frame;
-use wtchat_core::hub::Hub;
-use wtchat_core::session::Inbound;
-use wtchat_core::transport::{self, FrameSink};
 
 /// Inbound frames waiting for the core; a reader that gets this far ahead
 /// waits, which pushes back on the client through QUIC flow control. The
