@@ -21,6 +21,7 @@ pub fn short_bench(server: SocketAddr, transport: Transport, server_pid: Vec<u32
         ramp_max: 1_000.0,
         connections: 10,
         hold: 0.1,
+        join_rate: 1_000.0,
         also_server: Vec::new(),
         server_pid,
         connect_concurrency: 8,

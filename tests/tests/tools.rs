@@ -77,6 +77,40 @@ async fn idle_mode_reports_memory_per_connection() -> Result<()> {
 }
 
 #[tokio::test]
+async fn join_mode_admits_a_crowd_into_one_room_and_reaches_everyone() -> Result<()> {
+    // A crowd from one address arrives faster than an address's share of
+    // the arrival rate allows.
+    let server = TestServer::start_with(|c| {
+        c.publish_rate_per_sec = 10_000;
+        c.publish_burst = 10_000;
+        c.max_new_connections_per_sec = 0;
+    })
+    .await;
+    for transport in [Transport::Ws, Transport::Wt] {
+        let args = BenchArgs {
+            mode: Mode::Join,
+            subscribers: 200,
+            join_rate: 2_000.0,
+            room: format!("crowd-{transport:?}"),
+            ..bench_args(&server, transport)
+        };
+        let report = wtchat_tools::crowd::run(&args).await?;
+        assert_eq!((report.members, report.not_joined), (200, 0), "{report:?}");
+        assert_eq!(
+            (report.check_received, report.check_duplicates),
+            (200, 0),
+            "the message reached everyone once"
+        );
+        assert!(report.join_latency_ms.max > 0.0 && report.join_s > 0.0, "{report:?}");
+        // Every join but the first is announced to the members already
+        // there, so the room as a whole receives presence for it.
+        assert!(report.presence_bytes_per_join > 0.0 && report.joined_bytes_per_join > 0.0, "{report:?}");
+        server.wait_for_sessions(0).await?;
+    }
+    server.stop().await
+}
+
+#[tokio::test]
 async fn the_terminal_client_exchanges_lines_with_another_client() -> Result<()> {
     for transport in ["ws", "wt"] {
         let server = TestServer::start().await;

@@ -7,7 +7,8 @@
 //! slow server cannot hide its delay by slowing the load down (coordinated
 //! omission). Modes: `run` (one step), `ramp` (raise R by a factor until the
 //! delivery ratio drops below 0.99 or p99 passes 100 ms), `idle` (hold N
-//! connections and report memory per connection).
+//! connections and report memory per connection), `join` (a crowd of S
+//! joins one room; see `crowd.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub enum Mode {
     Ramp,
     /// Hold connections and measure memory.
     Idle,
+    /// Connect a crowd, then have it join one room: admission time, join
+    /// latency, presence bytes and memory per member (`crowd.rs`).
+    Join,
 }
 
 /// Options of `wtchat bench`.
@@ -76,9 +80,13 @@ pub struct BenchArgs {
     /// Connections to hold in idle mode.
     #[arg(long, default_value_t = 10_000)]
     pub connections: usize,
-    /// Seconds to hold them.
+    /// Seconds to hold them (idle), or to let a crowd settle after it joined
+    /// (join).
     #[arg(long, default_value_t = 3.0)]
     pub hold: f64,
+    /// Joins per second in join mode; 0 joins everyone at once.
+    #[arg(long, default_value_t = 1000.0)]
+    pub join_rate: f64,
     /// More servers sharing the room through Redis; sessions are spread
     /// over all of them in turn (repeatable).
     #[arg(long)]
@@ -149,11 +157,12 @@ pub async fn run(args: BenchArgs) -> Result<Vec<StepReport>> {
     }
     match args.mode {
         Mode::Idle => idle(&args).await.map(|_| Vec::new()),
+        Mode::Join => crate::crowd::run(&args).await.map(|_| Vec::new()),
         Mode::Run | Mode::Ramp => load(&args).await,
     }
 }
 
-fn transport_name(transport: Transport) -> &'static str {
+pub(crate) fn transport_name(transport: Transport) -> &'static str {
     match transport {
         Transport::Wt => "wt",
         _ => "ws",
@@ -168,14 +177,14 @@ fn server_cpu_seconds(args: &BenchArgs) -> Option<f64> {
 
 /// The summed resident memory of the server's processes, if every one is
 /// known.
-fn server_rss_bytes(args: &BenchArgs) -> Option<u64> {
+pub(crate) fn server_rss_bytes(args: &BenchArgs) -> Option<u64> {
     let each: Option<Vec<u64>> = args.server_pid.iter().map(|pid| procstat::rss_bytes(*pid)).collect();
     each.filter(|e| !e.is_empty()).map(|e| e.iter().sum())
 }
 
 /// Opens `count` greeted sessions, a few at a time, spread in turn over
 /// `--server` and every `--also-server`.
-async fn connect_all(args: &BenchArgs, count: usize) -> Result<Vec<Session>> {
+pub(crate) async fn connect_all(args: &BenchArgs, count: usize) -> Result<Vec<Session>> {
     let mut dialers = Vec::new();
     for server in std::iter::once(args.server).chain(args.also_server.iter().copied()) {
         let dialer = Dialer::new(server).await?.with_websocket_client(WebSocketClient::Raw);
@@ -398,7 +407,6 @@ async fn run_step(
     }
     let messages_sent: u64 = lock(&shared.sent).get(step).map_or(0, |s| s.iter().sum());
     let expected = messages_sent * results.len() as u64;
-    let quantile = |q: f64| merged.latency_us.value_at_quantile(q) as f64 / 1000.0;
     let millions = merged.unique as f64 / 1e6;
     Ok(StepReport {
         mode: if args.mode == Mode::Ramp { "ramp" } else { "run" },
@@ -416,13 +424,7 @@ async fn run_step(
         lost: expected.saturating_sub(merged.unique),
         duplicated: merged.duplicates,
         disconnected: shared.disconnected.load(Ordering::Relaxed) - disconnected_before,
-        latency_ms: Latency {
-            p50: quantile(0.5),
-            p90: quantile(0.9),
-            p99: quantile(0.99),
-            p999: quantile(0.999),
-            max: merged.latency_us.max() as f64 / 1000.0,
-        },
+        latency_ms: Latency::from_micros(&merged.latency_us),
         connect_s,
         server_cpu_s,
         server_cpu_s_per_million: server_cpu_s.filter(|_| millions > 0.0).map(|cpu| cpu / millions),
@@ -437,7 +439,7 @@ async fn run_step(
 /// The byte after the version that identifies a server message's variant,
 /// read from an encoded sample, so that subscribers can sort frames without
 /// decoding them and the bench follows the protocol if its variants move.
-fn variant_tag(sample: &ServerMessage) -> u8 {
+pub(crate) fn variant_tag(sample: &ServerMessage) -> u8 {
     encode(sample)[1]
 }
 

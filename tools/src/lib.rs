@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod crowd;
 pub mod dial;
 pub mod measure;
 pub mod plot;

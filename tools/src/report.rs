@@ -21,6 +21,20 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl Latency {
+    /// The percentiles of a histogram of microseconds, in milliseconds.
+    pub fn from_micros(histogram: &hdrhistogram::Histogram<u64>) -> Self {
+        let quantile = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        Self {
+            p50: quantile(0.5),
+            p90: quantile(0.9),
+            p99: quantile(0.99),
+            p999: quantile(0.999),
+            max: histogram.max() as f64 / 1000.0,
+        }
+    }
+}
+
 /// The results of one load step.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
