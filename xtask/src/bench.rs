@@ -111,6 +111,26 @@ fn workloads(quick: bool) -> Vec<Workload> {
             bench: args(&["--transport", transport, "--mode", "idle", "--connections", idle, "--hold", "3"]),
         });
     }
+    // A crowd filling one room (issue 15): the presence and join costs of
+    // a big room, against the same crowd connecting with no room.
+    let crowds: &[(&str, &str, &str, &str)] = if quick {
+        &[("join-ws-1k", "A crowd of 1,000 joining one room over WebSocket", "ws", "1000")]
+    } else {
+        &[
+            ("join-ws-1k", "A crowd of 1,000 joining one room over WebSocket", "ws", "1000"),
+            ("join-ws-10k", "A crowd of 10,000 joining one room over WebSocket", "ws", "10000"),
+            ("join-wt-10k", "A crowd of 10,000 joining one room over WebTransport", "wt", "10000"),
+        ]
+    };
+    for (name, title, transport, members) in crowds {
+        list.push(Workload {
+            name,
+            title,
+            server: IDLE_SERVER,
+            redis_servers: 0,
+            bench: args(&["--transport", transport, "--mode", "join", "-s", members, "--join-rate", "1000"]),
+        });
+    }
     // The ws-100 load again, through Redis: on one server, then with the
     // room split over two (members alternate between them).
     for (name, title, redis_servers) in [
@@ -335,6 +355,7 @@ fn write_report(sections: &[Section], profile: &str, quick: bool) -> Result {
     );
     let _ = writeln!(md, "## WebTransport against WebSocket\n\n{}", targets(sections));
     let _ = writeln!(md, "## Scale-out through Redis\n\n{}", scale_out(sections));
+    let _ = writeln!(md, "## Large rooms\n\n{}", crowds(sections));
     for (workload, lines, command, table) in sections {
         let _ = writeln!(md, "## {}\n", workload.title);
         let _ = writeln!(md, "```sh\n{command}\n```\n");
@@ -389,6 +410,41 @@ fn scale_out(sections: &[Section]) -> String {
             median(sections, name, &["latency_ms", "p50"]),
             median(sections, name, &["latency_ms", "p99"]),
             cost(name).map_or("n/a".into(), |c| format!("{c:.2}")),
+        );
+    }
+    rows
+}
+
+/// The crowds filling one room, each beside the same crowd connecting with
+/// no room in the same run (its baseline).
+fn crowds(sections: &[Section]) -> String {
+    let mut rows = String::from(
+        "Each crowd first connects and greets with no room (the baseline, and the idle memory of the same \
+         run), then joins one room at 1,000 joins/s; then one message must reach every member once.\n\n\
+         | crowd | connect s | join s (÷ schedule) | join p50 / p99 ms | not joined | KB per idle connection | \
+         KB per member (÷ idle) | presence B per join | join answer B per join | message reached |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (_, lines, ..) in sections.iter().filter(|(w, ..)| w.name.starts_with("join-")) {
+        let Some(v) = lines.first() else { continue };
+        let (idle, member) =
+            (figure(v, &["server_rss_idle_per_connection_kb"]), figure(v, &["server_rss_per_member_kb"]));
+        let _ = writeln!(
+            rows,
+            "| {} {} | {:.2} | {:.2} ({:.2}×) | {:.1} / {:.1} | {} | {idle:.2} | {member:.2} ({:.2}×) | {:.0} | {:.0} | {} of {} |",
+            figure(v, &["members"]),
+            v["transport"].as_str().unwrap_or(""),
+            figure(v, &["connect_s"]),
+            figure(v, &["join_s"]),
+            figure(v, &["join_s_over_schedule"]),
+            figure(v, &["join_latency_ms", "p50"]),
+            figure(v, &["join_latency_ms", "p99"]),
+            figure(v, &["not_joined"]),
+            member / idle,
+            figure(v, &["presence_bytes_per_join"]),
+            figure(v, &["joined_bytes_per_join"]),
+            figure(v, &["check_received"]),
+            figure(v, &["members"]) - figure(v, &["not_joined"]),
         );
     }
     rows
