@@ -29,8 +29,8 @@ use wtchat_protocol::{
     ServerMessage, encode,
 };
 
-use crate::bench::{BenchArgs, connect_all, server_rss_bytes, transport_name, variant_tag};
 use crate::dial::{Received, Session};
+use crate::load::{BenchArgs, connect_all, server_rss_bytes, transport_name, variant_tag};
 use crate::report::{self, Latency};
 
 /// The body of the message that must reach every member.

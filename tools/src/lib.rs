@@ -7,6 +7,7 @@ pub mod bench;
 pub mod chat;
 pub mod crowd;
 pub mod dial;
+pub mod load;
 pub mod measure;
 pub mod plot;
 pub mod procstat;
