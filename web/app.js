@@ -11,7 +11,7 @@ const params = new URLSearchParams(location.search);
 const forceWebSocket = params.get("transport") === "websocket";
 
 // What tests and curious people can inspect from the console.
-const demo = (window.wtchatDemo = { messages: [], events: [], client: null, ready: false });
+const demo = (window.wtchatDemo = { messages: [], events: [], client: null, ready: false, memberCount: 0 });
 
 function show(text) {
   $("notice").textContent = text;
@@ -73,13 +73,13 @@ client.on("transport", (event) => {
 client.on("joined", (event) => {
   demo.events.push({ type: "joined", ...event });
   if (event.room !== room) return;
-  renderMembers(event.members);
+  renderMembers(event);
   if (event.gap) system("Some earlier messages are no longer available.");
   demo.ready = true;
 });
 
 client.on("members", (event) => {
-  if (event.room === room) renderMembers(event.members);
+  if (event.room === room) renderMembers(event);
 });
 
 client.on("presence", (event) => {
@@ -138,16 +138,28 @@ function system(text) {
   append(item);
 }
 
-function renderMembers(members) {
+// A small room lists everyone; a large one shows the count, the members
+// fetched so far, and a button that fetches the next page.
+function renderMembers({ members, count, more }) {
   const list = $("members");
-  list.replaceChildren(
-    ...members.map((member) => {
-      const item = document.createElement("li");
-      item.textContent = member.name;
-      if (member.name === me) item.className = "me";
-      return item;
-    }),
-  );
+  const items = members.map((member) => {
+    const item = document.createElement("li");
+    item.textContent = member.name;
+    if (member.name === me) item.className = "me";
+    return item;
+  });
+  if (more) {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.id = "more-members";
+    button.textContent = `${count - members.length} more…`;
+    button.addEventListener("click", () => client.moreMembers(room));
+    item.append(button);
+    items.push(item);
+  }
+  list.replaceChildren(...items);
+  $("member-count").textContent = count === 1 ? "1 member" : `${count} members`;
+  demo.memberCount = count;
 }
 
 function renderTyping() {

@@ -126,6 +126,9 @@ struct State {
     last_sent_ms: f64,
     /// The server's frame limit, from the welcome.
     max_frame: usize,
+    /// This session's id, from the welcome: a presence diff names this
+    /// session's own comings and goings too, which are no news to the page.
+    session_id: u64,
 }
 
 /// Why a connection ended.
@@ -164,6 +167,7 @@ impl Client {
                     closed_by_user: false,
                     last_sent_ms: 0.0,
                     max_frame: DEFAULT_MAX_FRAME,
+                    session_id: 0,
                 }),
             }),
         })
@@ -252,6 +256,18 @@ impl Client {
     #[wasm_bindgen(getter)]
     pub fn state(&self) -> String {
         self.inner.state.borrow().connection.to_owned()
+    }
+
+    /// Asks for the next page of a large room's members; the answer comes
+    /// as a `members` event. Returns false when every member is known
+    /// already or the room was not joined.
+    #[wasm_bindgen(js_name = moreMembers)]
+    pub fn more_members(&self, room: &str) -> bool {
+        let after = self.inner.state.borrow().ledger.room(room).and_then(|state| state.next_after);
+        let Some(after) = after else { return false };
+        let body = self.inner.encode(ClientMessage::Members { room: room.to_owned(), after, limit: 100 });
+        let state = self.inner.state.borrow();
+        state.link.as_ref().is_some_and(|link| link.send(&body).is_ok())
     }
 
     /// A room's members as last known.
@@ -378,6 +394,7 @@ impl Inner {
             state.link = Some(link);
             state.transport = Some(kind);
             state.max_frame = welcome.limits.max_frame_bytes as usize;
+            state.session_id = welcome.session_id;
             state.last_sent_ms = now_ms();
         }
         self.remember(kind);
@@ -402,6 +419,8 @@ impl Inner {
                     &JoinedEvent {
                         room: joined.room.clone(),
                         members,
+                        count: joined.member_count,
+                        more: (joined.members.len() as u32) < joined.member_count,
                         rejoined: outcome.rejoined,
                         gap: outcome.gap,
                     },
@@ -416,28 +435,41 @@ impl Inner {
                     self.emit("message", &MessageEvent::from(&message));
                 }
             }
-            ServerMessage::Presence(presence) => {
-                let members: Option<Vec<ChatMember>> = self
+            ServerMessage::PresenceDiff(diff) => {
+                let members = self
                     .state
                     .borrow_mut()
                     .ledger
-                    .presence(&presence.room, presence.change, &presence.member)
-                    .map(|members| members.iter().map(ChatMember::from).collect());
-                let change = match presence.change {
-                    PresenceChange::Joined => "joined",
-                    PresenceChange::Left => "left",
-                    PresenceChange::Disconnected => "disconnected",
-                };
-                self.emit(
-                    "presence",
-                    &PresenceEvent {
-                        room: presence.room.clone(),
-                        change,
-                        member: ChatMember::from(&presence.member),
-                    },
-                );
+                    .presence(&diff)
+                    .map(|state| MembersEvent::of(&diff.room, state));
+                let Some(members) = members else { return };
+                let own = self.state.borrow().session_id;
+                for change in diff.changes.iter().filter(|c| c.member.session_id != own) {
+                    let name = match change.change {
+                        PresenceChange::Joined => "joined",
+                        PresenceChange::Left => "left",
+                        PresenceChange::Disconnected => "disconnected",
+                    };
+                    self.emit(
+                        "presence",
+                        &PresenceEvent {
+                            room: diff.room.clone(),
+                            change: name,
+                            member: ChatMember::from(&change.member),
+                        },
+                    );
+                }
+                self.emit("members", &members);
+            }
+            ServerMessage::Members(page) => {
+                let members = self
+                    .state
+                    .borrow_mut()
+                    .ledger
+                    .page(&page)
+                    .map(|state| MembersEvent::of(&page.room, state));
                 if let Some(members) = members {
-                    self.emit("members", &MembersEvent { room: presence.room, members });
+                    self.emit("members", &members);
                 }
             }
             ServerMessage::Typing(typing) => {

@@ -10,8 +10,8 @@ const EVENT_TYPES: &str = r#"
 export interface ChatMember { id: number; name: string }
 export interface MessageEvent { room: string; seq: number; sender: ChatMember; sentAt: number; body: string }
 export interface PresenceEvent { room: string; change: "joined" | "left" | "disconnected"; member: ChatMember }
-export interface MembersEvent { room: string; members: ChatMember[] }
-export interface JoinedEvent { room: string; members: ChatMember[]; rejoined: boolean; gap: boolean }
+export interface MembersEvent { room: string; members: ChatMember[]; count: number; more: boolean }
+export interface JoinedEvent { room: string; members: ChatMember[]; count: number; more: boolean; rejoined: boolean; gap: boolean }
 export interface TypingEvent { room: string; member: ChatMember }
 export interface ErrorEvent { code: string; text: string; requestId?: number; closeCode?: number }
 export interface TransportEvent { transport: "webtransport" | "websocket"; reason: string; fallbackReason?: string }
@@ -66,11 +66,27 @@ pub struct PresenceEvent {
     pub member: ChatMember,
 }
 
-/// A room's members, after any change.
+/// A room's members, after any change: those known (everyone in a small
+/// room, the pages fetched in a large one), how many there are, and
+/// whether more can be fetched (`Client.moreMembers`).
 #[derive(Debug, Serialize)]
 pub struct MembersEvent {
     pub room: String,
     pub members: Vec<ChatMember>,
+    pub count: u32,
+    pub more: bool,
+}
+
+impl MembersEvent {
+    /// The event for a room's state.
+    pub fn of(room: &str, state: &crate::ledger::RoomState) -> Self {
+        Self {
+            room: room.to_owned(),
+            members: state.members.iter().map(ChatMember::from).collect(),
+            count: state.member_count,
+            more: state.next_after.is_some(),
+        }
+    }
 }
 
 /// A join (or rejoin after a reconnect) completed.
@@ -78,6 +94,8 @@ pub struct MembersEvent {
 pub struct JoinedEvent {
     pub room: String,
     pub members: Vec<ChatMember>,
+    pub count: u32,
+    pub more: bool,
     pub rejoined: bool,
     pub gap: bool,
 }

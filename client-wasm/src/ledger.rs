@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use wtchat_protocol::{ChatMessage, Joined, Member, PresenceChange, Resume};
+use wtchat_protocol::{ChatMessage, Joined, Member, MembersPage, PresenceChange, PresenceDiff, Resume};
 
 /// One room's state.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +20,14 @@ pub struct RoomState {
     pub epoch: Option<u64>,
     /// The highest sequence number delivered to the page in that epoch.
     pub last_seq: u64,
-    /// The members as last known, in join order.
+    /// The members as last known, by session id: everyone in a small room;
+    /// in a large room, the pages fetched so far.
     pub members: Vec<Member>,
+    /// How many members the room has, by the server's last word.
+    pub member_count: u32,
+    /// Where the next page of members starts, when `members` is not
+    /// everyone.
+    pub next_after: Option<u64>,
 }
 
 impl RoomState {
@@ -71,6 +77,8 @@ impl Ledger {
                 epoch: None,
                 last_seq: 0,
                 members: Vec::new(),
+                member_count: 0,
+                next_after: None,
             });
     }
 
@@ -107,6 +115,9 @@ impl Ledger {
             state.last_seq = 0;
         }
         state.members = joined.members.clone();
+        state.member_count = joined.member_count;
+        state.next_after = (state.members.len() < joined.member_count as usize)
+            .then(|| state.members.last().map_or(0, |m| m.session_id));
         Some(JoinOutcome { gap, rejoined })
     }
 
@@ -120,13 +131,34 @@ impl Ledger {
         Delivery::New
     }
 
-    /// Takes in a presence change; returns the room's members afterwards.
-    pub fn presence(&mut self, room: &str, change: PresenceChange, member: &Member) -> Option<&[Member]> {
-        let state = self.rooms.get_mut(room)?;
-        state.members.retain(|m| m.session_id != member.session_id);
-        if change == PresenceChange::Joined {
-            state.members.push(member.clone());
+    /// Takes in a presence diff: its named changes, and the count; returns
+    /// the room's state afterwards.
+    pub fn presence(&mut self, diff: &PresenceDiff) -> Option<&RoomState> {
+        let state = self.rooms.get_mut(&diff.room)?;
+        for change in &diff.changes {
+            let at = state.members.binary_search_by_key(&change.member.session_id, |m| m.session_id);
+            match (change.change, at) {
+                (PresenceChange::Joined, Err(index)) => state.members.insert(index, change.member.clone()),
+                (PresenceChange::Left | PresenceChange::Disconnected, Ok(index)) => {
+                    state.members.remove(index);
+                }
+                _ => {}
+            }
         }
-        Some(&state.members)
+        state.member_count = diff.member_count;
+        Some(state)
+    }
+
+    /// Takes in a page of members; returns the room's state afterwards.
+    pub fn page(&mut self, page: &MembersPage) -> Option<&RoomState> {
+        let state = self.rooms.get_mut(&page.room)?;
+        for member in &page.members {
+            if let Err(index) = state.members.binary_search_by_key(&member.session_id, |m| m.session_id) {
+                state.members.insert(index, member.clone());
+            }
+        }
+        state.member_count = page.member_count;
+        state.next_after = page.next_after;
+        Some(state)
     }
 }

@@ -10,10 +10,10 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 use wtchat_client::backoff::Backoff;
 use wtchat_client::framing::{StreamBuffer, prefixed};
-use wtchat_client::ledger::{Delivery, JoinOutcome, Ledger};
+use wtchat_client::ledger::{Delivery, JoinOutcome, Ledger, RoomState};
 use wtchat_protocol::{
-    ChatMessage, ClientFrame, ClientMessage, DecodeError, HistoryReplay, Joined, Member, PresenceChange,
-    Resume, decode, encode,
+    ChatMessage, ClientFrame, ClientMessage, DecodeError, HistoryReplay, Joined, Member, MemberChange,
+    MembersPage, PresenceChange, PresenceDiff, Resume, decode, encode,
 };
 
 #[test]
@@ -49,6 +49,7 @@ fn joined(room: &str, epoch: u64, next_seq: u64, count: u32, gap: bool) -> Joine
         room: room.into(),
         epoch,
         next_seq,
+        member_count: 1,
         members: vec![Member { session_id: 1, name: "me".into() }],
         history: HistoryReplay { count, gap },
     }
@@ -118,23 +119,59 @@ fn a_gap_is_reported_when_history_cannot_cover_it() {
     assert_eq!(ledger.rejoins()[0].2, Some(Resume { epoch: 8, last_seq: 1 }));
 }
 
+fn diff(room: &str, count: u32, changes: &[(PresenceChange, u64, &str)]) -> PresenceDiff {
+    PresenceDiff {
+        room: room.into(),
+        member_count: count,
+        joins: 0,
+        leaves: 0,
+        changes: changes
+            .iter()
+            .map(|(change, id, name)| MemberChange {
+                change: *change,
+                member: Member { session_id: *id, name: (*name).into() },
+            })
+            .collect(),
+    }
+}
+
 #[test]
 fn presence_keeps_the_member_list() {
     let mut ledger = Ledger::default();
     ledger.want("lobby", "me");
     ledger.joined(&joined("lobby", 7, 1, 0, false));
-    let ada = Member { session_id: 9, name: "Ada".into() };
-    let names = |members: &[Member]| members.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
-    assert_eq!(
-        ledger.presence("lobby", PresenceChange::Joined, &ada).map(names),
-        Some(vec!["me".into(), "Ada".into()])
-    );
-    assert_eq!(
-        ledger.presence("lobby", PresenceChange::Disconnected, &ada).map(names),
-        Some(vec!["me".into()])
-    );
+    let names = |state: &RoomState| state.members.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+    let arrivals = diff("lobby", 3, &[(PresenceChange::Joined, 9, "Ada"), (PresenceChange::Joined, 4, "Bo")]);
+    assert_eq!(ledger.presence(&arrivals).map(names), Some(vec!["me".into(), "Bo".into(), "Ada".into()]));
+    let departure = diff("lobby", 2, &[(PresenceChange::Disconnected, 9, "Ada")]);
+    assert_eq!(ledger.presence(&departure).map(names), Some(vec!["me".into(), "Bo".into()]));
+    assert_eq!(ledger.room("lobby").map(|r| r.member_count), Some(2));
     ledger.forget("lobby");
     assert!(ledger.rejoins().is_empty());
+}
+
+#[test]
+fn a_large_room_counts_and_pages_its_members() {
+    let mut ledger = Ledger::default();
+    ledger.want("hall", "me");
+    let mut answer = joined("hall", 7, 1, 0, false);
+    answer.member_count = 250;
+    ledger.joined(&answer);
+    assert_eq!(ledger.room("hall").and_then(|r| r.next_after), Some(1), "more to fetch after the first page");
+    // A counts-only diff changes the count, not the known names.
+    ledger.presence(&diff("hall", 260, &[]));
+    assert_eq!(ledger.room("hall").map(|r| (r.member_count, r.members.len())), Some((260, 1)));
+    let page = MembersPage {
+        request_id: 2,
+        room: "hall".into(),
+        member_count: 260,
+        members: (2..=101).map(|id| Member { session_id: id, name: format!("m{id}") }).collect(),
+        next_after: Some(101),
+    };
+    let state = ledger.page(&page).expect("joined");
+    assert_eq!((state.members.len(), state.next_after), (101, Some(101)));
+    let last = MembersPage { members: Vec::new(), next_after: None, ..page };
+    assert_eq!(ledger.page(&last).map(|r| r.next_after), Some(None), "every page fetched");
 }
 
 #[test]

@@ -33,6 +33,12 @@ use crate::token_bucket::TokenBucket;
 const TYPING_BURST: u32 = 5;
 const TYPING_RATE_PER_SEC: f64 = 2.0;
 
+/// Members pages a session may ask for in a burst, and per second after
+/// it: enough to page through a big room in seconds, not to make the
+/// server list it in a loop.
+const PAGES_BURST: u32 = 20;
+const PAGES_RATE_PER_SEC: f64 = 10.0;
+
 /// Room joins and leaves a session may make per second after a burst as
 /// large as its room limit: each tells every member of the room, so a client
 /// that joins and leaves in a loop would otherwise flood a large room.
@@ -68,6 +74,8 @@ pub struct Budgets {
     pub keepalive: TokenBucket,
     /// Joins and leaves; the excess is refused and spends the flood budget.
     pub membership: TokenBucket,
+    /// Members pages; the excess is refused and spends the flood budget.
+    pub pages: TokenBucket,
 }
 
 impl Budgets {
@@ -85,10 +93,11 @@ impl Budgets {
                 MEMBERSHIP_RATE_PER_SEC,
                 now,
             ),
+            pages: TokenBucket::new(PAGES_BURST, PAGES_RATE_PER_SEC, now),
         }
     }
 
-    fn buckets(&mut self) -> [&mut TokenBucket; 6] {
+    fn buckets(&mut self) -> [&mut TokenBucket; 7] {
         [
             &mut self.publish,
             &mut self.flood,
@@ -96,6 +105,7 @@ impl Budgets {
             &mut self.typing,
             &mut self.keepalive,
             &mut self.membership,
+            &mut self.pages,
         ]
     }
 

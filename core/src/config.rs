@@ -11,6 +11,7 @@ use wtchat_protocol::Limits;
 
 use crate::admission::AdmissionLimits;
 use crate::closing::RetryHints;
+use crate::presence::PresencePolicy;
 
 /// The core's configuration.
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub struct HubConfig {
     pub heartbeat_timeout: Duration,
     /// The retry hints of closing notices.
     pub retry_hints: RetryHints,
+    /// How presence is gathered and told.
+    pub presence: PresencePolicy,
 }
 
 /// Limits each session is held to.
@@ -118,6 +121,7 @@ impl HubConfig {
                 },
                 flooding: Duration::from_secs(10),
             },
+            presence: PresencePolicy { interval: Duration::from_millis(200), names_max: 1_000 },
         }
     }
 }

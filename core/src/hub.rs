@@ -87,6 +87,7 @@ impl Hub {
                 config.max_rooms_per_user,
                 config.history_len,
                 broker.clone(),
+                config.presence,
             ),
             broker,
             admission: Admission::new(config.admission),
@@ -135,6 +136,13 @@ impl Hub {
             let host: Arc<dyn BrokerHost> = self.clone();
             broker.start(Arc::downgrade(&host));
         }
+        tokio::spawn(tell_presence(Arc::downgrade(self), self.config.presence.interval));
+    }
+
+    /// Has every room whose membership changed since the last interval tell
+    /// its members; the server's timer calls it every presence interval.
+    pub fn flush_presence(&self) {
+        self.rooms.flush_presence();
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<u64, Arc<Outbox>>> {
@@ -349,6 +357,8 @@ impl BrokerHost for Hub {
         match self.rooms.get(&room.name) {
             Some(current) if current.incarnation() == room.incarnation => {
                 current.synced(snapshot);
+                // The joins that waited for it are arrivals to tell.
+                self.rooms.presence_changed(&current);
                 true
             }
             _ => false,
@@ -363,6 +373,14 @@ impl BrokerHost for Hub {
                 self.metrics.published(recipients, started.elapsed());
                 None
             }
+            Applied::PresenceChanged => {
+                self.rooms.presence_changed(&room);
+                None
+            }
+            Applied::Typing(member) => {
+                room.typing(&member, self.rooms.presence());
+                None
+            }
             Applied::Noted => None,
             Applied::Resync => Some(room.handle()),
         }
@@ -370,6 +388,18 @@ impl BrokerHost for Hub {
 
     fn link_lost(&self) {
         self.broker_lost();
+    }
+}
+
+/// Every presence interval, has the rooms with changes tell them, until
+/// the hub is gone.
+async fn tell_presence(hub: std::sync::Weak<Hub>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        hub.flush_presence();
     }
 }
 

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod name;
 pub mod outbox;
 pub mod party;
+pub mod presence;
 pub mod room;
 pub mod room_event;
 pub mod room_pattern;

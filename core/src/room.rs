@@ -12,12 +12,20 @@
 //! starts out syncing: it holds joiners and early events until the broker's
 //! snapshot arrives ([`Room::synced`]), so that a joiner's history and the
 //! live feed meet without a gap or a duplicate.
+//!
+//! Joining and leaving cost the room O(log n) and a few bytes, whatever its
+//! size: members are found by session id in an ordered map (which also
+//! gives pages of members), and arrivals and departures are noted for the
+//! next presence diff (`presence.rs`) instead of being told to every member
+//! at once.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use wtchat_protocol::{
-    ChatMessage, HistoryReplay, Joined, Member, Presence, PresenceChange, Resume, ServerMessage, Typing,
+    ChatMessage, HistoryReplay, Joined, Member, MembersPage, PresenceChange, Resume, ServerMessage, Typing,
 };
 
 use crate::broker::RoomHandle;
@@ -25,6 +33,7 @@ use crate::closing;
 use crate::frame::Frame;
 use crate::history::{History, Replay};
 use crate::outbox::Outbox;
+use crate::presence::{PAGE_MAX, PendingPresence, PresencePolicy};
 use crate::room_event::{EventMember, RoomEvent, Snapshot};
 
 /// A session as a member of one room.
@@ -56,6 +65,9 @@ pub struct Room {
     name: Arc<str>,
     /// Which room of that name this is, among all this process opened.
     incarnation: u64,
+    /// Set while the room waits in the registry's list of rooms with
+    /// presence to tell, so that it waits there once.
+    presence_queued: AtomicBool,
     /// A std mutex: held only to sequence and queue, never across an `.await`.
     state: Mutex<RoomState>,
 }
@@ -72,7 +84,7 @@ pub enum Sequencing {
 impl Sequencing {
     /// A follower that waits for its first snapshot.
     pub fn follower() -> Self {
-        Self::Follows(Box::new(Feed { remote: HashMap::new(), syncing: Some(Syncing::default()) }))
+        Self::Follows(Box::new(Feed { remote: BTreeMap::new(), syncing: Some(Syncing::default()) }))
     }
 }
 
@@ -84,8 +96,15 @@ struct RoomState {
     epoch: u64,
     /// The number the next message gets.
     next_seq: u64,
-    /// This server's members in the order they joined.
+    /// This server's members, in no particular order: the fan-out list.
     members: Vec<RoomMember>,
+    /// Where each member is in `members`, by session id: finds a member in
+    /// O(log n) and lists members in pages.
+    positions: BTreeMap<u64, usize>,
+    /// Arrivals and departures not yet told.
+    pending: PendingPresence,
+    /// In a room above the names limit, when typing may next be relayed.
+    typing_open_at: Option<Instant>,
     /// Recent messages.
     history: History,
     /// Set when the room became empty and left the registry. A session that
@@ -100,7 +119,7 @@ struct RoomState {
 pub struct Feed {
     /// Members on other servers, by session id; this server's own are in
     /// `RoomState::members` only.
-    remote: HashMap<u64, Arc<str>>,
+    remote: BTreeMap<u64, Arc<str>>,
     /// Set until the broker's snapshot arrives.
     syncing: Option<Syncing>,
 }
@@ -115,11 +134,18 @@ struct Syncing {
 }
 
 /// What applying a feed event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// A message went to this many members.
     Delivered(usize),
-    /// Nothing to count (presence, typing, a duplicate, or held for sync).
+    /// A member on another server came or went: the room has presence to
+    /// tell.
+    PresenceChanged,
+    /// Someone on another server is typing; the caller relays it under the
+    /// room's typing policy.
+    Typing(EventMember),
+    /// Nothing to count (a duplicate, an echo of this server's own member,
+    /// or held for sync).
     Noted,
     /// The feed broke (its epoch changed, or a number was skipped): the
     /// members were closed and the room must be synced again.
@@ -134,8 +160,69 @@ impl RoomState {
     /// Whether a session is this server's member of the room, or waits to
     /// become one.
     fn is_local(&self, session_id: u64) -> bool {
-        self.members.iter().any(|m| m.session_id == session_id)
+        self.positions.contains_key(&session_id)
             || self.syncing().is_some_and(|s| s.joiners.iter().any(|(m, ..)| m.session_id == session_id))
+    }
+
+    /// Everyone in the room, on every server.
+    fn member_count(&self) -> usize {
+        let remote = match &self.sequencing {
+            Sequencing::Follows(feed) => feed.remote.len(),
+            Sequencing::Own => 0,
+        };
+        self.members.len() + remote
+    }
+
+    /// Adds a member to the fan-out list and the index.
+    fn insert(&mut self, member: RoomMember) {
+        self.positions.insert(member.session_id, self.members.len());
+        self.members.push(member);
+    }
+
+    /// Takes a member out of the fan-out list and the index, in O(log n).
+    fn remove(&mut self, session_id: u64) -> Option<RoomMember> {
+        let index = self.positions.remove(&session_id)?;
+        let gone = self.members.swap_remove(index);
+        if let Some(moved) = self.members.get(index) {
+            self.positions.insert(moved.session_id, index);
+        }
+        Some(gone)
+    }
+
+    /// Up to `limit` members with session ids above `after`, on every
+    /// server, in order; and where the next page starts.
+    fn page(&self, after: u64, limit: usize) -> (Vec<Member>, Option<u64>) {
+        let start = std::ops::Bound::Excluded(after);
+        let range = (start, std::ops::Bound::Unbounded);
+        let mut local = self
+            .positions
+            .range(range)
+            .map(|(id, index)| (*id, self.members[*index].name.clone()))
+            .peekable();
+        let mut remote = match &self.sequencing {
+            Sequencing::Follows(feed) => Some(feed.remote.range(range).map(|(id, name)| (*id, name.clone()))),
+            Sequencing::Own => None,
+        }
+        .into_iter()
+        .flatten()
+        .peekable();
+        let mut page = Vec::with_capacity(limit.min(PAGE_MAX));
+        loop {
+            let next = match (local.peek(), remote.peek()) {
+                (Some((a, _)), Some((b, _))) if a <= b => local.next(),
+                (Some(_), Some(_)) => remote.next(),
+                (Some(_), None) => local.next(),
+                (None, Some(_)) => remote.next(),
+                (None, None) => break,
+            };
+            let Some((session_id, name)) = next else { break };
+            if page.len() == limit {
+                let next = after_of(&page);
+                return (page, Some(next));
+            }
+            page.push(Member { session_id, name: name.to_string() });
+        }
+        (page, None)
     }
 
     fn syncing(&self) -> Option<&Syncing> {
@@ -179,25 +266,11 @@ impl RoomState {
         }
         replay
     }
+}
 
-    /// Everyone in the room as a joiner sees it, the joiner included: this
-    /// server's members in the order they joined, then, in a room that
-    /// spans servers, the others by session id.
-    fn member_list(&self, joiner: &RoomMember) -> Vec<Member> {
-        let mut list: Vec<Member> = self.members.iter().map(RoomMember::describe).collect();
-        list.push(joiner.describe());
-        if let Sequencing::Follows(feed) = &self.sequencing {
-            let mut remote: Vec<Member> = feed
-                .remote
-                .iter()
-                .filter(|(id, _)| **id != joiner.session_id)
-                .map(|(id, name)| Member { session_id: *id, name: name.to_string() })
-                .collect();
-            remote.sort_unstable_by_key(|m| m.session_id);
-            list.extend(remote);
-        }
-        list
-    }
+/// The session id a page ends with.
+fn after_of(page: &[Member]) -> u64 {
+    page.last().map_or(0, |m| m.session_id)
 }
 
 impl Room {
@@ -206,11 +279,15 @@ impl Room {
         Self {
             name,
             incarnation,
+            presence_queued: AtomicBool::new(false),
             state: Mutex::new(RoomState {
                 // Below 2^53, so that JavaScript clients hold it exactly.
                 epoch: fastrand::u64(1..1 << 53),
                 next_seq: 1,
                 members: Vec::new(),
+                positions: BTreeMap::new(),
+                pending: PendingPresence::default(),
+                typing_open_at: None,
                 history: History::new(history_len),
                 removed: false,
                 sequencing,
@@ -260,11 +337,12 @@ impl Room {
         Ok(())
     }
 
-    /// Answers a join in three steps: the joined frame, the replay, the
-    /// others told. The replay is held to half of the joiner's outbound
-    /// queue, so that a long history of large messages trims the replay
-    /// (and says so with `gap`) instead of evicting the joiner as a slow
-    /// consumer.
+    /// Answers a join in named steps: the joiner becomes a member and its
+    /// arrival is noted for the next presence diff; it gets the joined
+    /// answer (the member count and the first page) and the replay. The
+    /// replay is held to half of the joiner's outbound queue, so that a long
+    /// history of large messages trims the replay (and says so with `gap`)
+    /// instead of evicting the joiner as a slow consumer.
     fn answer_join(
         &self,
         state: &mut RoomState,
@@ -272,36 +350,74 @@ impl Room {
         request_id: u32,
         resume: Option<Resume>,
     ) {
-        let replay = state.replay(resume, joiner.outbox.capacity_bytes() / 2);
-        let joined = self.joined_frame(state, request_id, state.member_list(&joiner), &replay);
-        joiner.outbox.push(&joined);
+        state.pending.joined(joiner.session_id, joiner.name.clone());
+        let outbox = joiner.outbox.clone();
+        state.insert(joiner);
+        let replay = state.replay(resume, outbox.capacity_bytes() / 2);
+        outbox.push(&self.joined_frame(state, request_id, &replay));
         for frame in replay.frames {
-            joiner.outbox.push(frame);
+            outbox.push(frame);
         }
-        self.tell_presence(&state.members, PresenceChange::Joined, joiner.describe());
-        state.members.push(joiner);
     }
 
-    /// The answer to a join: where the sequence stands, who is there, and
-    /// how much history follows.
-    fn joined_frame(
-        &self,
-        state: &RoomState,
-        request_id: u32,
-        members: Vec<Member>,
-        replay: &Replay<'_>,
-    ) -> Frame {
+    /// The answer to a join: where the sequence stands, how many are there
+    /// and the first page of them, and how much history follows.
+    fn joined_frame(&self, state: &RoomState, request_id: u32, replay: &Replay<'_>) -> Frame {
+        let (members, _) = state.page(0, PAGE_MAX);
         Frame::encode(&ServerMessage::Joined(Joined {
             request_id,
             room: self.name.to_string(),
             epoch: state.epoch,
             next_seq: state.next_seq,
+            member_count: u32::try_from(state.member_count()).unwrap_or(u32::MAX),
             members,
             history: HistoryReplay {
                 count: u32::try_from(replay.frames.len()).unwrap_or(u32::MAX),
                 gap: replay.gap,
             },
         }))
+    }
+
+    /// One page of the members, for a members request.
+    pub fn members_page(&self, request_id: u32, after: u64, limit: usize) -> Frame {
+        let state = self.lock();
+        let (members, next_after) = state.page(after, limit.clamp(1, PAGE_MAX));
+        Frame::encode(&ServerMessage::Members(MembersPage {
+            request_id,
+            room: self.name.to_string(),
+            member_count: u32::try_from(state.member_count()).unwrap_or(u32::MAX),
+            members,
+            next_after,
+        }))
+    }
+
+    /// Tells every member, in one shared frame, who came and went since
+    /// the last time; nothing when nobody did.
+    pub fn flush_presence(&self, policy: &PresencePolicy) {
+        // Cleared before the changes are taken: a change noted after this
+        // queues the room again, and one noted before is in this frame.
+        self.presence_queued.store(false, Ordering::Release);
+        let mut state = self.lock();
+        if state.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut state.pending);
+        if state.members.is_empty() {
+            // Nobody here to tell (the room emptied, or only other servers'
+            // members changed): drop the changes without encoding a frame.
+            return;
+        }
+        let diff = pending.into_diff(&self.name, state.member_count(), policy.names_max);
+        let frame = Frame::encode(&ServerMessage::PresenceDiff(diff));
+        for member in &state.members {
+            member.outbox.push(&frame);
+        }
+    }
+
+    /// Whether the caller should list the room among those with presence
+    /// to tell: true once until the room tells it.
+    pub fn queue_presence(&self) -> bool {
+        !self.presence_queued.swap(true, Ordering::AcqRel)
     }
 
     /// Publishes a message in a room that numbers its own: sequences it,
@@ -328,9 +444,18 @@ impl Room {
     }
 
     /// Tells the other members that `sender` is typing. The notice is
-    /// encoded once and is ephemeral: not sequenced, not kept.
-    pub fn typing(&self, sender: &RoomMember) {
-        let state = self.lock();
+    /// encoded once and is ephemeral: not sequenced, not kept. A room above
+    /// the names limit relays one notice per presence interval at most:
+    /// thousands of typists would otherwise each cost every member a frame.
+    pub fn typing(&self, sender: &EventMember, policy: &PresencePolicy) {
+        let mut state = self.lock();
+        if state.member_count() > policy.names_max {
+            let now = Instant::now();
+            if state.typing_open_at.is_some_and(|open| now < open) {
+                return;
+            }
+            state.typing_open_at = Some(now + policy.interval);
+        }
         self.tell_typing(&state.members, sender.describe());
     }
 
@@ -352,9 +477,8 @@ impl Room {
         let gone = match waiting {
             Some(gone) => gone,
             None => {
-                let index = state.members.iter().position(|m| m.session_id == session_id)?;
-                let gone = state.members.remove(index);
-                self.tell_presence(&state.members, change, gone.describe());
+                let gone = state.remove(session_id)?;
+                state.pending.left(change, session_id, gone.name.clone());
                 gone
             }
         };
@@ -376,14 +500,13 @@ impl Room {
         let Some(syncing) = feed.syncing.take() else { return };
         // A set, so that a big room's snapshot costs one pass, not one
         // pass over the local members per member.
-        let local: std::collections::HashSet<u64> = (state.members.iter())
-            .chain(syncing.joiners.iter().map(|(m, ..)| m))
-            .map(|m| m.session_id)
-            .collect();
+        let waiting: std::collections::HashSet<u64> =
+            syncing.joiners.iter().map(|(m, ..)| m.session_id).collect();
+        let positions = &state.positions;
         feed.remote = snapshot
             .members
             .into_iter()
-            .filter(|m| !local.contains(&m.session_id))
+            .filter(|m| !positions.contains_key(&m.session_id) && !waiting.contains(&m.session_id))
             .map(|m| (m.session_id, m.name))
             .collect();
         state.epoch = snapshot.epoch;
@@ -460,14 +583,15 @@ impl Room {
                         }
                     };
                 if changed {
-                    self.tell_presence(&state.members, change, member.describe());
+                    match change {
+                        PresenceChange::Joined => state.pending.joined(member.session_id, member.name),
+                        _ => state.pending.left(change, member.session_id, member.name),
+                    }
+                    return Applied::PresenceChanged;
                 }
                 Applied::Noted
             }
-            RoomEvent::Typing { member } => {
-                self.tell_typing(&state.members, member.describe());
-                Applied::Noted
-            }
+            RoomEvent::Typing { member } => Applied::Typing(member),
         }
     }
 
@@ -496,14 +620,6 @@ impl Room {
         }))
     }
 
-    /// Tells `members` (but the member concerned) of a presence change, in
-    /// one frame.
-    fn tell_presence(&self, members: &[RoomMember], change: PresenceChange, member: Member) {
-        let except = member.session_id;
-        let presence = ServerMessage::Presence(Presence { room: self.name.to_string(), change, member });
-        Self::tell_others(members, &presence, except);
-    }
-
     /// Tells `members` (but the typist) that `member` is typing. The notice
     /// is encoded once and is ephemeral: not sequenced, not kept.
     fn tell_typing(&self, members: &[RoomMember], member: Member) {
@@ -526,127 +642,12 @@ impl Room {
     pub fn member_count(&self) -> usize {
         self.lock().members.len()
     }
+
+    /// How many members the room has on every server.
+    pub fn total_member_count(&self) -> usize {
+        self.lock().member_count()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use wtchat_protocol::ReasonCode;
-
-    use crate::outbox::Next;
-
-    fn follower(name: &str) -> Room {
-        Room::new(name.into(), 1, 10, Sequencing::follower())
-    }
-
-    fn member(session_id: u64, name: &str) -> RoomMember {
-        RoomMember { session_id, name: Arc::from(name), outbox: Arc::new(Outbox::new(1 << 20)) }
-    }
-
-    fn message(epoch: u64, seq: u64) -> RoomEvent {
-        RoomEvent::Message {
-            epoch,
-            seq,
-            sender: EventMember { session_id: 99, name: "Far".into() },
-            sent_at_ms: 0,
-            body: format!("m{seq}"),
-        }
-    }
-
-    /// Everything queued for a member so far, decoded.
-    async fn received(member: &RoomMember) -> Vec<ServerMessage> {
-        let mut out = Vec::new();
-        if member.outbox.queued_bytes() == 0 {
-            return out;
-        }
-        let mut batch = Vec::new();
-        if let Next::Frames = member.outbox.next(&mut batch).await {
-            for frame in batch {
-                out.push(wtchat_protocol::decode(&frame.body(), usize::MAX).unwrap());
-            }
-        }
-        out
-    }
-
-    fn seqs(messages: &[ServerMessage]) -> Vec<u64> {
-        messages
-            .iter()
-            .filter_map(|m| if let ServerMessage::Message(c) = m { Some(c.seq) } else { None })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn a_follower_answers_joins_from_the_snapshot_and_drops_what_it_already_holds() {
-        let room = follower("r");
-        let ann = member(1, "Ann");
-        room.join(ann.clone(), 7, Some(Resume { epoch: 5, last_seq: 2 })).unwrap();
-        // Events that arrive before the snapshot wait, whether or not the
-        // snapshot turns out to hold them too.
-        assert_eq!(room.apply(message(5, 4)), Applied::Noted);
-        assert_eq!(room.apply(message(5, 5)), Applied::Noted);
-        assert!(received(&ann).await.is_empty(), "nothing before the snapshot");
-        let far = EventMember { session_id: 99, name: "Far".into() };
-        room.synced(Snapshot {
-            epoch: 5,
-            last_seq: 4,
-            history: (1..=4).map(|seq| message(5, seq)).collect(),
-            members: vec![far],
-        });
-        let got = received(&ann).await;
-        let ServerMessage::Joined(joined) = &got[0] else { panic!("{got:?}") };
-        // The held message 5 is applied before the waiting join is answered,
-        // so the joiner gets it in its replay.
-        assert_eq!((joined.request_id, joined.epoch, joined.next_seq), (7, 5, 6));
-        assert!(!joined.history.gap);
-        assert_eq!(joined.members.len(), 2, "members on other servers are listed");
-        // What it missed after 2, where 4 was both in the snapshot and
-        // held from the feed, and comes once.
-        assert_eq!(seqs(&got), vec![3, 4, 5]);
-        assert_eq!(room.apply(message(5, 5)), Applied::Noted, "a duplicate is dropped");
-        assert_eq!(room.apply(message(5, 6)), Applied::Delivered(1));
-        assert_eq!(seqs(&received(&ann).await), vec![6]);
-    }
-
-    #[test]
-    fn a_broken_feed_closes_members_so_that_they_resume() {
-        let room = follower("r");
-        let ann = member(1, "Ann");
-        room.join(ann.clone(), 1, None).unwrap();
-        room.synced(Snapshot { epoch: 5, last_seq: 0, history: Vec::new(), members: Vec::new() });
-        assert_eq!(room.apply(message(5, 1)), Applied::Delivered(1));
-        // Number 2 never came: the member must not silently miss it.
-        assert_eq!(room.apply(message(5, 3)), Applied::Resync);
-        assert!(!ann.outbox.is_open());
-        assert_eq!(ann.outbox.stats().close_code, Some(ReasonCode::BROKER_UNAVAILABLE));
-        // A new epoch (Redis lost the room) breaks the feed the same way.
-        let room = follower("s");
-        room.synced(Snapshot { epoch: 5, last_seq: 9, history: Vec::new(), members: Vec::new() });
-        let bob = member(2, "Bob");
-        room.join(bob.clone(), 1, None).unwrap();
-        assert_eq!(room.apply(message(6, 1)), Applied::Resync);
-        assert_eq!(bob.outbox.stats().close_code, Some(ReasonCode::BROKER_UNAVAILABLE));
-    }
-
-    #[test]
-    fn presence_from_other_servers_is_told_once() {
-        let room = follower("r");
-        room.synced(Snapshot { epoch: 1, last_seq: 0, history: Vec::new(), members: Vec::new() });
-        let ann = member(1, "Ann");
-        room.join(ann.clone(), 1, None).unwrap();
-        let before = ann.outbox.queued_bytes();
-        let far = EventMember { session_id: 99, name: "Far".into() };
-        room.apply(RoomEvent::Presence { change: PresenceChange::Joined, member: far.clone() });
-        let after_first = ann.outbox.queued_bytes();
-        assert!(after_first > before);
-        room.apply(RoomEvent::Presence { change: PresenceChange::Joined, member: far.clone() });
-        assert_eq!(ann.outbox.queued_bytes(), after_first, "a repeated join is not told again");
-        // Ann's own join, echoed back by Redis, is not news to anyone.
-        room.apply(RoomEvent::Presence {
-            change: PresenceChange::Joined,
-            member: EventMember { session_id: 1, name: "Ann".into() },
-        });
-        assert_eq!(ann.outbox.queued_bytes(), after_first);
-        room.apply(RoomEvent::Presence { change: PresenceChange::Disconnected, member: far });
-        assert!(ann.outbox.queued_bytes() > after_first);
-    }
-}
+mod tests;

@@ -17,6 +17,7 @@ use wtchat_protocol::{PresenceChange, Resume};
 
 use crate::broker::Broker;
 use crate::party::Party;
+use crate::presence::PresencePolicy;
 use crate::room::{Room, RoomMember, RoomRemoved, Sequencing};
 use crate::room_quota::RoomQuota;
 
@@ -63,6 +64,10 @@ pub struct RoomRegistry {
     /// Orders the rooms' messages across servers, if they span servers; told
     /// when rooms and members come and go.
     broker: Option<Arc<dyn Broker>>,
+    /// How presence is gathered and told.
+    presence: PresencePolicy,
+    /// Rooms with presence to tell at the next interval, each once.
+    presence_due: Mutex<Vec<Arc<Room>>>,
 }
 
 impl RoomRegistry {
@@ -72,9 +77,12 @@ impl RoomRegistry {
         max_rooms_per_party: usize,
         history_len: usize,
         broker: Option<Arc<dyn Broker>>,
+        presence: PresencePolicy,
     ) -> Self {
         Self {
             broker,
+            presence,
+            presence_due: Mutex::new(Vec::new()),
             next_incarnation: AtomicU64::new(1),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
@@ -105,6 +113,7 @@ impl RoomRegistry {
             let room = self.get_or_create(name, opener)?;
             match room.join(member.clone(), request_id, resume) {
                 Ok(()) => {
+                    self.presence_changed(&room);
                     if let Some(broker) = &self.broker {
                         broker.presence(room.name(), member.event_member(), PresenceChange::Joined);
                     }
@@ -180,10 +189,34 @@ impl RoomRegistry {
                 }
             }
         });
+        if gone.is_some() {
+            self.presence_changed(room);
+        }
         if let (Some(member), Some(broker)) = (&gone, &self.broker) {
             broker.presence(room.name(), member.event_member(), change);
         }
         gone.is_some()
+    }
+
+    /// How presence is gathered and told.
+    pub fn presence(&self) -> &PresencePolicy {
+        &self.presence
+    }
+
+    /// Lists a room whose membership changed, for the next presence diff.
+    pub fn presence_changed(&self, room: &Arc<Room>) {
+        if room.queue_presence() {
+            self.presence_due.lock().unwrap_or_else(PoisonError::into_inner).push(room.clone());
+        }
+    }
+
+    /// Has every room whose membership changed tell its members, each in
+    /// one frame. Costs nothing for rooms where nothing happened.
+    pub fn flush_presence(&self) {
+        let due = std::mem::take(&mut *self.presence_due.lock().unwrap_or_else(PoisonError::into_inner));
+        for room in due {
+            room.flush_presence(&self.presence);
+        }
     }
 
     /// How many rooms exist.

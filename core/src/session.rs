@@ -251,6 +251,9 @@ impl Session {
             ClientMessage::Leave { room } => self.leave(request_id, &room, now),
             ClientMessage::Publish { room, body } => self.publish(request_id, &room, body, now),
             ClientMessage::Typing { room } => self.typing(request_id, &room, now),
+            ClientMessage::Members { room, after, limit } => {
+                self.members(request_id, &room, after, limit, now)
+            }
             ClientMessage::Ping { nonce } => {
                 self.send(&ServerMessage::Pong(Pong { request_id, nonce, server_time_ms: unix_millis() }));
                 Flow::Continue
@@ -468,10 +471,35 @@ impl Session {
         if self.budgets.typing.try_take(now) {
             let Membership { room, member } = &self.memberships[index];
             match self.hub.broker() {
-                None => room.typing(member),
+                None => room.typing(&member.event_member(), self.hub.rooms().presence()),
                 Some(broker) => broker.typing(room.name(), member.event_member()),
             }
         }
+        Flow::Continue
+    }
+
+    /// Answers a members request with a page of the room's members.
+    fn members(&mut self, request_id: u32, room: &str, after: u64, limit: u32, now: Instant) -> Flow {
+        let index = match self.member_of(request_id, room, now) {
+            Ok(index) => index,
+            Err(flow) => return flow,
+        };
+        if !self.budgets.pages.try_take(now) {
+            self.send_error(
+                Some(request_id),
+                ErrorCode::RATE_LIMITED,
+                "members pages are asked for too fast; this one was refused".into(),
+            );
+            if !self.budgets.flood.try_take(now) {
+                return Flow::Close(closing::flooding(
+                    "kept asking for members pages over the rate limit",
+                    &self.hub.config().retry_hints,
+                ));
+            }
+            return Flow::Continue;
+        }
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.outbox.push(&self.memberships[index].room.members_page(request_id, after, limit));
         Flow::Continue
     }
 

@@ -69,6 +69,17 @@ pub enum ClientMessage {
         /// The room, which the session must be in.
         room: String,
     },
+    /// Ask for a page of a room's members, by session id: those above
+    /// `after` (0 for the first page), at most `limit` of them (the server
+    /// caps it). The answer is a [`MembersPage`](crate::MembersPage).
+    Members {
+        /// The room, which the session must be in.
+        room: String,
+        /// The last session id of the previous page, or 0.
+        after: u64,
+        /// How many members the page may hold.
+        limit: u32,
+    },
 }
 
 /// A client's position in a room's message sequence.

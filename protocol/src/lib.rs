@@ -31,8 +31,8 @@ pub use error_code::ErrorCode;
 pub use fallback::FallbackReason;
 pub use reason::ReasonCode;
 pub use server::{
-    ChatMessage, Closing, ErrorNotice, HistoryReplay, Joined, Left, Limits, Member, Pong, Presence,
-    PresenceChange, ServerMessage, Typing, Welcome,
+    ChatMessage, Closing, ErrorNotice, HistoryReplay, Joined, Left, Limits, Member, MemberChange,
+    MembersPage, Pong, PresenceChange, PresenceDiff, ServerMessage, Typing, Welcome,
 };
 
 /// The protocol version this crate speaks.
@@ -40,4 +40,4 @@ pub use server::{
 /// It is the first byte of every frame and the version a client announces in
 /// its hello. A peer that sees another value refuses the frame with
 /// [`DecodeError::UnknownVersion`] instead of guessing at its layout.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;

@@ -18,8 +18,9 @@ pub enum ServerMessage {
     Left(Left),
     /// A chat message in a room the session is in.
     Message(ChatMessage),
-    /// Someone joined or left a room the session is in.
-    Presence(Presence),
+    /// Who joined and left a room the session is in during the server's
+    /// presence interval, gathered into one frame that every member shares.
+    PresenceDiff(PresenceDiff),
     /// A request was refused; the session goes on.
     Error(ErrorNotice),
     /// The answer to ping.
@@ -32,6 +33,8 @@ pub enum ServerMessage {
     /// WebTransport and as an ordinary frame on WebSocket, is never stored in
     /// history, and may be dropped under load.
     Typing(Typing),
+    /// The answer to a members request: one page of a room's members.
+    Members(MembersPage),
 }
 
 impl ServerMessage {
@@ -113,7 +116,11 @@ pub struct Joined {
     pub epoch: u64,
     /// The sequence number the room's next message will carry.
     pub next_seq: u64,
-    /// Everyone in the room, this session included.
+    /// How many members the room has, this session included.
+    pub member_count: u32,
+    /// The first page of the members, by session id (this session may be
+    /// on a later page); a client asks for the next with a members request
+    /// from the last session id here.
     pub members: Vec<Member>,
     /// The history that follows this frame.
     pub history: HistoryReplay,
@@ -167,16 +174,52 @@ pub struct ChatMessage {
     pub body: String,
 }
 
-/// A change in a room's membership.
+/// The changes in a room's membership over one presence interval.
+///
+/// Changes that cancel out within the interval (a join and the same
+/// session's departure) are not sent. In a room larger than the server's
+/// `presence_names_max`, `changes` is empty and only the counts come.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct Presence {
+pub struct PresenceDiff {
     /// The room whose membership changed.
     pub room: String,
+    /// How many members the room has with these changes applied.
+    pub member_count: u32,
+    /// How many joined in the interval.
+    pub joins: u32,
+    /// How many left or were disconnected in the interval.
+    pub leaves: u32,
+    /// Who joined and who left, in the order it happened; empty in a
+    /// large room.
+    pub changes: Vec<MemberChange>,
+}
+
+/// One member's arrival or departure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct MemberChange {
     /// What happened.
     pub change: PresenceChange,
     /// Who it happened to.
     pub member: Member,
+}
+
+/// One page of a room's members, by session id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct MembersPage {
+    /// Answers the members request's id.
+    pub request_id: u32,
+    /// The room.
+    pub room: String,
+    /// How many members the room has.
+    pub member_count: u32,
+    /// Members with session ids above the request's `after`, in order.
+    pub members: Vec<Member>,
+    /// Where the next page starts (`after` of the next request), or `None`
+    /// after the last page.
+    pub next_after: Option<u64>,
 }
 
 /// How a room's membership changed.

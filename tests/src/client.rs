@@ -1,12 +1,13 @@
 //! A protocol client over any transport: what a test does with a session,
 //! written once for WebSocket and WebTransport alike.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use wtchat_protocol::{
-    ChatMessage, ClientFrame, ClientMessage, Closing, Joined, PROTOCOL_VERSION, PresenceChange, Resume,
-    ServerMessage, Welcome, encode,
+    ChatMessage, ClientFrame, ClientMessage, Closing, Joined, MemberChange, PROTOCOL_VERSION, PresenceChange,
+    Resume, ServerMessage, Welcome, encode,
 };
 
 /// What a client can receive.
@@ -36,12 +37,15 @@ pub struct Client<W> {
     next_request: u32,
     /// The welcome, once hello was answered.
     pub welcome: Option<Welcome>,
+    /// Named presence changes of a diff already received and not yet
+    /// taken by [`Client::until_presence`].
+    presence: VecDeque<MemberChange>,
 }
 
 impl<W: Wire> Client<W> {
     /// A client that has said nothing yet.
     pub fn new(wire: W) -> Self {
-        Self { wire, next_request: 1, welcome: None }
+        Self { wire, next_request: 1, welcome: None, presence: VecDeque::new() }
     }
 
     /// Says hello and waits for the welcome.
@@ -171,12 +175,31 @@ impl<W: Wire> Client<W> {
         loop {
             nonce += 1;
             self.send(ClientMessage::Ping { nonce }).await?;
-            if let ServerMessage::Presence(p) = self.next_message().await? {
-                if p.member.name == name && p.change == change {
+            if let ServerMessage::PresenceDiff(diff) = self.next_message().await? {
+                if diff.changes.iter().any(|c| c.member.name == name && c.change == change) {
                     return Ok(());
                 }
             }
             tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Receives until a named presence change matches, skipping others
+    /// (one diff may name several; those after the match wait for the next
+    /// call).
+    pub async fn until_presence<T>(&mut self, mut pick: impl FnMut(&MemberChange) -> Option<T>) -> Result<T> {
+        loop {
+            while let Some(change) = self.presence.pop_front() {
+                if let Some(found) = pick(&change) {
+                    return Ok(found);
+                }
+            }
+            if let ServerMessage::PresenceDiff(diff) = self.next_message().await? {
+                // A diff names this session's own comings and goings too;
+                // like the browser client, tests are told of the others'.
+                let own = self.welcome.as_ref().map(|w| w.session_id);
+                self.presence.extend(diff.changes.into_iter().filter(|c| Some(c.member.session_id) != own));
+            }
         }
     }
 

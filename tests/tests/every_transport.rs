@@ -101,12 +101,7 @@ async fn presence_follows_joins_leaves_and_vanishing_clients<T: Dial>() -> Resul
     assert_eq!(names, ["alice", "bob"]);
 
     let presence = async |client: &mut Client<T>| {
-        client
-            .until(|m| match m {
-                ServerMessage::Presence(p) => Some((p.change, p.member.name.clone())),
-                _ => None,
-            })
-            .await
+        client.until_presence(|c| Some((c.change, c.member.name.clone()))).await
     };
     assert_eq!(presence(&mut alice).await?, (PresenceChange::Joined, "bob".into()));
 
@@ -219,12 +214,7 @@ async fn a_reader_that_stops_is_evicted_while_the_others_keep_receiving<T: Dial>
     let (published, received) = tokio::join!(publishing, reader.chat(total));
     published?;
     ensure!(received?.iter().map(|m| m.seq).eq(1..=total as u64), "the live reader missed a message");
-    let gone = reader
-        .until(|m| match m {
-            ServerMessage::Presence(p) if p.member.name == "stalled" => Some(p.change),
-            _ => None,
-        })
-        .await?;
+    let gone = reader.until_presence(|c| (c.member.name == "stalled").then_some(c.change)).await?;
     assert_eq!(gone, PresenceChange::Disconnected, "the room was told the stalled member disconnected");
     server.wait_for_sessions(2).await?;
 

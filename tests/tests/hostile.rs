@@ -619,7 +619,7 @@ async fn joining_and_leaving_in_a_loop_is_limited_and_then_closed() -> Result<()
     let mut presences = 0;
     loop {
         match bystander.next_message().await? {
-            ServerMessage::Presence(_) => presences += 1,
+            ServerMessage::PresenceDiff(diff) => presences += diff.joins + diff.leaves,
             ServerMessage::Message(m) if m.body == "after the storm" => break,
             _ => {}
         }

@@ -92,10 +92,8 @@ async fn presence_of<W: Wire>(
     who: impl Fn(&Member) -> bool,
     change: PresenceChange,
 ) -> Result<u64> {
-    let wait = client.until(|message| match message {
-        ServerMessage::Presence(p) if who(&p.member) && p.change == change => Some(p.member.session_id),
-        _ => None,
-    });
+    let wait =
+        client.until_presence(|c| (who(&c.member) && c.change == change).then_some(c.member.session_id));
     tokio::time::timeout(Duration::from_secs(15), wait).await.context("no presence notice")?
 }
 

@@ -50,7 +50,7 @@ async fn typing_travels_as_datagrams_on_webtransport_and_frames_on_websocket() -
     wt.join("desk", "quic").await?;
     ws.join("desk", "tcp").await?;
     // Let the presence notice reach the first member before typing starts.
-    wt.until(|m| matches!(m, ServerMessage::Presence(_)).then_some(())).await?;
+    wt.until_presence(|_| Some(())).await?;
 
     ws.send(ClientMessage::Typing { room: "desk".into() }).await?;
     let typing = loop {

@@ -101,6 +101,7 @@ async fn load(args: &BenchArgs) -> Result<Vec<StepReport>> {
             room: String::new(),
             epoch: 0,
             next_seq: 0,
+            member_count: 0,
             members: Vec::new(),
             history: HistoryReplay { count: 0, gap: false },
         })),

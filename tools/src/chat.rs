@@ -139,18 +139,41 @@ fn describe(message: &ServerMessage) -> Option<String> {
     Some(match message {
         ServerMessage::Joined(joined) => {
             let names: Vec<String> = joined.members.iter().map(|m| p(&m.name)).collect();
-            format!("* joined {} (members: {})", p(&joined.room), names.join(", "))
+            let more = (joined.member_count as usize).saturating_sub(names.len());
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            format!(
+                "* joined {} ({} members: {}{more})",
+                p(&joined.room),
+                joined.member_count,
+                names.join(", ")
+            )
         }
         ServerMessage::Message(m) => {
             format!("[{} #{}] {}: {}", p(&m.room), m.seq, p(&m.sender.name), p(&m.body))
         }
-        ServerMessage::Presence(presence) => {
-            let verb = match presence.change {
-                PresenceChange::Joined => "joined",
-                PresenceChange::Left => "left",
-                PresenceChange::Disconnected => "disconnected from",
-            };
-            format!("* {} {verb} {}", p(&presence.member.name), p(&presence.room))
+        ServerMessage::PresenceDiff(diff) if diff.changes.is_empty() => format!(
+            "* {} joined and {} left {} ({} members)",
+            diff.joins,
+            diff.leaves,
+            p(&diff.room),
+            diff.member_count
+        ),
+        ServerMessage::PresenceDiff(diff) => diff
+            .changes
+            .iter()
+            .map(|change| {
+                let verb = match change.change {
+                    PresenceChange::Joined => "joined",
+                    PresenceChange::Left => "left",
+                    PresenceChange::Disconnected => "disconnected from",
+                };
+                format!("* {} {verb} {}", p(&change.member.name), p(&diff.room))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        ServerMessage::Members(page) => {
+            let names: Vec<String> = page.members.iter().map(|m| p(&m.name)).collect();
+            format!("* members of {} ({}): {}", p(&page.room), page.member_count, names.join(", "))
         }
         ServerMessage::Typing(t) => format!("* {} is typing in {}", p(&t.member.name), p(&t.room)),
         ServerMessage::Left(left) => format!("* left {}", p(&left.room)),

@@ -25,8 +25,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use wtchat_protocol::{
-    ChatMessage, ClientFrame, ClientMessage, HistoryReplay, Joined, Member, Presence, PresenceChange,
-    ServerMessage, encode,
+    ChatMessage, ClientFrame, ClientMessage, HistoryReplay, Joined, Member, PresenceDiff, ServerMessage,
+    encode,
 };
 
 use crate::dial::{Received, Session};
@@ -137,13 +137,16 @@ pub async fn run(args: &BenchArgs) -> Result<JoinReport> {
             room: String::new(),
             epoch: 0,
             next_seq: 0,
+            member_count: 0,
             members: Vec::new(),
             history: HistoryReplay { count: 0, gap: false },
         })),
-        presence_tag: variant_tag(&ServerMessage::Presence(Presence {
+        presence_tag: variant_tag(&ServerMessage::PresenceDiff(PresenceDiff {
             room: String::new(),
-            change: PresenceChange::Joined,
-            member: empty(),
+            member_count: 0,
+            joins: 0,
+            leaves: 0,
+            changes: Vec::new(),
         })),
         message_tag: variant_tag(&ServerMessage::Message(ChatMessage {
             room: String::new(),

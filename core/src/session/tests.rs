@@ -236,32 +236,72 @@ fn presence_follows_joins_leaves_and_disconnects() {
     let names: Vec<&str> = joined.members.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["alice", "bob"]);
 
-    let presence = |client: &Client| -> Vec<(PresenceChange, String)> {
+    assert_eq!(joined.member_count, 2);
+
+    // Everything of one interval arrives in one frame, the same for every
+    // member: alice hears of her own join and bob's.
+    let presence = |client: &Client| -> Vec<(u32, Vec<(PresenceChange, String)>)> {
         client
             .messages()
             .into_iter()
             .filter_map(|m| match m {
-                ServerMessage::Presence(p) => Some((p.change, p.member.name)),
+                ServerMessage::PresenceDiff(d) => {
+                    Some((d.member_count, d.changes.into_iter().map(|c| (c.change, c.member.name)).collect()))
+                }
                 _ => None,
             })
             .collect()
     };
-    assert_eq!(presence(&alice), [(PresenceChange::Joined, "bob".to_string())]);
+    assert!(presence(&alice).is_empty(), "nothing before the interval ends");
+    hub.flush_presence();
+    let both =
+        vec![(PresenceChange::Joined, "alice".to_string()), (PresenceChange::Joined, "bob".to_string())];
+    assert_eq!(presence(&alice), [(2, both)]);
+    bob.messages();
 
+    // Carol comes and goes within one interval: nobody hears of her.
     let mut carol = Client::connect(&hub);
     carol.join("den", "carol");
     bob.send(ClientMessage::Leave { room: "den".into() });
-    assert!(matches!(bob.messages()[..], [ServerMessage::Presence(_), ServerMessage::Left(_)]));
+    assert!(matches!(bob.messages()[..], [ServerMessage::Left(_)]));
     drop(carol);
-    assert_eq!(
-        presence(&alice),
-        [
-            (PresenceChange::Joined, "carol".to_string()),
-            (PresenceChange::Left, "bob".to_string()),
-            (PresenceChange::Disconnected, "carol".to_string()),
-        ]
-    );
+    hub.flush_presence();
+    assert_eq!(presence(&alice), [(1, vec![(PresenceChange::Left, "bob".to_string())])]);
+    hub.flush_presence();
+    assert!(presence(&alice).is_empty(), "an interval without changes sends nothing");
     assert_eq!(hub.session_count(), 2);
+}
+
+#[test]
+fn a_large_room_is_told_counts_and_pages_its_members() {
+    let hub = hub_with(|config| config.presence.names_max = 3);
+    let mut clients: Vec<Client> = (0..5).map(|_| Client::connect(&hub)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.join("hall", &format!("m{i}"));
+    }
+    hub.flush_presence();
+    let ServerMessage::PresenceDiff(diff) = clients[0].messages().pop().expect("a diff") else { panic!() };
+    assert_eq!((diff.member_count, diff.joins, diff.leaves), (5, 5, 0));
+    assert!(diff.changes.is_empty(), "above the limit, counts only");
+
+    // Pages of two, by session id, through every member once.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        clients[0].send(ClientMessage::Members { room: "hall".into(), after, limit: 2 });
+        let Some(ServerMessage::Members(page)) = clients[0].messages().pop() else { panic!("no page") };
+        assert_eq!(page.member_count, 5);
+        assert!(page.members.len() <= 2);
+        seen.extend(page.members.iter().map(|m| m.session_id));
+        match page.next_after {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!((seen.len(), sorted), (5, seen.clone()), "each member once, in order");
 }
 
 #[test]
@@ -273,6 +313,9 @@ fn a_slow_consumer_is_evicted_and_pins_bounded_memory() {
     let slow = Client::connect(&hub);
     let mut slow = slow;
     slow.join("busy", "slow");
+    // The room is told of the slow member before the flood, so that its
+    // departure is news (a join and a departure in one interval cancel).
+    hub.flush_presence();
     fast.frames();
     let body = "x".repeat(500);
     let mut evicted_at = None;
@@ -294,12 +337,14 @@ fn a_slow_consumer_is_evicted_and_pins_bounded_memory() {
         Some(Next::Close(Some(closing))) => assert_eq!(closing.code, ReasonCode::SLOW_CONSUMER),
         other => panic!("{other:?}"),
     }
-    // The transport ends the session; the room hears of it.
+    // The transport ends the session; the room hears of it at the next
+    // presence interval.
     drop(slow);
+    hub.flush_presence();
     let left = fast.messages();
     assert!(
-        left.iter()
-            .any(|m| matches!(m, ServerMessage::Presence(p) if p.change == PresenceChange::Disconnected)),
+        left.iter().any(|m| matches!(m, ServerMessage::PresenceDiff(d)
+            if d.changes.iter().any(|c| c.change == PresenceChange::Disconnected))),
         "{left:?}"
     );
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use wtchat_core::admission::AdmissionLimits;
 use wtchat_core::authenticator::{AuthKey, Authenticator};
 use wtchat_core::closing::{RetryHint, RetryHints};
+use wtchat_core::presence::PresencePolicy;
 use wtchat_core::{HubConfig, SessionLimits};
 use wtchat_redis::RedisOptions;
 
@@ -92,6 +93,14 @@ super::options! {
     max_rooms_per_user: usize, env "WTCHAT_MAX_ROOMS_PER_USER", default (2_000);
     /// Recent messages per room, replayed on join.
     history_len: usize, env "WTCHAT_HISTORY_LEN", default (100);
+    /// How often a room tells its members who joined and left, in one
+    /// shared `PresenceDiff` frame, in ms.
+    presence_interval_ms: u64, env "WTCHAT_PRESENCE_INTERVAL_MS", default (200),
+        check (|ms: &u64| if (10..=10_000).contains(ms) { Ok(()) } else { Err("must be between 10 and 10000".into()) });
+    /// The largest room whose presence diffs name who joined and left;
+    /// larger rooms are told counts, and a client asks for pages of
+    /// members; typing there is relayed once per presence interval.
+    presence_names_max: usize, env "WTCHAT_PRESENCE_NAMES_MAX", default (1_000);
     /// How often clients must send something, in ms.
     heartbeat_interval_ms: u64, env "WTCHAT_HEARTBEAT_INTERVAL_MS", default (10_000);
     /// Silence after which a client is closed with `HEARTBEAT_TIMEOUT`, in
@@ -314,6 +323,10 @@ impl Config {
                     spread: ms(self.refusal_retry_spread_ms),
                 },
                 flooding: ms(self.flooding_retry_after_ms),
+            },
+            presence: PresencePolicy {
+                interval: ms(self.presence_interval_ms),
+                names_max: self.presence_names_max,
             },
         }
     }

@@ -1,0 +1,149 @@
+//! Presence: who comes to a room and who goes, gathered over an interval
+//! and told to every member as one shared frame.
+//!
+//! Telling each member of each arrival costs a room of n members n frames
+//! per join, n²/2 to fill it. Instead a room notes each change here, and
+//! once per `interval` the hub has every room with changes send one
+//! `PresenceDiff`, encoded once and shared by all its members like any
+//! message: a join costs the room a few bytes of one frame, whatever its
+//! size. A join and the same session's departure inside one interval cancel
+//! out. Above `names_max` members a room sends only the counts; a client
+//! that wants names asks for a page of members.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wtchat_protocol::{Member, MemberChange, PresenceChange, PresenceDiff};
+
+/// How presence is gathered and told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresencePolicy {
+    /// How often each room with changes tells them.
+    pub interval: Duration,
+    /// The largest room whose changes name the members; above it, counts
+    /// only.
+    pub names_max: usize,
+}
+
+/// The most members one page (and the join answer) carries.
+pub const PAGE_MAX: usize = 100;
+
+/// One change waiting to be told.
+#[derive(Debug, Clone)]
+struct Change {
+    change: PresenceChange,
+    session_id: u64,
+    name: Arc<str>,
+}
+
+/// A room's changes since it last told them.
+#[derive(Debug, Default)]
+pub(crate) struct PendingPresence {
+    /// In the order they happened; a cancelled join leaves `None`.
+    changes: Vec<Option<Change>>,
+    /// Where each join of this interval is in `changes`, so that the same
+    /// session's departure cancels it in one step.
+    joins_at: HashMap<u64, usize>,
+    /// Arrivals and departures not cancelled.
+    joins: u32,
+    leaves: u32,
+}
+
+impl PendingPresence {
+    /// Notes an arrival.
+    pub(crate) fn joined(&mut self, session_id: u64, name: Arc<str>) {
+        self.joins_at.insert(session_id, self.changes.len());
+        self.changes.push(Some(Change { change: PresenceChange::Joined, session_id, name }));
+        self.joins += 1;
+    }
+
+    /// Notes a departure; it cancels the same session's arrival in this
+    /// interval, which nobody has been told of.
+    pub(crate) fn left(&mut self, change: PresenceChange, session_id: u64, name: Arc<str>) {
+        if let Some(index) = self.joins_at.remove(&session_id) {
+            self.changes[index] = None;
+            self.joins -= 1;
+            return;
+        }
+        self.changes.push(Some(Change { change, session_id, name }));
+        self.leaves += 1;
+    }
+
+    /// Whether there is nothing to tell.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.joins == 0 && self.leaves == 0
+    }
+
+    /// The frame's content for a room of `member_count` members, which
+    /// names the members only up to `names_max`.
+    pub(crate) fn into_diff(self, room: &str, member_count: usize, names_max: usize) -> PresenceDiff {
+        let changes = if member_count > names_max {
+            Vec::new()
+        } else {
+            self.changes
+                .into_iter()
+                .flatten()
+                .map(|c| MemberChange {
+                    change: c.change,
+                    member: Member { session_id: c.session_id, name: c.name.to_string() },
+                })
+                .collect()
+        };
+        PresenceDiff {
+            room: room.to_owned(),
+            member_count: u32::try_from(member_count).unwrap_or(u32::MAX),
+            joins: self.joins,
+            leaves: self.leaves,
+            changes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(diff: &PresenceDiff) -> Vec<(PresenceChange, &str)> {
+        diff.changes.iter().map(|c| (c.change, c.member.name.as_str())).collect()
+    }
+
+    #[test]
+    fn a_join_and_a_leave_inside_one_interval_cancel_out() {
+        let mut pending = PendingPresence::default();
+        pending.joined(1, "ann".into());
+        pending.joined(2, "bob".into());
+        pending.left(PresenceChange::Disconnected, 1, "ann".into());
+        pending.left(PresenceChange::Left, 3, "cid".into());
+        let diff = pending.into_diff("r", 5, 100);
+        assert_eq!((diff.joins, diff.leaves, diff.member_count), (1, 1, 5));
+        assert_eq!(names(&diff), [(PresenceChange::Joined, "bob"), (PresenceChange::Left, "cid")]);
+
+        let mut pending = PendingPresence::default();
+        pending.joined(1, "ann".into());
+        pending.left(PresenceChange::Left, 1, "ann".into());
+        assert!(pending.is_empty(), "nothing to tell");
+    }
+
+    #[test]
+    fn a_departure_then_a_return_are_both_told() {
+        let mut pending = PendingPresence::default();
+        pending.left(PresenceChange::Left, 7, "eve".into());
+        pending.joined(7, "eve".into());
+        let diff = pending.into_diff("r", 3, 100);
+        assert_eq!(names(&diff), [(PresenceChange::Left, "eve"), (PresenceChange::Joined, "eve")]);
+        assert_eq!((diff.joins, diff.leaves), (1, 1));
+    }
+
+    #[test]
+    fn a_large_room_is_told_counts_without_names() {
+        let mut pending = PendingPresence::default();
+        for id in 0..50 {
+            pending.joined(id, format!("m{id}").into());
+        }
+        pending.left(PresenceChange::Disconnected, 1_000, "gone".into());
+        let diff = pending.into_diff("big", 10_001, 1_000);
+        assert_eq!((diff.joins, diff.leaves, diff.member_count), (50, 1, 10_001));
+        assert!(diff.changes.is_empty());
+    }
+}
