@@ -105,6 +105,8 @@ struct RoomState {
     pending: PendingPresence,
     /// In a room above the names limit, when typing may next be relayed.
     typing_open_at: Option<Instant>,
+    /// When the room last told its presence.
+    presence_told_at: Option<Instant>,
     /// Recent messages.
     history: History,
     /// Set when the room became empty and left the registry. A session that
@@ -288,6 +290,7 @@ impl Room {
                 positions: BTreeMap::new(),
                 pending: PendingPresence::default(),
                 typing_open_at: None,
+                presence_told_at: None,
                 history: History::new(history_len),
                 removed: false,
                 sequencing,
@@ -392,26 +395,40 @@ impl Room {
     }
 
     /// Tells every member, in one shared frame, who came and went since
-    /// the last time; nothing when nobody did.
-    pub fn flush_presence(&self, policy: &PresencePolicy) {
-        // Cleared before the changes are taken: a change noted after this
+    /// the last time; nothing when nobody did. Returns false when it is too
+    /// early for this room, which the caller asks again at the next
+    /// interval: a room told only counts tells them every
+    /// `interval × ⌈members / names_max⌉`, so that the bytes its presence
+    /// costs per second stay the same however large it grows.
+    pub fn flush_presence(&self, policy: &PresencePolicy, now: Instant) -> bool {
+        let mut state = self.lock();
+        let count = state.member_count();
+        if count > policy.names_max {
+            let rounds = count.div_ceil(policy.names_max.max(1));
+            let every = policy.interval.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX));
+            if state.presence_told_at.is_some_and(|told| now < told + every) {
+                return false;
+            }
+        }
+        // Cleared while the room is locked: a change noted after this
         // queues the room again, and one noted before is in this frame.
         self.presence_queued.store(false, Ordering::Release);
-        let mut state = self.lock();
         if state.pending.is_empty() {
-            return;
+            return true;
         }
+        state.presence_told_at = Some(now);
         let pending = std::mem::take(&mut state.pending);
         if state.members.is_empty() {
             // Nobody here to tell (the room emptied, or only other servers'
             // members changed): drop the changes without encoding a frame.
-            return;
+            return true;
         }
         let diff = pending.into_diff(&self.name, state.member_count(), policy.names_max);
         let frame = Frame::encode(&ServerMessage::PresenceDiff(diff));
         for member in &state.members {
             member.outbox.push(&frame);
         }
+        true
     }
 
     /// Whether the caller should list the room among those with presence

@@ -214,8 +214,11 @@ impl RoomRegistry {
     /// one frame. Costs nothing for rooms where nothing happened.
     pub fn flush_presence(&self) {
         let due = std::mem::take(&mut *self.presence_due.lock().unwrap_or_else(PoisonError::into_inner));
-        for room in due {
-            room.flush_presence(&self.presence);
+        let now = std::time::Instant::now();
+        let later: Vec<Arc<Room>> =
+            due.into_iter().filter(|room| !room.flush_presence(&self.presence, now)).collect();
+        if !later.is_empty() {
+            self.presence_due.lock().unwrap_or_else(PoisonError::into_inner).extend(later);
         }
     }
 

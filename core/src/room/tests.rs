@@ -31,6 +31,8 @@ async fn received(member: &RoomMember) -> Vec<ServerMessage> {
     }
     let mut batch = Vec::new();
     if let Next::Frames = member.outbox.next(&mut batch).await {
+        // As a transport would: what was taken is written.
+        member.outbox.written(batch.len(), batch.iter().map(Frame::len).sum());
         for frame in batch {
             out.push(wtchat_protocol::decode(&frame.body(), usize::MAX).unwrap());
         }
@@ -97,6 +99,11 @@ fn a_broken_feed_closes_members_so_that_they_resume() {
     assert_eq!(bob.outbox.stats().close_code, Some(ReasonCode::BROKER_UNAVAILABLE));
 }
 
+/// Tells a room's presence now, as the hub's timer would.
+fn flush(room: &Room) {
+    assert!(room.flush_presence(&policy(), Instant::now()));
+}
+
 fn policy() -> PresencePolicy {
     PresencePolicy { interval: std::time::Duration::from_millis(200), names_max: 1_000 }
 }
@@ -121,7 +128,7 @@ async fn presence_from_other_servers_is_told_once() {
     room.synced(Snapshot { epoch: 1, last_seq: 0, history: Vec::new(), members: Vec::new() });
     let ann = member(1, "Ann");
     room.join(ann.clone(), 1, None).unwrap();
-    room.flush_presence(&policy());
+    flush(&room);
     received(&ann).await;
     let far = EventMember { session_id: 99, name: "Far".into() };
     assert_eq!(
@@ -139,11 +146,11 @@ async fn presence_from_other_servers_is_told_once() {
         room.apply(RoomEvent::Presence { change: PresenceChange::Joined, member: echo }),
         Applied::Noted
     );
-    room.flush_presence(&policy());
+    flush(&room);
     assert_eq!(changes(&ann).await, [(PresenceChange::Joined, 99)]);
     assert_eq!(room.total_member_count(), 2);
     room.apply(RoomEvent::Presence { change: PresenceChange::Disconnected, member: far });
-    room.flush_presence(&policy());
+    flush(&room);
     assert_eq!(changes(&ann).await, [(PresenceChange::Disconnected, 99)]);
     assert_eq!(room.total_member_count(), 1);
 }
@@ -177,4 +184,24 @@ async fn pages_merge_this_servers_members_with_the_others_by_session_id() {
         }
     }
     assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn a_room_told_counts_tells_them_less_often_as_it_grows() {
+    let room = Room::new("big".into(), 1, 10, Sequencing::Own);
+    let policy = PresencePolicy { interval: std::time::Duration::from_millis(100), names_max: 2 };
+    let members: Vec<RoomMember> = (1..=5).map(|id| member(id, "m")).collect();
+    for m in &members {
+        room.join(m.clone(), 1, None).unwrap();
+    }
+    let start = Instant::now();
+    assert!(room.flush_presence(&policy, start), "the first diff goes at once");
+    received(&members[0]).await;
+    room.join(member(6, "late"), 1, None).unwrap();
+    // Six members over a limit of two: counts every 3 intervals, 300 ms.
+    assert!(!room.flush_presence(&policy, start + std::time::Duration::from_millis(250)), "too early");
+    assert!(received(&members[0]).await.is_empty());
+    assert!(room.flush_presence(&policy, start + std::time::Duration::from_millis(300)));
+    let told = received(&members[0]).await;
+    assert!(matches!(&told[..], [ServerMessage::PresenceDiff(d)] if d.member_count == 6 && d.joins == 1));
 }
