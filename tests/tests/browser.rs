@@ -308,3 +308,41 @@ async fn a_page_frozen_past_the_heartbeat_is_closed_and_told_why_in_both_browser
     }
     server.stop().await
 }
+
+#[tokio::test]
+async fn a_large_room_shows_its_count_and_pages_its_members_in_both_browsers() -> Result<()> {
+    let root = web_root().to_path_buf();
+    let server = TestServer::start_with(move |c| {
+        c.web_root = root;
+        c.presence_names_max = 50;
+        c.max_new_connections_per_sec = 0;
+    })
+    .await;
+    // A crowd of 150 that stays: more than the first page of 100.
+    let mut crowd = Vec::new();
+    for i in 0..150 {
+        let mut member = WsClient::connect(&server).await?;
+        member.join("hall", &format!("guest{i:03}")).await?;
+        crowd.push(member);
+    }
+    let base = format!("http://{}", server.address);
+    for browser in Browser::ALL {
+        let driver = Driver::start(browser).await?;
+        let page = driver.open(&format!("{base}/?name=Ada&room=hall&transport=websocket")).await?;
+        // The count covers everyone; the list holds the first page and a
+        // button for the rest.
+        page.wait_for("window.wtchatDemo.memberCount === 151").await?;
+        let shown = "document.querySelectorAll('#members li').length";
+        page.wait_for(&format!("{shown} === 101 && !!document.getElementById('more-members')")).await?;
+        let count = page.eval("document.getElementById('member-count').textContent").await?;
+        assert_eq!(count.as_str(), Some("151 members"), "{}", browser.name());
+        page.eval("(() => { document.getElementById('more-members').click(); return true; })()").await?;
+        page.wait_for(&format!("{shown} === 151 && !document.getElementById('more-members')")).await?;
+        let screenshot = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../target/screenshots/large-room-{}.png", browser.name()));
+        page.screenshot(&screenshot).await?;
+        page.close().await?;
+    }
+    drop(crowd);
+    server.stop().await
+}
