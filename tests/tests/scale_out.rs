@@ -107,11 +107,12 @@ async fn members_on_different_servers_share_one_order_and_presence() -> Result<(
     let (joined, _) = ann.join("plaza", "Ann").await?;
     ensure!(joined.next_seq == 1 && joined.members.len() == 1);
     let (joined, _) = bob.join("plaza", "Bob").await?;
+    ensure!(joined.member_count == 2, "the count spans servers: {}", joined.member_count);
     let names: HashSet<String> = joined.members.iter().map(|m| m.name.clone()).collect();
     ensure!(names == HashSet::from(["Ann".into(), "Bob".into()]), "Bob sees {names:?}");
     presence(&mut ann, "Bob", PresenceChange::Joined).await?;
     let (joined, _) = cid.join("plaza", "Cid").await?;
-    ensure!(joined.members.len() == 3, "Cid sees {:?}", joined.members);
+    ensure!(joined.members.len() == 3 && joined.member_count == 3, "Cid sees {:?}", joined.members);
     presence(&mut ann, "Cid", PresenceChange::Joined).await?;
     presence(&mut bob, "Cid", PresenceChange::Joined).await?;
     let ids: HashSet<u64> = joined.members.iter().map(|m| m.session_id).collect();

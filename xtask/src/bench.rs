@@ -26,8 +26,8 @@ const BENCH_SERVER: &[&str] = &[
 ];
 
 /// One workload: a name, the server's extra flags, the bench's arguments.
-struct Workload {
-    name: &'static str,
+pub(crate) struct Workload {
+    pub(crate) name: &'static str,
     title: &'static str,
     server: &'static [&'static str],
     bench: Vec<String>,
@@ -115,7 +115,16 @@ fn workloads(quick: bool) -> Vec<Workload> {
     // a big room, against the same crowd connecting with no room.
     let crowds: &[(&str, &str, &str, &str)] = if quick {
         &[("join-ws-1k", "A crowd of 1,000 joining one room over WebSocket", "ws", "1000")]
+    } else if crate::large_rooms::open_files_limit() >= 110_000 {
+        &[
+            ("join-ws-1k", "A crowd of 1,000 joining one room over WebSocket", "ws", "1000"),
+            ("join-ws-10k", "A crowd of 10,000 joining one room over WebSocket", "ws", "10000"),
+            ("join-ws-50k", "A crowd of 50,000 joining one room over WebSocket", "ws", "50000"),
+            ("join-wt-10k", "A crowd of 10,000 joining one room over WebTransport", "wt", "10000"),
+        ]
     } else {
+        // 50,000 sessions need 50,000 descriptors in the server and as many
+        // in the generator; a machine whose limit is lower runs 10,000.
         &[
             ("join-ws-1k", "A crowd of 1,000 joining one room over WebSocket", "ws", "1000"),
             ("join-ws-10k", "A crowd of 10,000 joining one room over WebSocket", "ws", "10000"),
@@ -144,7 +153,7 @@ fn workloads(quick: bool) -> Vec<Workload> {
 
 /// A workload's results: every step of every round, the command that
 /// reproduces it, and the tables the bench printed.
-type Section = (Workload, Vec<Value>, String, String);
+pub(crate) type Section = (Workload, Vec<Value>, String, String);
 
 /// Runs the workloads and writes BENCHMARKS.md.
 pub fn run(quick: bool) -> Result {
@@ -355,7 +364,7 @@ fn write_report(sections: &[Section], profile: &str, quick: bool) -> Result {
     );
     let _ = writeln!(md, "## WebTransport against WebSocket\n\n{}", targets(sections));
     let _ = writeln!(md, "## Scale-out through Redis\n\n{}", scale_out(sections));
-    let _ = writeln!(md, "## Large rooms\n\n{}", crowds(sections));
+    let _ = writeln!(md, "## Large rooms\n\n{}", crate::large_rooms::crowds(sections));
     for (workload, lines, command, table) in sections {
         let _ = writeln!(md, "## {}\n", workload.title);
         let _ = writeln!(md, "```sh\n{command}\n```\n");
@@ -415,48 +424,13 @@ fn scale_out(sections: &[Section]) -> String {
     rows
 }
 
-/// The crowds filling one room, each beside the same crowd connecting with
-/// no room in the same run (its baseline).
-fn crowds(sections: &[Section]) -> String {
-    let mut rows = String::from(
-        "Each crowd first connects and greets with no room (the baseline, and the idle memory of the same \
-         run), then joins one room at 1,000 joins/s; then one message must reach every member once.\n\n\
-         | crowd | connect s | join s (÷ schedule) | join p50 / p99 ms | not joined | KB per idle connection | \
-         KB per member (÷ idle) | presence B per join | join answer B per join | message reached |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for (_, lines, ..) in sections.iter().filter(|(w, ..)| w.name.starts_with("join-")) {
-        let Some(v) = lines.first() else { continue };
-        let (idle, member) =
-            (figure(v, &["server_rss_idle_per_connection_kb"]), figure(v, &["server_rss_per_member_kb"]));
-        let _ = writeln!(
-            rows,
-            "| {} {} | {:.2} | {:.2} ({:.2}×) | {:.1} / {:.1} | {} | {idle:.2} | {member:.2} ({:.2}×) | {:.0} | {:.0} | {} of {} |",
-            figure(v, &["members"]),
-            v["transport"].as_str().unwrap_or(""),
-            figure(v, &["connect_s"]),
-            figure(v, &["join_s"]),
-            figure(v, &["join_s_over_schedule"]),
-            figure(v, &["join_latency_ms", "p50"]),
-            figure(v, &["join_latency_ms", "p99"]),
-            figure(v, &["not_joined"]),
-            member / idle,
-            figure(v, &["presence_bytes_per_join"]),
-            figure(v, &["joined_bytes_per_join"]),
-            figure(v, &["check_received"]),
-            figure(v, &["members"]) - figure(v, &["not_joined"]),
-        );
-    }
-    rows
-}
-
 /// A workload's results, if it ran.
 fn lines_of<'a>(sections: &'a [Section], name: &str) -> &'a [Value] {
     sections.iter().find(|(w, ..)| w.name == name).map_or(&[], |(_, lines, ..)| lines.as_slice())
 }
 
 /// A figure of a result line; `NaN` when absent.
-fn figure(v: &Value, path: &[&str]) -> f64 {
+pub(crate) fn figure(v: &Value, path: &[&str]) -> f64 {
     path.iter().fold(v, |v, key| &v[*key]).as_f64().unwrap_or(f64::NAN)
 }
 

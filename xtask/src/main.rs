@@ -16,6 +16,7 @@
 //! a fresh machine.
 
 mod bench;
+mod large_rooms;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
