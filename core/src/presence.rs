@@ -10,7 +10,6 @@
 //! out. Above `names_max` members a room sends only the counts; a client
 //! that wants names asks for a page of members.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,11 +39,10 @@ struct Change {
 /// A room's changes since it last told them.
 #[derive(Debug, Default)]
 pub(crate) struct PendingPresence {
-    /// In the order they happened; a cancelled join leaves `None`.
+    /// In the order they happened; a cancelled join leaves `None`. A
+    /// departure looks for the same session's join among them: they are
+    /// one interval's changes of one room, a bounded few.
     changes: Vec<Option<Change>>,
-    /// Where each join of this interval is in `changes`, so that the same
-    /// session's departure cancels it in one step.
-    joins_at: HashMap<u64, usize>,
     /// Arrivals and departures not cancelled.
     joins: u32,
     leaves: u32,
@@ -53,7 +51,6 @@ pub(crate) struct PendingPresence {
 impl PendingPresence {
     /// Notes an arrival.
     pub(crate) fn joined(&mut self, session_id: u64, name: Arc<str>) {
-        self.joins_at.insert(session_id, self.changes.len());
         self.changes.push(Some(Change { change: PresenceChange::Joined, session_id, name }));
         self.joins += 1;
     }
@@ -61,8 +58,11 @@ impl PendingPresence {
     /// Notes a departure; it cancels the same session's arrival in this
     /// interval, which nobody has been told of.
     pub(crate) fn left(&mut self, change: PresenceChange, session_id: u64, name: Arc<str>) {
-        if let Some(index) = self.joins_at.remove(&session_id) {
-            self.changes[index] = None;
+        let pending_join = self.changes.iter_mut().rev().find(|c| {
+            c.as_ref().is_some_and(|c| c.session_id == session_id && c.change == PresenceChange::Joined)
+        });
+        if let Some(join) = pending_join {
+            *join = None;
             self.joins -= 1;
             return;
         }

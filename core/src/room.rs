@@ -36,6 +36,9 @@ use crate::outbox::Outbox;
 use crate::presence::{PAGE_MAX, PendingPresence, PresencePolicy};
 use crate::room_event::{EventMember, RoomEvent, Snapshot};
 
+/// Up to this many members a room finds them by scanning, without an index.
+const SMALL_ROOM: usize = 16;
+
 /// A session as a member of one room.
 #[derive(Debug, Clone)]
 pub struct RoomMember {
@@ -98,8 +101,10 @@ struct RoomState {
     next_seq: u64,
     /// This server's members, in no particular order: the fan-out list.
     members: Vec<RoomMember>,
-    /// Where each member is in `members`, by session id: finds a member in
-    /// O(log n) and lists members in pages.
+    /// Where each member is in `members`, by session id, once the room has
+    /// more than [`SMALL_ROOM`] members: finds a member in O(log n) and
+    /// lists members in pages. A small room has none, since scanning a
+    /// handful of members costs less than a tree node in every room.
     positions: BTreeMap<u64, usize>,
     /// Arrivals and departures not yet told.
     pending: PendingPresence,
@@ -162,7 +167,7 @@ impl RoomState {
     /// Whether a session is this server's member of the room, or waits to
     /// become one.
     fn is_local(&self, session_id: u64) -> bool {
-        self.positions.contains_key(&session_id)
+        self.find(session_id).is_some()
             || self.syncing().is_some_and(|s| s.joiners.iter().any(|(m, ..)| m.session_id == session_id))
     }
 
@@ -175,20 +180,71 @@ impl RoomState {
         self.members.len() + remote
     }
 
-    /// Adds a member to the fan-out list and the index.
-    fn insert(&mut self, member: RoomMember) {
-        self.positions.insert(member.session_id, self.members.len());
-        self.members.push(member);
+    /// Whether the room keeps an index of its members.
+    fn indexed(&self) -> bool {
+        !self.positions.is_empty()
     }
 
-    /// Takes a member out of the fan-out list and the index, in O(log n).
+    /// Where a member is in `members`.
+    fn find(&self, session_id: u64) -> Option<usize> {
+        if self.indexed() {
+            self.positions.get(&session_id).copied()
+        } else {
+            self.members.iter().position(|m| m.session_id == session_id)
+        }
+    }
+
+    /// Adds a member to the fan-out list, and to the index once the room is
+    /// large enough to need one.
+    fn insert(&mut self, member: RoomMember) {
+        let session_id = member.session_id;
+        self.members.push(member);
+        if self.indexed() {
+            self.positions.insert(session_id, self.members.len() - 1);
+        } else if self.members.len() > SMALL_ROOM {
+            self.positions = self.members.iter().enumerate().map(|(i, m)| (m.session_id, i)).collect();
+        }
+    }
+
+    /// Takes a member out of the fan-out list and the index, in O(log n);
+    /// a room that shrinks back to a few members drops its index.
     fn remove(&mut self, session_id: u64) -> Option<RoomMember> {
-        let index = self.positions.remove(&session_id)?;
+        let index = self.find(session_id)?;
         let gone = self.members.swap_remove(index);
-        if let Some(moved) = self.members.get(index) {
-            self.positions.insert(moved.session_id, index);
+        if self.indexed() {
+            self.positions.remove(&session_id);
+            if let Some(moved) = self.members.get(index) {
+                self.positions.insert(moved.session_id, index);
+            }
+            if self.members.len() <= SMALL_ROOM / 2 {
+                self.positions = BTreeMap::new();
+            }
         }
         Some(gone)
+    }
+
+    /// This server's members with session ids above `after`, in order.
+    fn local_after(&self, after: u64) -> Vec<(u64, Arc<str>)> {
+        let range = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+        if self.indexed() {
+            // The caller takes at most a page; the iterator is lazy above,
+            // but a page of a large room is collected here, bounded by
+            // `PAGE_MAX` + 1 below.
+            return self
+                .positions
+                .range(range)
+                .take(PAGE_MAX + 1)
+                .map(|(id, index)| (*id, self.members[*index].name.clone()))
+                .collect();
+        }
+        let mut small: Vec<(u64, Arc<str>)> = self
+            .members
+            .iter()
+            .filter(|m| m.session_id > after)
+            .map(|m| (m.session_id, m.name.clone()))
+            .collect();
+        small.sort_unstable_by_key(|(id, _)| *id);
+        small
     }
 
     /// Up to `limit` members with session ids above `after`, on every
@@ -196,11 +252,7 @@ impl RoomState {
     fn page(&self, after: u64, limit: usize) -> (Vec<Member>, Option<u64>) {
         let start = std::ops::Bound::Excluded(after);
         let range = (start, std::ops::Bound::Unbounded);
-        let mut local = self
-            .positions
-            .range(range)
-            .map(|(id, index)| (*id, self.members[*index].name.clone()))
-            .peekable();
+        let mut local = self.local_after(after).into_iter().peekable();
         let mut remote = match &self.sequencing {
             Sequencing::Follows(feed) => Some(feed.remote.range(range).map(|(id, name)| (*id, name.clone()))),
             Sequencing::Own => None,
@@ -424,8 +476,12 @@ impl Room {
             return true;
         }
         let diff = pending.into_diff(&self.name, state.member_count(), policy.names_max);
+        // A diff that only tells one member of its own arrival is no news to
+        // it (a lone joiner learnt everything from its join answer).
+        let only_news_to_others = (diff.joins + diff.leaves == 1 && diff.changes.len() == 1)
+            .then(|| diff.changes[0].member.session_id);
         let frame = Frame::encode(&ServerMessage::PresenceDiff(diff));
-        for member in &state.members {
+        for member in state.members.iter().filter(|m| Some(m.session_id) != only_news_to_others) {
             member.outbox.push(&frame);
         }
         true
@@ -519,11 +575,11 @@ impl Room {
         // pass over the local members per member.
         let waiting: std::collections::HashSet<u64> =
             syncing.joiners.iter().map(|(m, ..)| m.session_id).collect();
-        let positions = &state.positions;
+        let local: std::collections::HashSet<u64> = state.members.iter().map(|m| m.session_id).collect();
         feed.remote = snapshot
             .members
             .into_iter()
-            .filter(|m| !positions.contains_key(&m.session_id) && !waiting.contains(&m.session_id))
+            .filter(|m| !local.contains(&m.session_id) && !waiting.contains(&m.session_id))
             .map(|m| (m.session_id, m.name))
             .collect();
         state.epoch = snapshot.epoch;

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use wtchat_protocol::{PresenceChange, Resume};
 
@@ -66,8 +66,9 @@ pub struct RoomRegistry {
     broker: Option<Arc<dyn Broker>>,
     /// How presence is gathered and told.
     presence: PresencePolicy,
-    /// Rooms with presence to tell at the next interval, each once.
-    presence_due: Mutex<Vec<Arc<Room>>>,
+    /// Rooms with presence to tell at the next interval, each once; weak,
+    /// so that a room that empties meanwhile is freed at once.
+    presence_due: Mutex<Vec<Weak<Room>>>,
 }
 
 impl RoomRegistry {
@@ -176,7 +177,9 @@ impl RoomRegistry {
     /// Removes a member from a room, and the room from the registry when it
     /// becomes empty. Returns whether the session was a member.
     pub fn leave(&self, room: &Arc<Room>, session_id: u64, change: PresenceChange) -> bool {
+        let mut emptied = false;
         let gone = room.leave(session_id, change, || {
+            emptied = true;
             let mut shard = self.shard(room.name());
             if shard.get(room.name()).is_some_and(|current| Arc::ptr_eq(&current.room, room)) {
                 let entry = shard.remove(room.name());
@@ -189,7 +192,8 @@ impl RoomRegistry {
                 }
             }
         });
-        if gone.is_some() {
+        // An emptied room has nobody to tell.
+        if gone.is_some() && !emptied {
             self.presence_changed(room);
         }
         if let (Some(member), Some(broker)) = (&gone, &self.broker) {
@@ -206,7 +210,7 @@ impl RoomRegistry {
     /// Lists a room whose membership changed, for the next presence diff.
     pub fn presence_changed(&self, room: &Arc<Room>) {
         if room.queue_presence() {
-            self.presence_due.lock().unwrap_or_else(PoisonError::into_inner).push(room.clone());
+            self.presence_due.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(room));
         }
     }
 
@@ -215,8 +219,10 @@ impl RoomRegistry {
     pub fn flush_presence(&self) {
         let due = std::mem::take(&mut *self.presence_due.lock().unwrap_or_else(PoisonError::into_inner));
         let now = std::time::Instant::now();
-        let later: Vec<Arc<Room>> =
-            due.into_iter().filter(|room| !room.flush_presence(&self.presence, now)).collect();
+        let later: Vec<Weak<Room>> = due
+            .into_iter()
+            .filter(|room| room.upgrade().is_some_and(|room| !room.flush_presence(&self.presence, now)))
+            .collect();
         if !later.is_empty() {
             self.presence_due.lock().unwrap_or_else(PoisonError::into_inner).extend(later);
         }

@@ -140,6 +140,15 @@ fn workloads(quick: bool) -> Vec<Workload> {
             bench: args(&["--transport", transport, "--mode", "join", "-s", members, "--join-rate", "1000"]),
         });
     }
+    // The same crowd joining all at once: how long admitting it takes
+    // beside connecting it.
+    list.push(Workload {
+        name: "join-ws-burst",
+        title: "A crowd joining one room all at once over WebSocket",
+        server: IDLE_SERVER,
+        redis_servers: 0,
+        bench: args(&["--transport", "ws", "--mode", "join", "-s", idle, "--join-rate", "0"]),
+    });
     // The ws-100 load again, through Redis: on one server, then with the
     // room split over two (members alternate between them).
     for (name, title, redis_servers) in [

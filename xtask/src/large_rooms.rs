@@ -9,23 +9,27 @@ use crate::bench::{Section, figure};
 pub(crate) fn crowds(sections: &[Section]) -> String {
     let mut rows = String::from(
         "Each crowd first connects and greets with no room (the baseline, and the idle memory of the same \
-         run), then joins one room at 1,000 joins/s; then one message must reach every member once.\n\n\
-         | crowd | connect s | join s (÷ schedule) | join p50 / p99 ms | not joined | KB per idle connection | \
-         KB per member (÷ idle) | presence B per join | join answer B per join | message reached |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         run), then joins one room at 1,000 joins/s (the burst: all at once); then one message must reach \
+         every member once. `admitted ÷ connect` is the time to connect and join over the time to connect \
+         alone, in the same run.\n\n\
+         | crowd | connect s | join s (÷ schedule) | admitted ÷ connect | join p50 / p99 ms | not joined | \
+         KB per idle connection | KB per member (÷ idle) | presence B per join | join answer B per join | \
+         message reached |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (_, lines, ..) in sections.iter().filter(|(w, ..)| w.name.starts_with("join-")) {
         let Some(v) = lines.first() else { continue };
         let (idle, member) =
             (figure(v, &["server_rss_idle_per_connection_kb"]), figure(v, &["server_rss_per_member_kb"]));
+        let (connect, join) = (figure(v, &["connect_s"]), figure(v, &["join_s"]));
         let _ = writeln!(
             rows,
-            "| {} {} | {:.2} | {:.2} ({:.2}×) | {:.1} / {:.1} | {} | {idle:.2} | {member:.2} ({:.2}×) | {:.0} | {:.0} | {} of {} |",
+            "| {} {}{} | {connect:.2} | {join:.2} ({}) | {:.2}× | {:.1} / {:.1} | {} | {idle:.2} | {member:.2} ({:.2}×) | {:.0} | {:.0} | {} of {} |",
             figure(v, &["members"]),
             v["transport"].as_str().unwrap_or(""),
-            figure(v, &["connect_s"]),
-            figure(v, &["join_s"]),
-            figure(v, &["join_s_over_schedule"]),
+            if figure(v, &["join_rate"]) == 0.0 { ", all at once" } else { "" },
+            v["join_s_over_schedule"].as_f64().map_or("-".into(), |r| format!("{r:.2}×")),
+            (connect + join) / connect,
             figure(v, &["join_latency_ms", "p50"]),
             figure(v, &["join_latency_ms", "p99"]),
             figure(v, &["not_joined"]),
