@@ -18,13 +18,14 @@ use anyhow::{Result, bail};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use wtchat_protocol::{
-    ChatMessage, ClientFrame, ClientMessage, HistoryReplay, Joined, Member, PROTOCOL_VERSION, ServerMessage,
-    encode,
+    ChatMessage, ClientFrame, ClientMessage, Member, PROTOCOL_VERSION, ServerMessage, encode,
 };
 
 use crate::dial::{Received, Session, Transport};
 pub use crate::load::{BenchArgs, Mode};
-use crate::load::{connect_all, server_cpu_seconds, server_rss_bytes, transport_name, variant_tag};
+use crate::load::{
+    connect_all, joined_tag, server_cpu_seconds, server_rss_bytes, transport_name, variant_tag,
+};
 use crate::measure::{HEADER_BYTES, Stamp, StepStats};
 use crate::procstat;
 use crate::report::{self, IdleReport, Latency, StepReport};
@@ -96,15 +97,7 @@ async fn load(args: &BenchArgs) -> Result<Vec<StepReport>> {
             sent_at_ms: 0,
             body: String::new(),
         })),
-        joined_tag: variant_tag(&ServerMessage::Joined(Joined {
-            request_id: 0,
-            room: String::new(),
-            epoch: 0,
-            next_seq: 0,
-            member_count: 0,
-            members: Vec::new(),
-            history: HistoryReplay { count: 0, gap: false },
-        })),
+        joined_tag: joined_tag(),
         sent: Mutex::new(Vec::new()),
         disconnected: AtomicUsize::new(0),
     });

@@ -24,13 +24,10 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use wtchat_protocol::{
-    ChatMessage, ClientFrame, ClientMessage, HistoryReplay, Joined, Member, PresenceDiff, ServerMessage,
-    encode,
-};
+use wtchat_protocol::{ChatMessage, ClientFrame, ClientMessage, Member, PresenceDiff, ServerMessage, encode};
 
 use crate::dial::{Received, Session};
-use crate::load::{BenchArgs, connect_all, server_rss_bytes, transport_name, variant_tag};
+use crate::load::{BenchArgs, connect_all, joined_tag, server_rss_bytes, transport_name, variant_tag};
 use crate::report::{self, Latency};
 
 /// The body of the message that must reach every member.
@@ -132,15 +129,7 @@ pub async fn run(args: &BenchArgs) -> Result<JoinReport> {
         start: Instant::now() + Duration::from_millis(100),
         spacing_s,
         room: args.room.clone(),
-        joined_tag: variant_tag(&ServerMessage::Joined(Joined {
-            request_id: 0,
-            room: String::new(),
-            epoch: 0,
-            next_seq: 0,
-            member_count: 0,
-            members: Vec::new(),
-            history: HistoryReplay { count: 0, gap: false },
-        })),
+        joined_tag: joined_tag(),
         presence_tag: variant_tag(&ServerMessage::PresenceDiff(PresenceDiff {
             room: String::new(),
             member_count: 0,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use futures_util::StreamExt;
-use wtchat_protocol::{ServerMessage, encode};
+use wtchat_protocol::{HistoryReplay, Joined, ServerMessage, encode};
 
 use crate::dial::{Dialer, Session, Transport, WebSocketClient};
 use crate::procstat;
@@ -154,4 +154,17 @@ pub(crate) async fn connect_all(args: &BenchArgs, count: usize) -> Result<Vec<Se
 /// decoding them and the bench follows the protocol if its variants move.
 pub(crate) fn variant_tag(sample: &ServerMessage) -> u8 {
     encode(sample)[1]
+}
+
+/// The tag of a join answer.
+pub(crate) fn joined_tag() -> u8 {
+    variant_tag(&ServerMessage::Joined(Joined {
+        request_id: 0,
+        room: String::new(),
+        epoch: 0,
+        next_seq: 0,
+        member_count: 0,
+        members: Vec::new(),
+        history: HistoryReplay { count: 0, gap: false },
+    }))
 }
