@@ -91,6 +91,9 @@ async fn join_mode_admits_a_crowd_into_one_room_and_reaches_everyone() -> Result
             mode: Mode::Join,
             subscribers: 200,
             join_rate: 2_000.0,
+            // Longer than the presence interval, so that the joins' presence
+            // is told before the report reads it.
+            hold: 0.5,
             room: format!("crowd-{transport:?}"),
             ..bench_args(&server, transport)
         };

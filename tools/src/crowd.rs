@@ -174,13 +174,15 @@ pub async fn run(args: &BenchArgs) -> Result<JoinReport> {
     }
     let joined = crowd.joined.load(Ordering::Relaxed);
     let join_s = crowd.last_answer_ns.load(Ordering::Relaxed) as f64 / 1e9;
-    let presence_bytes = crowd.presence_bytes.load(Ordering::Relaxed);
     let joined_bytes = crowd.joined_bytes.load(Ordering::Relaxed);
     if !args.quiet {
         eprintln!("\r  joined {joined} of {members} in {join_s:.2} s; settling");
     }
     tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
     let settled = server_rss_bytes(args);
+    // Read after settling: the server tells presence once per interval, so
+    // the last joins are told after their answers.
+    let presence_bytes = crowd.presence_bytes.load(Ordering::Relaxed);
 
     phase.send_replace(Phase::Check);
     let deadline = Instant::now() + Duration::from_secs(10);
