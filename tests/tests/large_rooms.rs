@@ -18,6 +18,10 @@ async fn a_crowd_fills_one_room<T: Dial>(transport: Transport) -> Result<()> {
         c.publish_rate_per_sec = 10_000;
         c.publish_burst = 10_000;
         c.presence_names_max = 100;
+        // The crowd's sessions wait, silent, until all of them are connected,
+        // which over QUIC on a busy machine can outlast the usual heartbeat.
+        c.heartbeat_interval_ms = 60_000;
+        c.heartbeat_timeout_ms = 300_000;
     })
     .await;
     // A member that stays to watch the room fill, then pages through it.
