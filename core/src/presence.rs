@@ -7,9 +7,12 @@
 //! `PresenceDiff`, encoded once and shared by all its members like any
 //! message: a join costs the room a few bytes of one frame, whatever its
 //! size. A join and the same session's departure inside one interval cancel
-//! out. Above `names_max` members a room sends only the counts; a client
-//! that wants names asks for a page of members.
+//! out. Above `names_max` members a room sends only the counts, to one
+//! slice of its members per interval in turn (`Rotation`); a client that
+//! wants names asks for a page of members.
 
+use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +103,76 @@ impl PendingPresence {
     }
 }
 
+/// How a room above the names limit tells its counts: each interval to one
+/// slice of about `names_max` of its members, in turn, so that every member
+/// hears once every `⌈members / names_max⌉` intervals. The bytes per second
+/// stay constant as the room grows, and no interval's work grows with it:
+/// telling all 10,000 members of a room at once holds the server up for
+/// as long as a fan-out to 10,000 sessions takes (a few hundred ms over
+/// WebTransport on a small machine), and every join waits behind it.
+#[derive(Debug, Default)]
+pub(crate) struct Rotation {
+    /// The arrivals and departures of the last intervals, newest last: as
+    /// many intervals as a turn of the rotation takes, so that each member,
+    /// told once per turn, hears each change once while the room's size
+    /// holds (when it shrinks, the oldest fall out untold).
+    window: VecDeque<(u32, u32)>,
+    /// Where the next slice starts in the room's fan-out list.
+    next: usize,
+}
+
+impl Rotation {
+    /// Takes one interval's changes; returns the counts to tell this
+    /// interval (arrivals and departures over the window), or None when the
+    /// window holds none and the rotation may rest.
+    pub(crate) fn turn(
+        &mut self,
+        pending: PendingPresence,
+        room: &str,
+        member_count: usize,
+        rounds: usize,
+    ) -> Option<PresenceDiff> {
+        self.window.push_back((pending.joins, pending.leaves));
+        while self.window.len() > rounds.max(1) {
+            self.window.pop_front();
+        }
+        let (joins, leaves) = self.window.iter().fold((0u32, 0u32), |(j, l), (joins, leaves)| {
+            (j.saturating_add(*joins), l.saturating_add(*leaves))
+        });
+        if joins == 0 && leaves == 0 {
+            self.window.clear();
+            return None;
+        }
+        Some(PresenceDiff {
+            room: room.to_owned(),
+            member_count: u32::try_from(member_count).unwrap_or(u32::MAX),
+            joins,
+            leaves,
+            changes: Vec::new(),
+        })
+    }
+
+    /// The positions in a fan-out list of `len` members to tell this
+    /// interval: the next `⌈len / rounds⌉` after the last slice, wrapping
+    /// around, as two ranges.
+    pub(crate) fn slice(&mut self, len: usize, rounds: usize) -> (Range<usize>, Range<usize>) {
+        if len == 0 {
+            return (0..0, 0..0);
+        }
+        let start = self.next % len;
+        let take = len.div_ceil(rounds.max(1));
+        self.next = (start + take) % len;
+        let end = start + take;
+        (start..end.min(len), 0..end.saturating_sub(len))
+    }
+
+    /// Forgets the window: the room is small enough again to name its
+    /// changes to everyone.
+    pub(crate) fn reset(&mut self) {
+        self.window.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +218,41 @@ mod tests {
         let diff = pending.into_diff("big", 10_001, 1_000);
         assert_eq!((diff.joins, diff.leaves, diff.member_count), (50, 1, 10_001));
         assert!(diff.changes.is_empty());
+    }
+
+    #[test]
+    fn a_rotation_tells_each_member_each_change_once_per_turn() {
+        // Ten members, three rounds: slices of four, four (wrapping) ...
+        let mut rotation = Rotation::default();
+        let mut told = [0; 10];
+        let mut joins_heard = [0; 10];
+        let mut pending = PendingPresence::default();
+        pending.joined(1, "a".into());
+        pending.joined(2, "b".into());
+        for interval in 0..3 {
+            let diff =
+                rotation.turn(std::mem::take(&mut pending), "r", 10, 3).expect("changes in the window");
+            let (a, b) = rotation.slice(10, 3);
+            for i in a.chain(b) {
+                told[i] += 1;
+                joins_heard[i] += diff.joins;
+            }
+            if interval == 0 {
+                pending.left(PresenceChange::Left, 9, "z".into());
+            }
+        }
+        // Each slice of four from where the last ended: 12 tells over 10
+        // members, so two of them are told twice in a turn, and every
+        // member heard both joins.
+        assert_eq!(told.iter().sum::<i32>(), 12);
+        assert!(told.iter().all(|t| *t >= 1), "every member was told: {told:?}");
+        assert!(joins_heard.iter().all(|j| *j >= 2), "every member heard both joins: {joins_heard:?}");
+        // The departure, told from the second interval on, stays in the
+        // window for three intervals; then the rotation rests.
+        assert_eq!(
+            rotation.turn(PendingPresence::default(), "r", 10, 3).map(|d| (d.joins, d.leaves)),
+            Some((0, 1))
+        );
+        assert!(rotation.turn(PendingPresence::default(), "r", 10, 3).is_none());
     }
 }

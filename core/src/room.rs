@@ -33,7 +33,7 @@ use crate::closing;
 use crate::frame::Frame;
 use crate::history::{History, Replay};
 use crate::outbox::Outbox;
-use crate::presence::{PAGE_MAX, PendingPresence, PresencePolicy};
+use crate::presence::{PAGE_MAX, PendingPresence, PresencePolicy, Rotation};
 use crate::room_event::{EventMember, RoomEvent, Snapshot};
 
 /// A session as a member of one room.
@@ -107,8 +107,8 @@ struct RoomState {
     pending: PendingPresence,
     /// In a room above the names limit, when typing may next be relayed.
     typing_open_at: Option<Instant>,
-    /// When the room last told its presence.
-    presence_told_at: Option<Instant>,
+    /// Which members a counts-only room tells next, and what.
+    rotation: Rotation,
     /// Recent messages.
     history: History,
     /// Set when the room became empty and left the registry. A session that
@@ -235,7 +235,7 @@ impl Room {
                 positions: BTreeMap::new(),
                 pending: PendingPresence::default(),
                 typing_open_at: None,
-                presence_told_at: None,
+                rotation: Rotation::default(),
                 history: History::new(history_len),
                 removed: false,
                 sequencing,
@@ -339,29 +339,24 @@ impl Room {
         }))
     }
 
-    /// Tells every member, in one shared frame, who came and went since
-    /// the last time; nothing when nobody did. Returns false when it is too
-    /// early for this room, which the caller asks again at the next
-    /// interval: a room told only counts tells them every
-    /// `interval × ⌈members / names_max⌉`, so that the bytes its presence
-    /// costs per second stay the same however large it grows.
-    pub fn flush_presence(&self, policy: &PresencePolicy, now: Instant) -> bool {
+    /// Tells the members, in one shared frame, who came and went since the
+    /// last interval. Returns whether the room has told everything; when it
+    /// has not, the caller asks again at the next interval: a room above
+    /// the names limit tells its counts to one slice of its members per
+    /// interval, in turn (`presence::Rotation`), so that neither the bytes
+    /// per second nor any one interval's work grows with the room.
+    pub fn flush_presence(&self, policy: &PresencePolicy) -> bool {
         let mut state = self.lock();
-        let count = state.member_count();
-        if count > policy.names_max {
-            let rounds = count.div_ceil(policy.names_max.max(1));
-            let every = policy.interval.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX));
-            if state.presence_told_at.is_some_and(|told| now < told + every) {
-                return false;
-            }
+        if state.member_count() > policy.names_max {
+            return self.tell_counts(&mut state, policy);
         }
+        state.rotation.reset();
         // Cleared while the room is locked: a change noted after this
         // queues the room again, and one noted before is in this frame.
         self.presence_queued.store(false, Ordering::Release);
         if state.pending.is_empty() {
             return true;
         }
-        state.presence_told_at = Some(now);
         let pending = std::mem::take(&mut state.pending);
         if state.members.is_empty() {
             // Nobody here to tell (the room emptied, or only other servers'
@@ -378,6 +373,29 @@ impl Room {
             member.outbox.push(&frame);
         }
         true
+    }
+
+    /// One interval of a counts-only room: the counts over the last turn of
+    /// the rotation, told to the next slice of this server's members.
+    fn tell_counts(&self, state: &mut RoomState, policy: &PresencePolicy) -> bool {
+        let count = state.member_count();
+        let rounds = count.div_ceil(policy.names_max.max(1));
+        let pending = std::mem::take(&mut state.pending);
+        let diff = match state.members.is_empty() {
+            // Only other servers' members here and none local to tell.
+            true => None,
+            false => state.rotation.turn(pending, &self.name, count, rounds),
+        };
+        let Some(diff) = diff else {
+            self.presence_queued.store(false, Ordering::Release);
+            return true;
+        };
+        let frame = Frame::encode(&ServerMessage::PresenceDiff(diff));
+        let (first, wrapped) = state.rotation.slice(state.members.len(), rounds);
+        for index in first.chain(wrapped) {
+            state.members[index].outbox.push(&frame);
+        }
+        false
     }
 
     /// Whether the caller should list the room among those with presence

@@ -218,10 +218,9 @@ impl RoomRegistry {
     /// one frame. Costs nothing for rooms where nothing happened.
     pub fn flush_presence(&self) {
         let due = std::mem::take(&mut *self.presence_due.lock().unwrap_or_else(PoisonError::into_inner));
-        let now = std::time::Instant::now();
         let later: Vec<Weak<Room>> = due
             .into_iter()
-            .filter(|room| room.upgrade().is_some_and(|room| !room.flush_presence(&self.presence, now)))
+            .filter(|room| room.upgrade().is_some_and(|room| !room.flush_presence(&self.presence)))
             .collect();
         if !later.is_empty() {
             self.presence_due.lock().unwrap_or_else(PoisonError::into_inner).extend(later);

@@ -186,9 +186,11 @@ pub struct PresenceDiff {
     pub room: String,
     /// How many members the room has with these changes applied.
     pub member_count: u32,
-    /// How many joined in the interval.
+    /// How many joined in the interval; in a room told counts only, over
+    /// the last `interval × ⌈members / names_max⌉`, the time in which the
+    /// room tells each member once.
     pub joins: u32,
-    /// How many left or were disconnected in the interval.
+    /// How many left or were disconnected, over the same time as `joins`.
     pub leaves: u32,
     /// Who joined and who left, in the order it happened; empty in a
     /// large room.

@@ -101,7 +101,7 @@ fn a_broken_feed_closes_members_so_that_they_resume() {
 
 /// Tells a room's presence now, as the hub's timer would.
 fn flush(room: &Room) {
-    assert!(room.flush_presence(&policy(), Instant::now()));
+    assert!(room.flush_presence(&policy()));
 }
 
 fn policy() -> PresencePolicy {
@@ -187,21 +187,35 @@ async fn pages_merge_this_servers_members_with_the_others_by_session_id() {
 }
 
 #[tokio::test]
-async fn a_room_told_counts_tells_them_less_often_as_it_grows() {
+async fn a_room_told_counts_tells_one_slice_of_its_members_each_interval() {
     let room = Room::new("big".into(), 1, 10, Sequencing::Own);
     let policy = PresencePolicy { interval: std::time::Duration::from_millis(100), names_max: 2 };
-    let members: Vec<RoomMember> = (1..=5).map(|id| member(id, "m")).collect();
+    let members: Vec<RoomMember> = (1..=6).map(|id| member(id, "m")).collect();
     for m in &members {
         room.join(m.clone(), 1, None).unwrap();
+        received(m).await;
     }
-    let start = Instant::now();
-    assert!(room.flush_presence(&policy, start), "the first diff goes at once");
-    received(&members[0]).await;
-    room.join(member(6, "late"), 1, None).unwrap();
-    // Six members over a limit of two: counts every 3 intervals, 300 ms.
-    assert!(!room.flush_presence(&policy, start + std::time::Duration::from_millis(250)), "too early");
+    // Six members over a limit of two: three slices of two, one per
+    // interval, then the rotation rests.
+    let mut told_per_interval = Vec::new();
+    for _ in 0..3 {
+        assert!(!room.flush_presence(&policy), "the rotation goes on");
+        let mut told = 0;
+        for m in &members {
+            let frames = received(m).await;
+            assert!(
+                frames.iter().all(|f| matches!(f, ServerMessage::PresenceDiff(d)
+                    if d.member_count == 6 && d.joins == 6 && d.changes.is_empty())),
+                "{frames:?}"
+            );
+            told += frames.len();
+        }
+        told_per_interval.push(told);
+    }
+    assert_eq!(told_per_interval, [2, 2, 2], "each interval tells one slice, and each member once");
+    assert!(room.flush_presence(&policy), "nothing left to tell");
     assert!(received(&members[0]).await.is_empty());
-    assert!(room.flush_presence(&policy, start + std::time::Duration::from_millis(300)));
-    let told = received(&members[0]).await;
-    assert!(matches!(&told[..], [ServerMessage::PresenceDiff(d)] if d.member_count == 6 && d.joins == 1));
+    // A later arrival starts the rotation again, where it left off.
+    room.join(member(7, "late"), 1, None).unwrap();
+    assert!(!room.flush_presence(&policy));
 }
