@@ -39,9 +39,10 @@ struct Change {
     name: Arc<str>,
 }
 
-/// A room's changes since it last told them.
+/// A room's changes since it last told them (and, in the Redis adapter,
+/// this server's changes of a room since it last announced them).
 #[derive(Debug, Default)]
-pub(crate) struct PendingPresence {
+pub struct PendingPresence {
     /// In the order they happened; a cancelled join leaves `None`. A
     /// departure looks for the same session's join among them: they are
     /// one interval's changes of one room, a bounded few.
@@ -53,14 +54,14 @@ pub(crate) struct PendingPresence {
 
 impl PendingPresence {
     /// Notes an arrival.
-    pub(crate) fn joined(&mut self, session_id: u64, name: Arc<str>) {
+    pub fn joined(&mut self, session_id: u64, name: Arc<str>) {
         self.changes.push(Some(Change { change: PresenceChange::Joined, session_id, name }));
         self.joins += 1;
     }
 
     /// Notes a departure; it cancels the same session's arrival in this
     /// interval, which nobody has been told of.
-    pub(crate) fn left(&mut self, change: PresenceChange, session_id: u64, name: Arc<str>) {
+    pub fn left(&mut self, change: PresenceChange, session_id: u64, name: Arc<str>) {
         let pending_join = self.changes.iter_mut().rev().find(|c| {
             c.as_ref().is_some_and(|c| c.session_id == session_id && c.change == PresenceChange::Joined)
         });
@@ -74,8 +75,13 @@ impl PendingPresence {
     }
 
     /// Whether there is nothing to tell.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.joins == 0 && self.leaves == 0
+    }
+
+    /// The changes not cancelled, in the order they happened.
+    pub fn changes(&self) -> impl Iterator<Item = (PresenceChange, u64, &Arc<str>)> {
+        self.changes.iter().flatten().map(|c| (c.change, c.session_id, &c.name))
     }
 
     /// The frame's content for a room of `member_count` members, which

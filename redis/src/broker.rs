@@ -26,7 +26,7 @@ use wtchat_core::broker::{Broker, BrokerHost, BrokerStatus, BrokerUnavailable, P
 use wtchat_core::room_event::EventMember;
 use wtchat_protocol::PresenceChange;
 
-use crate::link::{Command, Link, Shared};
+use crate::link::{Command, Link, NODE_SHIFT, Shared};
 use crate::scripts::Scripts;
 
 /// Publishes waiting for Redis beyond which new ones are refused with
@@ -43,6 +43,9 @@ pub struct RedisOptions {
     /// How long a server may stay silent before the others remove its
     /// members.
     pub node_timeout: Duration,
+    /// How often this server announces its members' arrivals and
+    /// departures on each room's feed.
+    pub presence_interval: Duration,
 }
 
 /// The broker of a server that shares its rooms through Redis.
@@ -77,6 +80,7 @@ impl RedisBroker {
             shared: shared.clone(),
             history_len: options.history_len,
             node_timeout: options.node_timeout,
+            presence_interval: options.presence_interval,
             scripts: Scripts::default(),
         };
         Ok(Self { commands, link: Mutex::new(Some(link)), shared })
@@ -101,7 +105,7 @@ impl Broker for RedisBroker {
 
     fn session_id_base(&self) -> u64 {
         // Node ids stay far below 2^21, so ids stay below 2^53.
-        self.shared.node_id.load(Ordering::Relaxed) << 32
+        self.shared.node_id.load(Ordering::Relaxed) << NODE_SHIFT
     }
 
     fn room_opened(&self, room: RoomHandle) {

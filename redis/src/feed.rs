@@ -13,8 +13,13 @@
 //! ```text
 //! m <epoch> <seq> <session> <sent_at_ms> <name_len>\n<name><body>   a message
 //! j|l|d <session> <name_len>\n<name>                                   joined, left, disconnected
+//! p <count>\n<j|l|d event><j|l|d event>…                               one server's changes of an interval
 //! t <session> <name_len>\n<name>                                       typing
 //! ```
+//!
+//! A server announces its members' arrivals and departures in a room once
+//! per presence interval, as one `p` event (`presence_batch`); only the
+//! heartbeat, reaping a dead server, announces one member at a time.
 //!
 //! It is this simple because a Lua script must be able to finish a message's
 //! header, and to read the records below with one pattern.
@@ -29,8 +34,48 @@ use wtchat_protocol::PresenceChange;
 #[error("malformed room event: {0}")]
 pub struct MalformedEvent(&'static str);
 
-/// Reads an event.
+/// Reads an event that stands alone (a stored message, a reaped member).
 pub fn parse(bytes: &[u8]) -> Result<RoomEvent, MalformedEvent> {
+    let (event, tail) = parse_one(bytes)?;
+    if !tail.is_empty() {
+        return Err(MalformedEvent("bytes after the name"));
+    }
+    Ok(event)
+}
+
+/// The most changes one batch may claim, which bounds what a malformed
+/// count can make the reader reserve.
+const BATCH_MAX: usize = 1_000;
+
+/// Reads what the feed carries: one event, or a server's batch of
+/// presence changes as the events it holds, in order.
+pub fn parse_feed(bytes: &[u8]) -> Result<Vec<RoomEvent>, MalformedEvent> {
+    let Some(batch) = bytes.strip_prefix(b"p ") else { return Ok(vec![parse(bytes)?]) };
+    let newline = batch.iter().position(|b| *b == b'\n').ok_or(MalformedEvent("no header line"))?;
+    let count: usize = std::str::from_utf8(&batch[..newline])
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .filter(|count| (1..=BATCH_MAX).contains(count))
+        .ok_or(MalformedEvent("bad batch count"))?;
+    let mut events = Vec::with_capacity(count);
+    let mut rest = &batch[newline + 1..];
+    for _ in 0..count {
+        let (event, tail) = parse_one(rest)?;
+        if !matches!(event, RoomEvent::Presence { .. }) {
+            return Err(MalformedEvent("a batch holds presence only"));
+        }
+        events.push(event);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(MalformedEvent("bytes after the batch"));
+    }
+    Ok(events)
+}
+
+/// Reads one event from the front of `bytes`; returns it and what follows
+/// (nothing after a message, whose body runs to the end).
+fn parse_one(bytes: &[u8]) -> Result<(RoomEvent, &[u8]), MalformedEvent> {
     let newline = bytes.iter().position(|b| *b == b'\n').ok_or(MalformedEvent("no header line"))?;
     let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| MalformedEvent("header is not text"))?;
     let mut fields = header.split(' ');
@@ -53,20 +98,18 @@ pub fn parse(bytes: &[u8]) -> Result<RoomEvent, MalformedEvent> {
                 (next()?, next()?, next()?, next()?, next()?);
             let (sender, body) = name_and_rest(session_id, name_len)?;
             let body = String::from_utf8(body.to_vec()).map_err(|_| MalformedEvent("body is not UTF-8"))?;
-            Ok(RoomEvent::Message { epoch, seq, sender, sent_at_ms, body })
+            Ok((RoomEvent::Message { epoch, seq, sender, sent_at_ms, body }, &[]))
         }
         "j" | "l" | "d" | "t" => {
             let (session_id, name_len) = (next()?, next()?);
             let (member, tail) = name_and_rest(session_id, name_len)?;
-            if !tail.is_empty() {
-                return Err(MalformedEvent("bytes after the name"));
-            }
-            Ok(match kind {
+            let event = match kind {
                 "j" => RoomEvent::Presence { change: PresenceChange::Joined, member },
                 "l" => RoomEvent::Presence { change: PresenceChange::Left, member },
                 "d" => RoomEvent::Presence { change: PresenceChange::Disconnected, member },
                 _ => RoomEvent::Typing { member },
-            })
+            };
+            Ok((event, tail))
         }
         _ => Err(MalformedEvent("unknown kind")),
     }
@@ -84,6 +127,21 @@ fn presence_kind(change: PresenceChange) -> &'static str {
 /// A presence event.
 pub fn presence_event(change: PresenceChange, member: &EventMember) -> Vec<u8> {
     member_event(presence_kind(change), member)
+}
+
+/// One server's changes of a room, as batches of at most `BATCH_MAX`
+/// events, in order.
+pub fn presence_batches(changes: &[(PresenceChange, EventMember)]) -> Vec<Vec<u8>> {
+    changes
+        .chunks(BATCH_MAX)
+        .map(|chunk| {
+            let mut batch = format!("p {}\n", chunk.len()).into_bytes();
+            for (change, member) in chunk {
+                batch.extend(presence_event(*change, member));
+            }
+            batch
+        })
+        .collect()
 }
 
 /// A typing event.
@@ -171,6 +229,39 @@ mod tests {
         }
         let typing = parse(&typing_event(&EventMember { session_id: 9, name: "x".into() })).unwrap();
         assert!(matches!(typing, RoomEvent::Typing { member } if member.session_id == 9));
+    }
+
+    #[test]
+    fn a_batch_reads_back_as_its_changes_in_order() {
+        let changes: Vec<(PresenceChange, EventMember)> = (0..2_500u64)
+            .map(|id| {
+                let change = if id % 3 == 0 { PresenceChange::Left } else { PresenceChange::Joined };
+                (change, EventMember { session_id: id, name: format!("n\n{id} ü").into() })
+            })
+            .collect();
+        let batches = presence_batches(&changes);
+        assert_eq!(batches.len(), 3, "at most {BATCH_MAX} changes a batch");
+        let read: Vec<RoomEvent> = batches.iter().flat_map(|b| parse_feed(b).unwrap()).collect();
+        let expected: Vec<RoomEvent> =
+            changes.into_iter().map(|(change, member)| RoomEvent::Presence { change, member }).collect();
+        assert_eq!(read, expected);
+        let single = presence_event(PresenceChange::Joined, &EventMember { session_id: 1, name: "a".into() });
+        assert_eq!(parse_feed(&single).unwrap().len(), 1, "a lone event reads as itself");
+    }
+
+    #[test]
+    fn malformed_batches_are_refused() {
+        for bad in [
+            &b"p 2\nj 1 1\na"[..],
+            b"p 0\n",
+            b"p 1001\nj 1 1\na",
+            b"p x\nj 1 1\na",
+            b"p 1\nj 1 1\naj 2 1\nb",
+            b"p 1\nt 1 1\na",
+            b"p 1\nm 1 2 3 4 1\nab",
+        ] {
+            assert!(parse_feed(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

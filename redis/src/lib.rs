@@ -6,6 +6,7 @@
 //! [`BrokerHost`](wtchat_core::broker::BrokerHost); it knows neither the hub
 //! nor its rooms. It is the only crate that depends on `redis`.
 
+mod announcements;
 mod broker;
 pub mod feed;
 pub mod keys;

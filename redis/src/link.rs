@@ -16,9 +16,10 @@ use redis::AsyncConnectionConfig;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
 use wtchat_core::broker::{BrokerHost, Publish, RoomHandle};
-use wtchat_core::room_event::EventMember;
+use wtchat_core::room_event::{EventMember, RoomEvent};
 use wtchat_protocol::PresenceChange;
 
+use crate::announcements::Announcements;
 use crate::pipeline::{Pipeline, refuse_publish};
 use crate::scripts::{
     HeartbeatScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript, new_epoch,
@@ -32,6 +33,10 @@ const LINK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Commands sent to Redis in one pipeline at most.
 const MAX_BATCH: usize = 512;
 
+/// A session id's high bits are its server's node id, so that ids are
+/// unique across servers and a server knows its own members' events.
+pub(crate) const NODE_SHIFT: u32 = 32;
+
 /// What sessions ask of Redis, in order.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -41,7 +46,8 @@ pub(crate) enum Command {
     Close(Arc<str>),
     /// Publish a message.
     Publish(Arc<str>, Publish),
-    /// Record a member's arrival or departure and announce it.
+    /// Record a member's arrival or departure, and announce it with the
+    /// interval's other changes.
     Presence(Arc<str>, EventMember, PresenceChange),
     /// Announce that a member is typing.
     Typing(Arc<str>, EventMember),
@@ -75,6 +81,8 @@ pub(crate) struct Link {
     pub(crate) history_len: usize,
     /// How long a silent server keeps its members.
     pub(crate) node_timeout: Duration,
+    /// How often this server announces its members' changes.
+    pub(crate) presence_interval: Duration,
     /// The scripts.
     pub(crate) scripts: Scripts,
 }
@@ -152,11 +160,24 @@ impl Link {
             Some(host) => host.rooms_to_resync().into_iter().map(Command::Open).collect(),
             None => return "the hub is gone".into(),
         };
-        let mut reader = AbortOnDrop(tokio::spawn(read_feed(feed, host.clone(), self.requeue.clone())));
+        let node_id = self.shared.node_id.load(Ordering::Relaxed);
+        let reader = read_feed(feed, host.clone(), self.requeue.clone(), node_id);
+        let mut reader = AbortOnDrop(tokio::spawn(reader));
         let mut heartbeat = tokio::time::interval(self.node_timeout / 4);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Changes gathered on a link that is then lost are dropped with it:
+        // the sessions they belong to are closed, and the heartbeat of the
+        // next link removes and announces whatever they left recorded.
+        let mut announcements = Announcements::default();
+        let mut announce = tokio::time::interval(self.presence_interval);
+        announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if !batch.is_empty() {
+                for command in &batch {
+                    if let Command::Presence(room, member, change) = command {
+                        announcements.note(room, member, *change);
+                    }
+                }
                 if let Err(error) = self.execute(&mut batch, &mut commands, &mut subscriptions, host).await {
                     return format!("a command failed: {error}");
                 }
@@ -168,13 +189,39 @@ impl Link {
                         return format!("the heartbeat failed: {error}");
                     }
                 }
+                // After a quiet spell the tick is already due, so that a
+                // lone change is announced at once and only what follows it
+                // within the interval waits.
+                _ = announce.tick(), if !announcements.is_empty() => {
+                    if let Err(error) = self.announce(&mut announcements, &mut commands).await {
+                        return format!("an announcement failed: {error}");
+                    }
+                }
                 received = self.queue.recv_many(&mut batch, MAX_BATCH) => {
                     if received == 0 {
+                        // The last departures of a server shutting down are
+                        // still worth telling the others.
+                        let _ = self.announce(&mut announcements, &mut commands).await;
                         return "the hub is gone".into();
                     }
                 }
             }
         }
+    }
+
+    /// Publishes the changes gathered since the last announcement, one
+    /// event per room, after the records they announce (written when the
+    /// changes were queued, on the same connection).
+    async fn announce(
+        &self,
+        announcements: &mut Announcements,
+        connection: &mut MultiplexedConnection,
+    ) -> redis::RedisResult<()> {
+        let mut pipeline = Pipeline::default();
+        for command in announcements.take() {
+            pipeline.push(command, None);
+        }
+        pipeline.flush(connection, &self.shared.queued_publishes).await
     }
 
     /// Runs a batch of commands in order, round by round (see [`rounds`]).
@@ -361,25 +408,40 @@ impl Drop for AbortOnDrop {
 
 /// Reads the subscription connection and hands each event to its room on
 /// this server. Returns when the connection closes or the hub is gone.
+///
+/// The announcements of this server's own members are skipped: their rooms
+/// told them when they came and went, and an echo that arrives an interval
+/// later must not bring back a member who has left since.
 async fn read_feed(
     mut feed: PubSubStream,
     host: Weak<dyn BrokerHost>,
     requeue: mpsc::WeakUnboundedSender<Command>,
+    node_id: u64,
 ) {
     while let Some(message) = feed.next().await {
         let Some(host) = host.upgrade() else { return };
         let channel = message.get_channel_name();
         let Some(room) = keys::room_of_events(channel) else { continue };
-        let event = match feed::parse(message.get_payload_bytes()) {
-            Ok(event) => event,
+        let events = match feed::parse_feed(message.get_payload_bytes()) {
+            Ok(events) => events,
             Err(error) => {
                 tracing::warn!(room, %error, "skipped an event");
                 continue;
             }
         };
-        if let Some(broken) = host.apply(room, event) {
-            if let Some(requeue) = requeue.upgrade() {
-                let _ = requeue.send(Command::Open(broken));
+        for event in events {
+            if let RoomEvent::Presence { member, .. } = &event {
+                if member.session_id >> NODE_SHIFT == node_id {
+                    continue;
+                }
+            }
+            if let Some(broken) = host.apply(room, event) {
+                if let Some(requeue) = requeue.upgrade() {
+                    let _ = requeue.send(Command::Open(broken));
+                }
+                // The room starts again from a snapshot, which holds the
+                // rest of this event.
+                break;
             }
         }
     }

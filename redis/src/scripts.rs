@@ -90,8 +90,9 @@ impl PublishScript<'_> {
     }
 }
 
-/// `presence.lua`: records a member's arrival or departure and announces
-/// it.
+/// `presence.lua`: records a member's arrival or departure at once, so that
+/// a snapshot taken on any server lists who is here; the link announces it
+/// with the rest of its interval's changes.
 #[derive(Debug)]
 pub struct PresenceScript<'a> {
     /// The room.
@@ -110,12 +111,10 @@ impl PresenceScript<'_> {
         let mut command =
             evalsha(&scripts.presence, &[keys::room_members(self.room), keys::node(self.node_id)]);
         command
-            .arg(keys::room_events(self.room))
             .arg(self.member.session_id)
             .arg(feed::member_record(self.node_id, &self.member.name))
             .arg(feed::node_field(self.room, self.member.session_id))
             .arg(feed::reap_record(self.room, self.member))
-            .arg(feed::presence_event(self.change, self.member))
             .arg(if self.change == PresenceChange::Joined { "1" } else { "0" });
         command
     }

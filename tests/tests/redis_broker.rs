@@ -37,20 +37,34 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     let mut feed_of_room = client.get_async_pubsub().await?;
     feed_of_room.subscribe(keys::room_events(room)).await?;
     let mut events = feed_of_room.into_on_message();
-    let mut next_event = async || -> Result<RoomEvent> {
+    // The events of the feed's next message: one, or a batch's changes.
+    let mut next_events = async || -> Result<Vec<RoomEvent>> {
         let message = tokio::time::timeout(PATIENCE, events.next()).await?.context("the feed ended")?;
         ensure!(keys::room_of_events(message.get_channel_name()) == Some(room));
-        Ok(feed::parse(message.get_payload_bytes())?)
+        Ok(feed::parse_feed(message.get_payload_bytes())?)
     };
     let member = EventMember { session_id: (7 << 32) + 1, name: Arc::from(NAME) };
 
     // A member arrives: the members hash and the node's leftovers record
-    // it, and the feed announces it.
+    // it at once; the link announces it later, in a batch, which reads back
+    // as the changes it holds.
     let joined = PresenceScript { room, node_id: 7, member: &member, change: PresenceChange::Joined };
     let () = joined.command(&scripts).query_async(&mut connection).await?;
+    let recorded: Vec<(Vec<u8>, Vec<u8>)> = connection.hgetall(keys::room_members(room)).await?;
+    let recorded: Vec<EventMember> =
+        recorded.iter().filter_map(|(id, record)| feed::parse_member(id, record)).collect();
+    assert_eq!(recorded, vec![member.clone()], "the members hash holds the member as Rust reads it");
+    let gone = EventMember { session_id: (7 << 32) + 2, name: Arc::from("Ünö") };
+    let changes = [(PresenceChange::Joined, member.clone()), (PresenceChange::Left, gone.clone())];
+    for batch in feed::presence_batches(&changes) {
+        let () = connection.publish(keys::room_events(room), batch).await?;
+    }
     assert_eq!(
-        next_event().await?,
-        RoomEvent::Presence { change: PresenceChange::Joined, member: member.clone() }
+        next_events().await?,
+        changes
+            .iter()
+            .map(|(change, member)| RoomEvent::Presence { change: *change, member: member.clone() })
+            .collect::<Vec<_>>()
     );
 
     // A message gets the room's first number in a new epoch.
@@ -71,13 +85,17 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
         sent_at_ms: 1_700_000_000_123,
         body: BODY.into(),
     };
-    assert_eq!(next_event().await?, message, "the feed carries the message as Rust reads it");
+    assert_eq!(
+        next_events().await?,
+        std::slice::from_ref(&message),
+        "the feed carries the message as Rust reads it"
+    );
 
     // A second publish keeps the epoch (the one offered is ignored).
     let again = PublishScript { new_epoch: 1, body: "two", ..publish };
     let seq: u64 = again.command(&scripts).query_async(&mut connection).await?;
     assert_eq!(seq, 2);
-    assert!(matches!(next_event().await?, RoomEvent::Message { epoch: 4242, seq: 2, .. }));
+    assert!(matches!(&next_events().await?[..], [RoomEvent::Message { epoch: 4242, seq: 2, .. }]));
 
     // The snapshot holds the history and the member, as Rust reads them.
     let snapshot = SnapshotScript { room, new_epoch: 1, history_len: 10 };
@@ -90,7 +108,7 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
 
     // Typing is published from Rust alone.
     let () = connection.publish(keys::room_events(room), feed::typing_event(&member)).await?;
-    assert_eq!(next_event().await?, RoomEvent::Typing { member: member.clone() });
+    assert_eq!(next_events().await?, [RoomEvent::Typing { member: member.clone() }]);
 
     // The server comes back after losing its link: the heartbeat removes
     // what it left behind and tells the room the member disconnected.
@@ -98,8 +116,8 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     let dead: u64 = heartbeat.command(&scripts).query_async(&mut connection).await?;
     assert_eq!(dead, 0, "no other server was silent");
     assert_eq!(
-        next_event().await?,
-        RoomEvent::Presence { change: PresenceChange::Disconnected, member: member.clone() }
+        next_events().await?,
+        [RoomEvent::Presence { change: PresenceChange::Disconnected, member: member.clone() }]
     );
     let left: Vec<Vec<u8>> = connection.hgetall(keys::room_members(room)).await?;
     assert!(left.is_empty(), "the member is gone from the room");
@@ -110,7 +128,6 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     let other = EventMember { session_id: (8 << 32) + 5, name: Arc::from("Far") };
     let joined = PresenceScript { room, node_id: 8, member: &other, change: PresenceChange::Joined };
     let () = joined.command(&scripts).query_async(&mut connection).await?;
-    next_event().await?;
     let alive = HeartbeatScript { node_id: 8, node_timeout_ms: 3_000, reap_self: false };
     let _: u64 = alive.command(&scripts).query_async(&mut connection).await?;
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -118,8 +135,8 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     let dead: u64 = reaper.command(&scripts).query_async(&mut connection).await?;
     assert!(dead >= 1, "the silent server was found dead");
     assert_eq!(
-        next_event().await?,
-        RoomEvent::Presence { change: PresenceChange::Disconnected, member: other }
+        next_events().await?,
+        [RoomEvent::Presence { change: PresenceChange::Disconnected, member: other }]
     );
     Ok(())
 }

@@ -2,16 +2,20 @@
 //! Members on different servers see one order and one numbering, presence
 //! spans servers and forgets a dead one, a member whose server dies resumes
 //! on another with nothing missing and nothing twice, and a Redis restart
-//! closes sessions with a reason code and heals by itself. The benchmark
+//! closes sessions with a reason code and heals by itself; a server's
+//! presence changes travel in one feed event per interval. The benchmark
 //! tool spreads one room over two servers.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use futures_util::StreamExt;
+use wtchat_core::room_event::RoomEvent;
 use wtchat_protocol::{
     ChatMessage, ClientMessage, Member, PresenceChange, ReasonCode, Resume, ServerMessage,
 };
+use wtchat_redis::{feed, keys};
 use wtchat_tests::bench::short_bench;
 use wtchat_tests::binary::Binary;
 use wtchat_tests::redis::RedisServer;
@@ -150,6 +154,87 @@ async fn members_on_different_servers_share_one_order_and_presence() -> Result<(
     ensure!(seen(&history) == a[a.len() - history.len()..], "the history matches what members saw");
     let names: HashSet<String> = joined.members.iter().map(|m| m.name.clone()).collect();
     ensure!(names == HashSet::from(["Ann".into(), "Bob".into(), "Dee".into()]), "Dee sees {names:?}");
+    Ok(())
+}
+
+/// A crowd arrives on one server and leaves all at once: a member on the
+/// other server is told of each arrival and departure, a newcomer there
+/// then gets the exact count, and the room's feed in Redis carries the server's changes in batches,
+/// one per presence interval, not one event per change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_changes_reach_the_others_in_one_event_per_interval() -> Result<()> {
+    const CROWD: usize = 300;
+    const INTERVAL_MS: u128 = 200;
+    let cluster = Cluster::start(
+        2,
+        &[
+            "--max-new-connections-per-sec",
+            "0",
+            "--max-connections-per-ip",
+            "0",
+            "--presence-interval-ms",
+            "200",
+        ],
+    )
+    .await?;
+    let redis = redis::Client::open(cluster.redis.url())?;
+    let mut watch = redis.get_async_pubsub().await?;
+    watch.subscribe(keys::room_events("crowd")).await?;
+    let mut feed = watch.into_on_message();
+    let started = std::time::Instant::now();
+
+    let mut observer = cluster.ws(1).await?;
+    observer.join("crowd", "Observer").await?;
+    let mut crowd = Vec::new();
+    for i in 0..CROWD {
+        let mut client = cluster.ws(0).await?;
+        client.join("crowd", &format!("c{i}")).await?;
+        crowd.push(client);
+    }
+    let told = |change: PresenceChange| {
+        move |c: &wtchat_protocol::MemberChange| {
+            (c.change == change && c.member.name.starts_with('c')).then_some(c.member.session_id)
+        }
+    };
+    let mut arrived = HashSet::new();
+    while arrived.len() < CROWD {
+        let wait = observer.until_presence(told(PresenceChange::Joined));
+        arrived.insert(tokio::time::timeout(Duration::from_secs(15), wait).await.context("arrivals")??);
+    }
+    // Once told, the other server counts everyone: so does its newcomer.
+    let mut late = cluster.ws(1).await?;
+    let (joined, _) = late.join("crowd", "Late").await?;
+    ensure!(joined.member_count as usize == CROWD + 2, "a newcomer counts {}", joined.member_count);
+    drop(crowd);
+    let mut departed = HashSet::new();
+    while departed.len() < CROWD {
+        let wait = observer.until_presence(told(PresenceChange::Disconnected));
+        departed.insert(tokio::time::timeout(Duration::from_secs(15), wait).await.context("departures")??);
+    }
+    ensure!(arrived == departed, "the observer was told of the same {CROWD} coming and going");
+
+    // What the feed carried, until it falls quiet.
+    let (mut messages, mut joins, mut leaves) = (0u128, 0, 0);
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(500), feed.next()).await {
+        messages += 1;
+        for event in feed::parse_feed(message.get_payload_bytes())? {
+            if let RoomEvent::Presence { change, member } = event {
+                if member.name.starts_with('c') {
+                    match change {
+                        PresenceChange::Joined => joins += 1,
+                        _ => leaves += 1,
+                    }
+                }
+            }
+        }
+    }
+    ensure!((joins, leaves) == (CROWD, CROWD), "the feed announced {joins} arrivals and {leaves} departures");
+    let intervals = started.elapsed().as_millis() / INTERVAL_MS;
+    ensure!(
+        messages <= intervals + 10,
+        "{messages} feed events for {} changes in {intervals} intervals: not gathered",
+        2 * CROWD
+    );
     Ok(())
 }
 

@@ -1,15 +1,17 @@
--- Records a member joining or leaving a room and tells every server.
+-- Records a member joining or leaving a room: in the room's members hash
+-- (what a snapshot lists) and in this server's node hash (what to remove
+-- should this server die). The link announces the change later, with the
+-- rest of its interval's changes (feed.rs's `presence_batches`).
 -- Everything it writes was written by Rust (feed.rs); see `PresenceScript`
 -- in scripts.rs.
 -- KEYS: 1 the room's members hash, 2 this server's node hash
--- ARGV: 1 events channel, 2 session id, 3 member record, 4 node field,
---       5 reap record, 6 the event, 7 '1' when the member arrives
-if ARGV[7] == '1' then
-  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+-- ARGV: 1 session id, 2 member record, 3 node field, 4 reap record,
+--       5 '1' when the member arrives
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 else
-  redis.call('HDEL', KEYS[1], ARGV[2])
-  redis.call('HDEL', KEYS[2], ARGV[4])
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[3])
 end
-redis.call('PUBLISH', ARGV[1], ARGV[6])
 return 1

@@ -279,6 +279,7 @@ impl Config {
             url: self.redis_url.clone()?,
             history_len: self.history_len,
             node_timeout: Duration::from_millis(self.redis_node_timeout_ms),
+            presence_interval: Duration::from_millis(self.presence_interval_ms),
         })
     }
 
