@@ -11,11 +11,13 @@ pub(crate) fn crowds(sections: &[Section]) -> String {
         "Each crowd first connects and greets with no room (the baseline, and the idle memory of the same \
          run), then joins one room at 1,000 joins/s (the burst: all at once); then one message must reach \
          every member once. `admitted ÷ connect` is the time to connect and join over the time to connect \
-         alone, in the same run.\n\n\
+         alone, in the same run. `UDP drops` counts datagrams the kernel dropped for full socket buffers \
+         on the whole machine from the first join to the end of the check; over WebTransport each is a \
+         QUIC packet sent again after a timeout, which shows in the tail.\n\n\
          | crowd | connect s | join s (÷ schedule) | admitted ÷ connect | join p50 / p99 ms | not joined | \
          KB per idle connection | KB per member (÷ idle) | presence B per join | join answer B per join | \
-         message reached |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         message reached (in s) | UDP drops |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (_, lines, ..) in sections.iter().filter(|(w, ..)| w.name.starts_with("join-")) {
         let Some(v) = lines.first() else { continue };
@@ -24,7 +26,7 @@ pub(crate) fn crowds(sections: &[Section]) -> String {
         let (connect, join) = (figure(v, &["connect_s"]), figure(v, &["join_s"]));
         let _ = writeln!(
             rows,
-            "| {} {}{} | {connect:.2} | {join:.2} ({}) | {:.2}× | {:.1} / {:.1} | {} | {idle:.2} | {member:.2} ({:.2}×) | {:.0} | {:.0} | {} of {} |",
+            "| {} {}{} | {connect:.2} | {join:.2} ({}) | {:.2}× | {:.1} / {:.1} | {} | {idle:.2} | {member:.2} ({:.2}×) | {:.0} | {:.0} | {} of {} ({:.2}) | {} |",
             figure(v, &["members"]),
             v["transport"].as_str().unwrap_or(""),
             if figure(v, &["join_rate"]) == 0.0 { ", all at once" } else { "" },
@@ -38,6 +40,8 @@ pub(crate) fn crowds(sections: &[Section]) -> String {
             figure(v, &["joined_bytes_per_join"]),
             figure(v, &["check_received"]),
             figure(v, &["members"]) - figure(v, &["not_joined"]),
+            figure(v, &["check_s"]),
+            v["udp_drops"].as_u64().map_or("-".into(), |d| d.to_string()),
         );
     }
     rows
