@@ -1,5 +1,6 @@
 //! The `wtchat` command: the server, and the client tools beside it. This
-//! crate is the only one that depends on both the server and the tools.
+//! crate is the only one that depends on both the server and the tools (and
+//! on the yardsticks the bench measures the server against).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,32 @@ enum Command {
     /// connections), with latency percentiles, loss, and CPU and memory
     /// costs.
     Bench(wtchat_tools::bench::BenchArgs),
+    /// Run a yardstick that `wtchat bench --versus` measures wtchat against
+    /// in the same run: `textbook` (one broadcast channel, a task per
+    /// connection) or `floor` (one send per delivery, nothing else). They
+    /// speak enough of the protocol over WebSocket for the bench, and no
+    /// more.
+    Yardstick(YardstickArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct YardstickArgs {
+    /// Which one.
+    #[arg(value_enum)]
+    kind: YardstickKind,
+    /// Where to listen (HTTP and WebSocket).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum YardstickKind {
+    /// The textbook design: tokio-tungstenite, one broadcast channel, a
+    /// task per connection.
+    Textbook,
+    /// The floor: each message encoded once and written with one send per
+    /// member.
+    Floor,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +111,13 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig(args)) => return check_config(&args),
         Some(Command::Bench(args)) => {
             return client_tool(async move { wtchat_tools::bench::run(args).await.map(drop) });
+        }
+        Some(Command::Yardstick(args)) => {
+            let yardstick = match args.kind {
+                YardstickKind::Textbook => wtchat_yardsticks::Yardstick::Textbook,
+                YardstickKind::Floor => wtchat_yardsticks::Yardstick::Floor,
+            };
+            return client_tool(wtchat_yardsticks::serve(yardstick, args.listen));
         }
         None => (cli.serve, serve),
     };

@@ -24,6 +24,7 @@ pub fn short_bench(server: SocketAddr, transport: Transport, server_pid: Vec<u32
         join_rate: 1_000.0,
         also_server: Vec::new(),
         server_pid,
+        versus: Vec::new(),
         connect_concurrency: 8,
         room: "bench".into(),
         json: None,

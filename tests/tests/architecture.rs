@@ -69,6 +69,17 @@ fn only_the_adapter_knows_redis_and_only_the_binary_knows_the_tools() {
     );
     assert!(dependencies_of("wtchat-redis").contains("redis"));
     assert!(dependencies_of("wtchat").contains("wtchat-tools"));
+    // The yardsticks the bench compares wtchat with share its protocol and
+    // nothing else of it, so that they measure a design, not wtchat's code.
+    assert!(
+        dependencies_of("wtchat-yardsticks")
+            .iter()
+            .all(|name| !name.starts_with("wtchat-") || name == "wtchat-protocol"),
+        "the yardsticks depend on wtchat beyond its protocol"
+    );
+    for package in ["wtchat-core", "wtchat-server", "wtchat-tools"] {
+        assert!(!dependencies_of(package).contains("wtchat-yardsticks"), "{package} knows the yardsticks");
+    }
 }
 
 #[test]
@@ -171,7 +182,7 @@ fn find_circle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>
 
 #[test]
 fn no_crate_has_modules_that_import_each_other_in_a_circle() {
-    for crate_dir in ["core", "redis", "server", "webtransport", "protocol", "tools"] {
+    for crate_dir in ["core", "redis", "server", "webtransport", "protocol", "tools", "yardsticks"] {
         let graph = module_graph(crate_dir);
         assert!(graph.len() > 1, "{crate_dir} has modules");
         if let Some(circle) = find_circle(&graph) {
@@ -191,6 +202,7 @@ fn function_names() -> BTreeSet<String> {
         "webtransport",
         "cli",
         "tools",
+        "yardsticks",
         "tests",
         "client-wasm",
         "xtask",

@@ -67,6 +67,42 @@ async fn a_ramp_reports_every_step_and_draws_its_plot() -> Result<()> {
     server.stop().await
 }
 
+/// `wtchat bench --versus` starts the textbook and floor yardsticks itself
+/// and drives them with the same load after the server: each of the three
+/// delivers every message once, in each publisher's order, and the report
+/// compares them.
+#[tokio::test]
+async fn the_bench_measures_the_server_beside_the_yardsticks_in_one_run() -> Result<()> {
+    let server = fast_server().await;
+    let json = wtchat_tests::server::temp_dir("versus").join("versus.jsonl");
+    let output = tokio::process::Command::new(wtchat_binary())
+        .args(["bench", "--server", &server.address.to_string()])
+        .args(["--server-pid", &std::process::id().to_string()])
+        .args(["-s", "20", "-p", "3", "-r", "60", "-d", "1", "--quiet"])
+        .args(["--versus", "textbook", "--versus", "floor", "--json"])
+        .arg(&json)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let reports: Vec<serde_json::Value> =
+        std::fs::read_to_string(&json)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let targets: Vec<&str> = reports.iter().filter_map(|r| r["target"].as_str()).collect();
+    assert_eq!(targets, ["wtchat", "textbook", "floor"]);
+    for report in &reports {
+        let sent = report["messages_sent"].as_u64().context("messages_sent")?;
+        assert!(sent >= 50, "{report}");
+        assert_eq!(report["delivery_ratio"], 1.0, "every member got every message: {report}");
+        assert_eq!((report["lost"].as_u64(), report["duplicated"].as_u64()), (Some(0), Some(0)), "{report}");
+        assert!(report["server_cpu_s"].as_f64().is_some(), "the yardstick's CPU was measured: {report}");
+    }
+    for line in ["wtchat ÷ textbook: server CPU per delivery", "wtchat ÷ floor: server CPU per delivery"] {
+        assert!(stdout.contains(line), "no comparison {line:?} in {stdout}");
+    }
+    server.stop().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn idle_mode_reports_memory_per_connection() -> Result<()> {
     let server = fast_server().await;

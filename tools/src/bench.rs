@@ -29,6 +29,7 @@ use crate::load::{
 use crate::measure::{HEADER_BYTES, Stamp, StepStats};
 use crate::procstat;
 use crate::report::{self, IdleReport, Latency, StepReport};
+use crate::versus::{self, Yardstick};
 
 /// What the controller tells every session.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,11 +77,29 @@ pub async fn run(args: BenchArgs) -> Result<Vec<StepReport>> {
     match args.mode {
         Mode::Idle => idle(&args).await.map(|_| Vec::new()),
         Mode::Join => crate::crowd::run(&args).await.map(|_| Vec::new()),
-        Mode::Run | Mode::Ramp => load(&args).await,
+        Mode::Run | Mode::Ramp => against_each(&args).await,
     }
 }
 
-async fn load(args: &BenchArgs) -> Result<Vec<StepReport>> {
+/// Runs the load against the server, then against each yardstick of
+/// `--versus`, started for it (`versus.rs`), and compares them.
+async fn against_each(args: &BenchArgs) -> Result<Vec<StepReport>> {
+    versus::check(args)?;
+    let mut runs: Vec<(&'static str, Vec<StepReport>)> = vec![("wtchat", load(args, "wtchat").await?)];
+    for kind in &args.versus {
+        let yardstick = Yardstick::start(*kind)?;
+        println!("\nthe same load against the {} yardstick", kind.name());
+        runs.push((kind.name(), load(&yardstick.args(args), kind.name()).await?));
+    }
+    if runs.len() > 1 {
+        println!("\n{}", versus::comparison(&runs, args.mode));
+    }
+    Ok(runs.into_iter().flat_map(|(_, reports)| reports).collect())
+}
+
+/// Runs the load (a step, or a ramp) against `args.server`, which is
+/// `target` (`wtchat` or a yardstick's name).
+async fn load(args: &BenchArgs, target: &'static str) -> Result<Vec<StepReport>> {
     let publishers = args.publishers.clamp(1, args.subscribers.max(1));
     let server_rss_before = server_rss_bytes(args);
     let connect_started = Instant::now();
@@ -143,6 +162,7 @@ async fn load(args: &BenchArgs) -> Result<Vec<StepReport>> {
     loop {
         let step_report = run_step(
             args,
+            target,
             &shared,
             &phase,
             &results,
@@ -191,6 +211,7 @@ async fn load(args: &BenchArgs) -> Result<Vec<StepReport>> {
 #[allow(clippy::too_many_arguments)]
 async fn run_step(
     args: &BenchArgs,
+    target: &'static str,
     shared: &Arc<Shared>,
     phase: &watch::Sender<Phase>,
     results: &[Results],
@@ -266,6 +287,7 @@ async fn run_step(
     let expected = messages_sent * results.len() as u64;
     let millions = merged.unique as f64 / 1e6;
     Ok(StepReport {
+        target,
         mode: if args.mode == Mode::Ramp { "ramp" } else { "run" },
         transport: transport_name(args.transport),
         step,

@@ -12,3 +12,4 @@ pub mod measure;
 pub mod plot;
 pub mod procstat;
 pub mod report;
+pub mod versus;

@@ -27,6 +27,25 @@ pub enum Mode {
     Join,
 }
 
+/// A yardstick the same load runs against, in the same run (`versus.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Versus {
+    /// The textbook design: one broadcast channel, a task per connection.
+    Textbook,
+    /// The floor: one send per delivery and nothing else.
+    Floor,
+}
+
+impl Versus {
+    /// Its name, as `wtchat yardstick` and the reports spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Textbook => "textbook",
+            Self::Floor => "floor",
+        }
+    }
+}
+
 /// Options of `wtchat bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -84,6 +103,11 @@ pub struct BenchArgs {
     /// The room to use.
     #[arg(long, default_value = "bench")]
     pub room: String,
+    /// Also run the same load against a yardstick that this command starts
+    /// (`wtchat yardstick`), after the server, and compare (WebSocket, run
+    /// and ramp modes; repeatable).
+    #[arg(long, value_enum)]
+    pub versus: Vec<Versus>,
     /// Append one JSON line per result to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -38,6 +38,8 @@ impl Latency {
 /// The results of one load step.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
+    /// What was measured: `wtchat`, or a yardstick (`textbook`, `floor`).
+    pub target: &'static str,
     /// `run` or `ramp`.
     pub mode: &'static str,
     /// `ws` or `wt`.
