@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::results::{figure, last_good_step, lines_of, median};
 use crate::{Result, cargo, root, step, target_dir};
 
 /// Server options every workload needs: the load comes from a few
@@ -24,6 +25,12 @@ const BENCH_SERVER: &[&str] = &[
     "--max-new-connections-per-sec",
     "0",
 ];
+
+/// The WebSocket loads run again, right after the server, against the
+/// textbook server and the floor (`wtchat bench --versus`), so that every
+/// WebSocket figure has a baseline measured minutes apart on the same
+/// machine.
+const VERSUS: &[&str] = &["--versus", "textbook", "--versus", "floor"];
 
 /// One workload: a name, the server's extra flags, the bench's arguments.
 pub(crate) struct Workload {
@@ -74,7 +81,7 @@ fn workloads(quick: bool) -> Vec<Workload> {
             title: "WebSocket, 100 messages/s (100,000 deliveries/s)",
             server: &[],
             redis_servers: 0,
-            bench: run("ws"),
+            bench: [run("ws"), args(VERSUS)].concat(),
         });
         list.push(Workload {
             name: "wt-100",
@@ -89,7 +96,7 @@ fn workloads(quick: bool) -> Vec<Workload> {
         title: "WebSocket ramp",
         server: &[],
         redis_servers: 0,
-        bench: ramp("ws", "docs/bench/ramp-ws.png"),
+        bench: [ramp("ws", "docs/bench/ramp-ws.png"), args(VERSUS)].concat(),
     });
     list.push(Workload {
         name: "wt-ramp",
@@ -379,6 +386,11 @@ fn write_report(sections: &[Section], profile: &str, quick: bool) -> Result {
         md,
         "Raw results, one JSON object per step: [`docs/bench/results.jsonl`](docs/bench/results.jsonl).\n"
     );
+    let _ = writeln!(
+        md,
+        "## WebSocket against the textbook server and the floor\n\n{}",
+        crate::yardsticks::comparison(sections)
+    );
     let _ = writeln!(md, "## WebTransport against WebSocket\n\n{}", targets(sections));
     let _ = writeln!(md, "## Scale-out through Redis\n\n{}", scale_out(sections));
     let _ = writeln!(md, "## Large rooms\n\n{}", crate::large_rooms::crowds(sections));
@@ -439,35 +451,6 @@ fn scale_out(sections: &[Section]) -> String {
         );
     }
     rows
-}
-
-/// A workload's results, if it ran.
-fn lines_of<'a>(sections: &'a [Section], name: &str) -> &'a [Value] {
-    sections.iter().find(|(w, ..)| w.name == name).map_or(&[], |(_, lines, ..)| lines.as_slice())
-}
-
-/// A figure of a result line; `NaN` when absent.
-pub(crate) fn figure(v: &Value, path: &[&str]) -> f64 {
-    path.iter().fold(v, |v, key| &v[*key]).as_f64().unwrap_or(f64::NAN)
-}
-
-/// The median of a figure over a workload's rounds (each plain run is one
-/// line), or `NaN` when it did not run.
-fn median(sections: &[Section], name: &str, path: &[&str]) -> f64 {
-    let mut values: Vec<f64> =
-        lines_of(sections, name).iter().map(|v| figure(v, path)).filter(|v| !v.is_nan()).collect();
-    values.sort_by(f64::total_cmp);
-    if values.is_empty() { f64::NAN } else { values[values.len() / 2] }
-}
-
-/// The highest load a ramp carried with every delivery made and p99 within
-/// `p99_ms`: its achieved deliveries/s, or 0.
-fn last_good_step(lines: &[Value], p99_ms: f64) -> f64 {
-    lines
-        .iter()
-        .filter(|v| figure(v, &["delivery_ratio"]) >= 0.99 && figure(v, &["latency_ms", "p99"]) <= p99_ms)
-        .map(|v| figure(v, &["achieved_deliveries_per_s"]))
-        .fold(0.0, f64::max)
 }
 
 /// WebTransport against WebSocket, every figure measured in this run, with
@@ -536,8 +519,8 @@ fn targets(sections: &[Section]) -> String {
         ratio(gen_cost("wt-100"), gen_cost("ws-100"))
     );
     let (ws_step, wt_step) = (
-        last_good_step(lines_of(sections, "ws-ramp"), 50.0),
-        last_good_step(lines_of(sections, "wt-ramp"), 50.0),
+        last_good_step(&lines_of(sections, "ws-ramp"), 50.0),
+        last_good_step(&lines_of(sections, "wt-ramp"), 50.0),
     );
     let _ = writeln!(
         rows,

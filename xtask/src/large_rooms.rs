@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use crate::bench::{Section, figure};
+use crate::bench::Section;
+use crate::results::figure;
 
 /// The crowds filling one room, each beside the same crowd connecting with
 /// no room in the same run (its baseline).

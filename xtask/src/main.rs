@@ -17,6 +17,8 @@
 
 mod bench;
 mod large_rooms;
+mod results;
+mod yardsticks;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
