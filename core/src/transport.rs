@@ -208,15 +208,23 @@ where
 /// transport fails.
 async fn pump<K: FrameSink>(outbox: &Outbox, sink: &mut K) {
     let mut batch = Vec::new();
+    // Whether the last write carried more than one frame: the sign that
+    // frames arrive faster than they are written.
+    let mut busy = false;
     loop {
         // Under load many writers are runnable at once; yielding before
         // draining lets the others (and the publishers) run first, so more
-        // frames gather and one write carries them all. When the server is
-        // idle the yield returns at once and costs nothing noticeable.
-        tokio::task::yield_now().await;
+        // frames gather and one write carries them all. At everyday load a
+        // write carries one frame, and a yield would only cost each
+        // delivery a second trip through the scheduler, so the writer
+        // yields only while it is busy.
+        if busy {
+            tokio::task::yield_now().await;
+        }
         match outbox.next(&mut batch).await {
             Next::Frames => {
                 let frames = batch.len();
+                busy = frames > 1;
                 let bytes = batch.iter().map(Frame::len).sum();
                 // A write to a peer that stopped reading can block for ever;
                 // eviction must still end it.
