@@ -31,18 +31,8 @@ struct Room {
 }
 
 pub(crate) async fn serve(listener: TcpListener) -> Result<()> {
-    let address = listener.local_addr()?;
     let room = Arc::new(Mutex::new(Room { next_seq: 1, members: Vec::new() }));
-    let mut sessions = 0u64;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        stream.set_nodelay(true)?;
-        sessions += 1;
-        let room = room.clone();
-        tokio::spawn(async move {
-            let _ = connection(stream, address, room, sessions).await;
-        });
-    }
+    http::accept(listener, room, connection).await
 }
 
 async fn connection(

@@ -6,10 +6,33 @@ use std::net::SocketAddr;
 
 use anyhow::{Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 /// The path of the WebSocket endpoint, as wtchat's.
 pub(crate) const WEBSOCKET_PATH: &str = "/ws";
+
+/// Accepts connections for ever, numbering them from 1, and runs
+/// `connection` for each on a task of its own, with `shared` (the room).
+pub(crate) async fn accept<S, F, Fut>(listener: TcpListener, shared: S, connection: F) -> Result<()>
+where
+    S: Clone,
+    F: Fn(TcpStream, SocketAddr, S, u64) -> Fut,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let address = listener.local_addr()?;
+    let mut sessions = 0u64;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        // As wtchat does: without it, Nagle's algorithm and delayed
+        // acknowledgements add tens of ms that say nothing of the design.
+        stream.set_nodelay(true)?;
+        sessions += 1;
+        let connection = connection(stream, address, shared.clone(), sessions);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
 
 /// Waits for a request's head and answers it unless it asks for the
 /// WebSocket endpoint; returns the stream, unread, when it does.

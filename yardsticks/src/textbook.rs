@@ -36,24 +36,12 @@ struct Room {
 }
 
 pub(crate) async fn serve(listener: TcpListener) -> Result<()> {
-    let address = listener.local_addr()?;
     let room = Arc::new(Room {
         channel: broadcast::channel(CAPACITY).0,
         next_seq: Mutex::new(1),
         members: AtomicUsize::new(0),
     });
-    let mut sessions = 0u64;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        // As wtchat does: without it, Nagle's algorithm and delayed
-        // acknowledgements add tens of ms that say nothing of the design.
-        stream.set_nodelay(true)?;
-        sessions += 1;
-        let room = room.clone();
-        tokio::spawn(async move {
-            let _ = connection(stream, address, room, sessions).await;
-        });
-    }
+    http::accept(listener, room, connection).await
 }
 
 async fn connection(stream: TcpStream, address: SocketAddr, room: Arc<Room>, session_id: u64) -> Result<()> {
