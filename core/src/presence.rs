@@ -84,28 +84,36 @@ impl PendingPresence {
         self.changes.iter().flatten().map(|c| (c.change, c.session_id, &c.name))
     }
 
-    /// The frame's content for a room of `member_count` members, which
-    /// names the members only up to `names_max`.
-    pub(crate) fn into_diff(self, room: &str, member_count: usize, names_max: usize) -> PresenceDiff {
-        let changes = if member_count > names_max {
-            Vec::new()
-        } else {
-            self.changes
-                .into_iter()
-                .flatten()
-                .map(|c| MemberChange {
-                    change: c.change,
-                    member: Member { session_id: c.session_id, name: c.name.to_string() },
-                })
-                .collect()
-        };
-        PresenceDiff {
-            room: room.to_owned(),
-            member_count: u32::try_from(member_count).unwrap_or(u32::MAX),
-            joins: self.joins,
-            leaves: self.leaves,
-            changes,
-        }
+    /// The frame's content for a room of `member_count` members, small
+    /// enough to be told who came and went (a larger one is told counts by
+    /// its `Rotation`).
+    pub(crate) fn into_diff(self, room: &str, member_count: usize) -> PresenceDiff {
+        let changes = self
+            .changes
+            .into_iter()
+            .flatten()
+            .map(|c| MemberChange {
+                change: c.change,
+                member: Member { session_id: c.session_id, name: c.name.to_string() },
+            })
+            .collect();
+        diff(room, member_count, (self.joins, self.leaves), changes)
+    }
+}
+
+/// A presence frame's content.
+fn diff(
+    room: &str,
+    member_count: usize,
+    (joins, leaves): (u32, u32),
+    changes: Vec<MemberChange>,
+) -> PresenceDiff {
+    PresenceDiff {
+        room: room.to_owned(),
+        member_count: u32::try_from(member_count).unwrap_or(u32::MAX),
+        joins,
+        leaves,
+        changes,
     }
 }
 
@@ -149,13 +157,7 @@ impl Rotation {
             self.window.clear();
             return None;
         }
-        Some(PresenceDiff {
-            room: room.to_owned(),
-            member_count: u32::try_from(member_count).unwrap_or(u32::MAX),
-            joins,
-            leaves,
-            changes: Vec::new(),
-        })
+        Some(diff(room, member_count, (joins, leaves), Vec::new()))
     }
 
     /// The positions in a fan-out list of `len` members to tell this
@@ -194,7 +196,7 @@ mod tests {
         pending.joined(2, "bob".into());
         pending.left(PresenceChange::Disconnected, 1, "ann".into());
         pending.left(PresenceChange::Left, 3, "cid".into());
-        let diff = pending.into_diff("r", 5, 100);
+        let diff = pending.into_diff("r", 5);
         assert_eq!((diff.joins, diff.leaves, diff.member_count), (1, 1, 5));
         assert_eq!(names(&diff), [(PresenceChange::Joined, "bob"), (PresenceChange::Left, "cid")]);
 
@@ -209,7 +211,7 @@ mod tests {
         let mut pending = PendingPresence::default();
         pending.left(PresenceChange::Left, 7, "eve".into());
         pending.joined(7, "eve".into());
-        let diff = pending.into_diff("r", 3, 100);
+        let diff = pending.into_diff("r", 3);
         assert_eq!(names(&diff), [(PresenceChange::Left, "eve"), (PresenceChange::Joined, "eve")]);
         assert_eq!((diff.joins, diff.leaves), (1, 1));
     }
@@ -221,7 +223,7 @@ mod tests {
             pending.joined(id, format!("m{id}").into());
         }
         pending.left(PresenceChange::Disconnected, 1_000, "gone".into());
-        let diff = pending.into_diff("big", 10_001, 1_000);
+        let diff = Rotation::default().turn(pending, "big", 10_001, 11).expect("changes to tell");
         assert_eq!((diff.joins, diff.leaves, diff.member_count), (50, 1, 10_001));
         assert!(diff.changes.is_empty());
     }

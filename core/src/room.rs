@@ -363,7 +363,7 @@ impl Room {
             // members changed): drop the changes without encoding a frame.
             return true;
         }
-        let diff = pending.into_diff(&self.name, state.member_count(), policy.names_max);
+        let diff = pending.into_diff(&self.name, state.member_count());
         // A diff that only tells one member of its own arrival is no news to
         // it (a lone joiner learnt everything from its join answer).
         let only_news_to_others = (diff.joins + diff.leaves == 1 && diff.changes.len() == 1)
