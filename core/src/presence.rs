@@ -74,6 +74,14 @@ impl PendingPresence {
         self.leaves += 1;
     }
 
+    /// Notes a change of either kind.
+    pub fn note(&mut self, change: PresenceChange, session_id: u64, name: Arc<str>) {
+        match change {
+            PresenceChange::Joined => self.joined(session_id, name),
+            PresenceChange::Left | PresenceChange::Disconnected => self.left(change, session_id, name),
+        }
+    }
+
     /// Whether there is nothing to tell.
     pub fn is_empty(&self) -> bool {
         self.joins == 0 && self.leaves == 0

@@ -567,10 +567,7 @@ impl Room {
                         }
                     };
                 if changed {
-                    match change {
-                        PresenceChange::Joined => state.pending.joined(member.session_id, member.name),
-                        _ => state.pending.left(change, member.session_id, member.name),
-                    }
+                    state.pending.note(change, member.session_id, member.name);
                     return Applied::PresenceChanged;
                 }
                 Applied::Noted

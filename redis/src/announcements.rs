@@ -28,11 +28,7 @@ pub(crate) struct Announcements {
 impl Announcements {
     /// Notes a change of one of this server's members.
     pub(crate) fn note(&mut self, room: &Arc<str>, member: &EventMember, change: PresenceChange) {
-        let pending = self.rooms.entry(room.clone()).or_default();
-        match change {
-            PresenceChange::Joined => pending.joined(member.session_id, member.name.clone()),
-            _ => pending.left(change, member.session_id, member.name.clone()),
-        }
+        self.rooms.entry(room.clone()).or_default().note(change, member.session_id, member.name.clone());
     }
 
     /// Whether anything waits.
