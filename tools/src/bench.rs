@@ -273,9 +273,7 @@ async fn run_step(
         _ => None,
     };
     let own_cpu_s = procstat::cpu_seconds(std::process::id()).unwrap_or(0.0) - own_cpu_before;
-    let udp = udp_before.zip(procstat::udp_buffer_errors()).map(|(before, after)| {
-        (after.receive.saturating_sub(before.receive), after.send.saturating_sub(before.send))
-    });
+    let udp = udp_before.zip(procstat::udp_buffer_errors()).map(|(before, after)| after.since(before));
 
     let mut merged = StepStats::new(publishers);
     for result in results {
@@ -310,8 +308,8 @@ async fn run_step(
         server_rss_per_connection_kb,
         loadgen_cpu_s: own_cpu_s,
         loadgen_cpu_s_per_million: if millions > 0.0 { own_cpu_s / millions } else { 0.0 },
-        udp_receive_buffer_errors: udp.map(|(receive, _)| receive),
-        udp_send_buffer_errors: udp.map(|(_, send)| send),
+        udp_receive_buffer_errors: udp.map(|udp| udp.receive),
+        udp_send_buffer_errors: udp.map(|udp| udp.send),
     })
 }
 

@@ -68,6 +68,8 @@ pub struct JoinReport {
     pub joined_bytes_per_join: f64,
     /// Members that received the check message.
     pub check_received: usize,
+    /// Extra copies of it (0 when every member received it once).
+    pub check_duplicates: usize,
     /// Time from the check message's publish to its last copy received:
     /// how long one message takes to reach the whole room.
     pub check_s: f64,
@@ -76,8 +78,6 @@ pub struct JoinReport {
     /// WebTransport each one is a QUIC packet that must wait to be sent
     /// again, which shows as a long tail.
     pub udp_drops: Option<u64>,
-    /// Extra copies of it (0 when every member received it once).
-    pub check_duplicates: usize,
 }
 
 /// What the members do, as the controller says.
@@ -211,9 +211,8 @@ pub async fn run(args: &BenchArgs) -> Result<JoinReport> {
             (seen, progress_at) = (now_seen, Instant::now());
         }
     }
-    let udp_drops = udp_before
-        .zip(procstat::udp_buffer_errors())
-        .map(|(before, after)| (after.receive + after.send).saturating_sub(before.receive + before.send));
+    let udp_drops =
+        udp_before.zip(procstat::udp_buffer_errors()).map(|(before, after)| after.since(before).total());
     let check_s = Duration::from_nanos(crowd.check_last_ns.load(Ordering::Relaxed))
         .saturating_sub(check_sent)
         .as_secs_f64();

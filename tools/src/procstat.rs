@@ -36,6 +36,21 @@ pub struct UdpBufferErrors {
     pub send: u64,
 }
 
+impl UdpBufferErrors {
+    /// What the counters grew by since `before`.
+    pub fn since(self, before: Self) -> Self {
+        Self {
+            receive: self.receive.saturating_sub(before.receive),
+            send: self.send.saturating_sub(before.send),
+        }
+    }
+
+    /// Datagrams dropped either way.
+    pub fn total(self) -> u64 {
+        self.receive + self.send
+    }
+}
+
 /// Reads the UDP buffer overflow counters, or `None` off Linux.
 pub fn udp_buffer_errors() -> Option<UdpBufferErrors> {
     let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
