@@ -52,22 +52,12 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct YardstickArgs {
-    /// Which one.
+    /// Which one: the same names `wtchat bench --versus` takes.
     #[arg(value_enum)]
-    kind: YardstickKind,
+    kind: wtchat_tools::load::Versus,
     /// Where to listen (HTTP and WebSocket).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum YardstickKind {
-    /// The textbook design: tokio-tungstenite, one broadcast channel, a
-    /// task per connection.
-    Textbook,
-    /// The floor: each message encoded once and written with one send per
-    /// member.
-    Floor,
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,8 +104,8 @@ fn main() -> ExitCode {
         }
         Some(Command::Yardstick(args)) => {
             let yardstick = match args.kind {
-                YardstickKind::Textbook => wtchat_yardsticks::Yardstick::Textbook,
-                YardstickKind::Floor => wtchat_yardsticks::Yardstick::Floor,
+                wtchat_tools::load::Versus::Textbook => wtchat_yardsticks::Yardstick::Textbook,
+                wtchat_tools::load::Versus::Floor => wtchat_yardsticks::Yardstick::Floor,
             };
             return client_tool(wtchat_yardsticks::serve(yardstick, args.listen));
         }

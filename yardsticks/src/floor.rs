@@ -24,7 +24,6 @@ use crate::http;
 use crate::websocket_frame::{self, BINARY, CLOSE};
 
 /// The one room: its numbering and its members' sockets.
-#[derive(Default)]
 struct Room {
     next_seq: u64,
     members: Vec<Arc<TcpStream>>,

@@ -35,16 +35,6 @@ pub enum Yardstick {
     Floor,
 }
 
-impl Yardstick {
-    /// Its name in reports and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Textbook => "textbook",
-            Self::Floor => "floor",
-        }
-    }
-}
-
 /// Listens on `listen`, prints `{"listening":{"http":"<address>"}}` on
 /// stdout (as `wtchat serve` does), and serves until the process ends.
 pub async fn serve(yardstick: Yardstick, listen: SocketAddr) -> Result<()> {
