@@ -120,32 +120,25 @@ fn workloads(quick: bool) -> Vec<Workload> {
     }
     // A crowd filling one room (issue 15): the presence and join costs of
     // a big room, against the same crowd connecting with no room.
-    let crowds: &[(&str, &str, &str, &str)] = if quick {
-        &[("join-ws-1k", "A crowd of 1,000 joining one room over WebSocket", "ws", "1000")]
-    } else if crate::large_rooms::open_files_limit() >= 110_000 {
-        &[
-            ("join-ws-1k", "A crowd of 1,000 joining one room over WebSocket", "ws", "1000"),
-            ("join-ws-10k", "A crowd of 10,000 joining one room over WebSocket", "ws", "10000"),
-            ("join-ws-50k", "A crowd of 50,000 joining one room over WebSocket", "ws", "50000"),
-            ("join-wt-10k", "A crowd of 10,000 joining one room over WebTransport", "wt", "10000"),
-        ]
-    } else {
+    let mut crowds = vec![("join-ws-1k", "A crowd of 1,000 joining one room over WebSocket", "ws", "1000")];
+    if !quick {
+        crowds.push(("join-ws-10k", "A crowd of 10,000 joining one room over WebSocket", "ws", "10000"));
+        crowds.push(("join-wt-10k", "A crowd of 10,000 joining one room over WebTransport", "wt", "10000"));
         // 50,000 WebSocket sessions need 50,000 descriptors in the server
         // and as many in the generator. WebTransport sessions share one UDP
         // socket in the server and a few in the generator, so a machine
         // whose limit is lower fills the room of 50,000 over WebTransport.
-        &[
-            ("join-ws-1k", "A crowd of 1,000 joining one room over WebSocket", "ws", "1000"),
-            ("join-ws-10k", "A crowd of 10,000 joining one room over WebSocket", "ws", "10000"),
-            ("join-wt-10k", "A crowd of 10,000 joining one room over WebTransport", "wt", "10000"),
+        crowds.push(if crate::large_rooms::open_files_limit() >= 110_000 {
+            ("join-ws-50k", "A crowd of 50,000 joining one room over WebSocket", "ws", "50000")
+        } else {
             (
                 "join-wt-50k",
                 "A crowd of 50,000 joining one room over WebTransport (the open-files limit rules out 50,000 over WebSocket)",
                 "wt",
                 "50000",
-            ),
-        ]
-    };
+            )
+        });
+    }
     for (name, title, transport, members) in crowds {
         list.push(Workload {
             name,
