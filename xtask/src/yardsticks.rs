@@ -5,12 +5,13 @@
 use std::fmt::Write as _;
 
 use crate::bench::Section;
-use crate::results::{figure, last_good_step, median_of, target_lines};
+use crate::results::{figure, median_of, ramp_reach, target_lines};
 
 /// The table.
 pub(crate) fn comparison(sections: &[Section]) -> String {
     let of = |name: &str, target: &str| target_lines(sections, name, target);
     let rounds = of("ws-100", "textbook").len();
+    let ramps = of("ws-ramp", "textbook").iter().filter(|v| figure(v, &["step"]) == 0.0).count();
     if rounds == 0 {
         return "(the yardsticks did not run)\n".into();
     }
@@ -20,8 +21,9 @@ pub(crate) fn comparison(sections: &[Section]) -> String {
          `tokio::sync::broadcast` channel, a task per connection, `sink.send` per item) and the *floor* \
          (each message encoded once and written to every member with one `send`, nothing else); see \
          `yardsticks/`. At 100,000 deliveries/s each figure is the median of {rounds} round(s) (each round \
-         wtchat, textbook, floor, fresh processes). `gen` is the load generator's own CPU on the same two \
-         cores: what measuring cost.\n\n\
+         wtchat, textbook, floor, fresh processes); the ramp's figure is the median over {ramps} round(s) of \
+         each round's highest good step. `gen` is the load generator's own CPU on the same two cores: what \
+         measuring cost.\n\n\
          | | wtchat | textbook | floor | wtchat ÷ textbook | wtchat ÷ floor | target | |\n\
          |---|---|---|---|---|---|---|---|\n"
     );
@@ -64,7 +66,7 @@ pub(crate) fn comparison(sections: &[Section]) -> String {
         lost("floor"),
         verdict(lost("wtchat") == 0.0)
     );
-    let ramp = |target: &str| last_good_step(&of("ws-ramp", target), 50.0);
+    let ramp = |target: &str| ramp_reach(&of("ws-ramp", target), 50.0);
     let (ours, textbook, floor) = (ramp("wtchat"), ramp("textbook"), ramp("floor"));
     let _ = writeln!(
         table,
