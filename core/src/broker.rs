@@ -18,6 +18,9 @@ use std::sync::{Arc, Weak};
 
 use wtchat_protocol::{ErrorCode, ErrorNotice, PresenceChange, ServerMessage};
 
+use tokio::sync::oneshot;
+
+use crate::frame::Frame;
 use crate::outbox::Outbox;
 use crate::room_event::{EventMember, RoomEvent, Snapshot};
 
@@ -49,6 +52,15 @@ pub struct RoomHandle {
     pub incarnation: u64,
 }
 
+/// The place a message got in its room's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Sequenced {
+    /// Its number, consecutive within the epoch.
+    pub seq: u64,
+    /// The room's epoch: numbers compare only within one.
+    pub epoch: u64,
+}
+
 /// A message for the broker to sequence and deliver to every server.
 #[derive(Debug)]
 pub struct Publish {
@@ -58,10 +70,46 @@ pub struct Publish {
     pub sent_at_ms: u64,
     /// The text.
     pub body: String,
-    /// The publish request's id, for an error the broker finds out later.
-    pub request_id: u32,
-    /// Where such an error goes: the sender's outbox.
-    pub outbox: Arc<Outbox>,
+    /// Who hears what became of it.
+    pub reply: PublishReply,
+}
+
+/// Who hears what became of a publish once the broker knows.
+#[derive(Debug)]
+pub enum PublishReply {
+    /// A session, which sees its own message arrive like everyone else's
+    /// and hears only of a failure: an error under the request's id, in
+    /// its outbox.
+    Session {
+        /// The publish request's id.
+        request_id: u32,
+        /// The sender's outbox.
+        outbox: Arc<Outbox>,
+    },
+    /// The application's backend, waiting for the number the message got.
+    Backend(oneshot::Sender<Result<Sequenced, BrokerUnavailable>>),
+}
+
+impl PublishReply {
+    /// The message was numbered.
+    pub fn sequenced(self, sequenced: Sequenced) {
+        if let Self::Backend(waiting) = self {
+            // A caller that stopped waiting needs no answer.
+            let _ = waiting.send(Ok(sequenced));
+        }
+    }
+
+    /// The message was not sent, and never will be.
+    pub fn refused(self) {
+        match self {
+            Self::Session { request_id, outbox } => {
+                outbox.push(&Frame::encode(&BrokerUnavailable::publish_error(request_id)));
+            }
+            Self::Backend(waiting) => {
+                let _ = waiting.send(Err(BrokerUnavailable));
+            }
+        }
+    }
 }
 
 /// What a broker reports of itself for `/status` and `/metrics`.

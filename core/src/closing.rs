@@ -102,6 +102,13 @@ pub fn token_expired() -> Closing {
     unauthorized("the token has expired; connect again with a fresh one".into())
 }
 
+/// `DISCONNECTED`: the application's backend ended the session, for the
+/// reason it gave (or a default one).
+pub fn disconnected(reason: Option<&str>) -> Closing {
+    let text = reason.filter(|r| !r.is_empty()).unwrap_or("disconnected by the application");
+    notice(ReasonCode::DISCONNECTED, text.into(), None)
+}
+
 /// `FLOODING`: the client kept going over a rate limit.
 pub fn flooding(what: &str, hints: &RetryHints) -> Closing {
     let wait = u32::try_from(hints.flooding.as_millis()).unwrap_or(u32::MAX);
@@ -193,6 +200,7 @@ mod tests {
             protocol_violation("bad".into()),
             frame_too_large(10, 5),
             unsupported_version("protocol version", 99),
+            disconnected(Some("spam")),
         ];
         let sent: std::collections::BTreeSet<ReasonCode> = notices.iter().map(|n| n.code).collect();
         let table: std::collections::BTreeSet<ReasonCode> =

@@ -58,6 +58,15 @@ impl History {
         Replay { frames: self.entries.iter().map(|(_, frame)| frame).collect(), gap: false }
     }
 
+    /// The newest `limit` messages numbered below `before`, oldest first,
+    /// each with its number.
+    pub fn before(&self, before: u64, limit: usize) -> Vec<(u64, Frame)> {
+        let mut page: Vec<(u64, Frame)> =
+            self.entries.iter().rev().filter(|(seq, _)| *seq < before).take(limit).cloned().collect();
+        page.reverse();
+        page
+    }
+
     /// What a joiner that has seen every message up to `last_seq` missed.
     /// `next_seq` is the number the room's next message will get.
     /// `last_seq` comes from the client, so any number must be safe here.
@@ -103,6 +112,15 @@ mod tests {
             let replay = history.after(last_seq, 21);
             assert!(replay.frames.is_empty() && !replay.gap, "last_seq {last_seq}");
         }
+    }
+
+    #[test]
+    fn a_page_before_a_number_is_the_newest_below_it_oldest_first() {
+        let history = history(5, 20);
+        let numbers = |page: Vec<(u64, Frame)>| page.into_iter().map(|(seq, _)| seq).collect::<Vec<_>>();
+        assert_eq!(numbers(history.before(u64::MAX, 3)), [18, 19, 20]);
+        assert_eq!(numbers(history.before(19, 10)), [16, 17, 18]);
+        assert!(history.before(16, 10).is_empty(), "nothing kept below the oldest");
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct Hub {
     /// std mutex, taken once when a session opens and once when it ends,
     /// never on the message path.
     sessions: Mutex<HashMap<u64, Arc<Outbox>>>,
+    /// Who each authenticated session's user is, so that the application's
+    /// backend can disconnect a user; empty without authentication, so that
+    /// anonymous sessions pay nothing for it.
+    users: Mutex<HashMap<u64, Arc<str>>>,
     /// The next session id; ids are never reused within a process.
     next_session_id: AtomicU64,
     /// Set once shutdown begins; sessions opened after that are closed at once.
@@ -99,6 +103,7 @@ impl Hub {
             drain_request: tokio::sync::Notify::new(),
             config,
             sessions: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
             next_session_id: AtomicU64::new(1),
             draining: AtomicBool::new(false),
         })
@@ -275,9 +280,34 @@ impl Hub {
         outboxes.iter().map(|outbox| outbox.stats()).collect()
     }
 
+    /// Notes whose a session is, once its token is verified.
+    pub(crate) fn identify(&self, session_id: u64, user: &str) {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner).insert(session_id, user.into());
+    }
+
     /// Forgets a session that ended.
     pub(crate) fn unregister(&self, session_id: u64) {
         self.sessions().remove(&session_id);
+        if self.authenticator.is_some() {
+            self.users.lock().unwrap_or_else(PoisonError::into_inner).remove(&session_id);
+        }
+    }
+
+    /// Closes one session with `DISCONNECTED` and the reason given; returns
+    /// whether it was live on this server.
+    pub fn disconnect_session(&self, session_id: u64, reason: Option<&str>) -> bool {
+        let outbox = self.sessions().get(&session_id).cloned();
+        outbox.inspect(|outbox| outbox.close(closing::disconnected(reason))).is_some()
+    }
+
+    /// Closes every session of a user (the `sub` of their token) with
+    /// `DISCONNECTED`; returns how many there were on this server.
+    pub fn disconnect_user(&self, user: &str, reason: Option<&str>) -> usize {
+        let ids: Vec<u64> = {
+            let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+            users.iter().filter(|(_, u)| &***u == user).map(|(id, _)| *id).collect()
+        };
+        ids.into_iter().filter(|id| self.disconnect_session(*id, reason)).count()
     }
 
     /// How many sessions are live.

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod arrival;
 pub mod authenticator;
+pub mod backend;
 pub mod broker;
 pub mod budgets;
 pub mod closing;
@@ -24,6 +25,7 @@ pub mod name;
 pub mod outbox;
 pub mod party;
 pub mod presence;
+pub mod receipts;
 pub mod room;
 pub mod room_event;
 pub mod room_pattern;

@@ -28,7 +28,7 @@ use wtchat_protocol::{
     ChatMessage, HistoryReplay, Joined, Member, MembersPage, PresenceChange, Resume, ServerMessage, Typing,
 };
 
-use crate::broker::RoomHandle;
+use crate::broker::{RoomHandle, Sequenced};
 use crate::closing;
 use crate::frame::Frame;
 use crate::history::{History, Replay};
@@ -48,7 +48,8 @@ pub struct RoomMember {
 }
 
 impl RoomMember {
-    fn describe(&self) -> Member {
+    /// The member as the room's frames name it.
+    pub fn describe(&self) -> Member {
         Member { session_id: self.session_id, name: self.name.to_string() }
     }
 
@@ -406,14 +407,16 @@ impl Room {
 
     /// Publishes a message in a room that numbers its own: sequences it,
     /// encodes it once, queues that one frame for every member (the sender
-    /// too) and keeps it in the history. Returns how many members it was
-    /// queued for.
-    pub fn publish(&self, sender: &RoomMember, body: String, sent_at_ms: u64) -> usize {
+    /// too) and keeps it in the history. Returns the number it got and how
+    /// many members it was queued for. The sender is a member, or a name
+    /// the application's backend posts under.
+    pub fn publish(&self, sender: Member, body: String, sent_at_ms: u64) -> (Sequenced, usize) {
         let mut state = self.lock();
         debug_assert!(matches!(state.sequencing, Sequencing::Own), "a follower's numbers come from its feed");
         let seq = state.next_seq;
-        let frame = self.message_frame(seq, sender.describe(), sent_at_ms, body);
-        Self::deliver(&mut state, seq, frame)
+        let frame = self.message_frame(seq, sender, sent_at_ms, body);
+        let sequenced = Sequenced { seq, epoch: state.epoch };
+        (sequenced, Self::deliver(&mut state, seq, frame))
     }
 
     /// Queues the message numbered `seq` (the room's next) for every member
@@ -630,7 +633,10 @@ impl Room {
     }
 }
 
+mod reading;
 mod roster;
+
+pub use reading::{HistoryPage, RosterPage};
 
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use wtchat_protocol::{
 
 use crate::admission::Ticket;
 use crate::arrival::{Arrival, TransportKind};
-use crate::broker::{BrokerUnavailable, Publish};
+use crate::broker::{BrokerUnavailable, Publish, PublishReply};
 use crate::budgets::{Budgets, MEMBERSHIP_RATE_PER_SEC};
 use crate::closing;
 use crate::frame::Frame;
@@ -103,7 +103,12 @@ impl Session {
     pub fn open(hub: &Arc<Hub>, mut arrival: Arrival) -> Self {
         let (id, outbox) = hub.enrol(arrival.transport);
         let (user, ticket) = match hub.admit(&mut arrival) {
-            Ok((user, ticket)) => (user, Some(ticket)),
+            Ok((user, ticket)) => {
+                if let Some(user) = &user {
+                    hub.identify(id, &user.id);
+                }
+                (user, Some(ticket))
+            }
             Err(closing) => {
                 outbox.close(closing);
                 (None, None)
@@ -443,7 +448,7 @@ impl Session {
         match self.hub.broker() {
             None => {
                 let started = std::time::Instant::now();
-                let recipients = room.publish(member, body, unix_millis());
+                let (_, recipients) = room.publish(member.describe(), body, unix_millis());
                 self.hub.metrics().published(recipients, started.elapsed());
             }
             Some(broker) => {
@@ -451,8 +456,7 @@ impl Session {
                     sender: member.event_member(),
                     sent_at_ms: unix_millis(),
                     body,
-                    request_id,
-                    outbox: self.outbox.clone(),
+                    reply: PublishReply::Session { request_id, outbox: self.outbox.clone() },
                 };
                 // Not the client's fault, so not charged to its error budget.
                 if let Err(BrokerUnavailable) = broker.publish(room.name(), publish) {

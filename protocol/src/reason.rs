@@ -19,6 +19,7 @@
 //! | 4007 | `OVERLOADED` | yes, after the hint | The server refuses new sessions for now. |
 //! | 4008 | `UNAUTHORIZED` | no | The session's credentials were missing, invalid or expired. |
 //! | 4011 | `BROKER_UNAVAILABLE` | yes, after the hint | The server lost its link to the broker (Redis) that orders rooms across servers, or a room's history there was lost; reconnect and resume. |
+//! | 4012 | `DISCONNECTED` | no | The application's backend disconnected the session through the server API; the text says why. |
 //!
 //! Codes below 4000 other than 1000 come from the transport itself (for
 //! example a WebSocket 1006 when the connection dropped without a close).
@@ -64,9 +65,11 @@ impl ReasonCode {
     pub const UNAUTHORIZED: Self = Self(4008);
     /// The server cannot reach the broker that orders rooms across servers.
     pub const BROKER_UNAVAILABLE: Self = Self(4011);
+    /// The application's backend disconnected the session.
+    pub const DISCONNECTED: Self = Self(4012);
 
     /// Every code this version defines, for documentation and tests.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::NORMAL,
         Self::SERVER_SHUTDOWN,
         Self::SLOW_CONSUMER,
@@ -78,6 +81,7 @@ impl ReasonCode {
         Self::OVERLOADED,
         Self::UNAUTHORIZED,
         Self::BROKER_UNAVAILABLE,
+        Self::DISCONNECTED,
     ];
 
     /// The code's name as written in the table, or `None` for a code this
@@ -95,6 +99,7 @@ impl ReasonCode {
             Self::OVERLOADED => "OVERLOADED",
             Self::UNAUTHORIZED => "UNAUTHORIZED",
             Self::BROKER_UNAVAILABLE => "BROKER_UNAVAILABLE",
+            Self::DISCONNECTED => "DISCONNECTED",
             _ => return None,
         })
     }
@@ -112,6 +117,7 @@ impl ReasonCode {
                 | Self::PROTOCOL_VIOLATION
                 | Self::UNSUPPORTED_VERSION
                 | Self::UNAUTHORIZED
+                | Self::DISCONNECTED
         )
     }
 }

@@ -20,7 +20,7 @@ use wtchat_core::room_event::{EventMember, RoomEvent};
 use wtchat_protocol::PresenceChange;
 
 use crate::announcements::Announcements;
-use crate::pipeline::{Pipeline, refuse_publish};
+use crate::pipeline::Pipeline;
 use crate::scripts::{
     HeartbeatScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript, new_epoch,
 };
@@ -290,7 +290,7 @@ impl Link {
                     sent_at_ms: publish.sent_at_ms,
                     body: &publish.body,
                 };
-                pipeline.push(script.command(&self.scripts), Some((publish.request_id, publish.outbox)));
+                pipeline.push(script.command(&self.scripts), Some(publish.reply));
             }
             Command::Presence(room, member, change) => {
                 let script = PresenceScript { room: &room, node_id, member: &member, change };
@@ -356,7 +356,7 @@ fn discard(queued_publishes: &AtomicUsize, commands: impl IntoIterator<Item = Co
     for command in commands {
         if let Command::Publish(_, publish) = command {
             queued_publishes.fetch_sub(1, Ordering::Relaxed);
-            refuse_publish(&publish.outbox, publish.request_id);
+            publish.reply.refused();
         }
     }
 }
@@ -461,7 +461,7 @@ mod tests {
 
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use wtchat_core::broker::Publish;
+    use wtchat_core::broker::{Publish, PublishReply};
     use wtchat_core::outbox::Outbox;
     use wtchat_protocol::{ErrorCode, ServerMessage};
 
@@ -534,8 +534,7 @@ mod tests {
                     sender: EventMember { session_id: 1, name: Arc::from("t") },
                     sent_at_ms: 0,
                     body: "lost".into(),
-                    request_id,
-                    outbox: outbox.clone(),
+                    reply: PublishReply::Session { request_id, outbox: outbox.clone() },
                 },
             )
         };

@@ -7,29 +7,26 @@
 //! never sent, is answered with `BROKER_UNAVAILABLE` so that its sender
 //! knows, and leaves the count of queued publishes either way.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redis::Value;
 use redis::aio::ConnectionLike;
-use wtchat_core::broker::BrokerUnavailable;
-use wtchat_core::frame::Frame;
-use wtchat_core::outbox::Outbox;
+use wtchat_core::broker::{PublishReply, Sequenced};
 
 /// Writes waiting to go out together.
 #[derive(Default)]
 pub(crate) struct Pipeline {
     commands: redis::Pipeline,
     count: usize,
-    /// `(index in the pipeline, request id, outbox)` of each publish.
-    publishes: Vec<(usize, u32, Arc<Outbox>)>,
+    /// `(index in the pipeline, who hears of it)` of each publish.
+    publishes: Vec<(usize, PublishReply)>,
 }
 
 impl Pipeline {
-    /// Adds a write; a publish names its request and its sender's outbox.
-    pub(crate) fn push(&mut self, command: redis::Cmd, publish: Option<(u32, Arc<Outbox>)>) {
-        if let Some((request_id, outbox)) = publish {
-            self.publishes.push((self.count, request_id, outbox));
+    /// Adds a write; a publish names who hears what became of it.
+    pub(crate) fn push(&mut self, command: redis::Cmd, publish: Option<PublishReply>) {
+        if let Some(reply) = publish {
+            self.publishes.push((self.count, reply));
         }
         self.commands.add_command(command);
         self.count += 1;
@@ -60,34 +57,36 @@ impl Pipeline {
                 Ok(())
             }
             Err(error) => {
-                for (_, request_id, outbox) in &sent.publishes {
-                    refuse_publish(outbox, *request_id);
+                for (_, reply) in sent.publishes {
+                    reply.refused();
                 }
                 Err(error)
             }
         }
     }
 
-    /// Answers the publishes whose reply is an error.
-    fn settle(&self, replies: &[Value]) {
-        for (index, reply) in replies.iter().enumerate() {
+    /// Answers each publish: its number and epoch, or `BROKER_UNAVAILABLE`
+    /// when Redis refused it.
+    fn settle(self, replies: &[Value]) {
+        for reply in replies {
             if let Value::ServerError(error) = reply {
                 tracing::warn!(?error, "Redis refused a command");
-                if let Some((_, request_id, outbox)) = self.publishes.iter().find(|(i, ..)| *i == index) {
-                    refuse_publish(outbox, *request_id);
-                }
+            }
+        }
+        for (index, publish) in self.publishes {
+            match replies.get(index).map(redis::from_redis_value::<(u64, u64)>) {
+                Some(Ok((epoch, seq))) => publish.sequenced(Sequenced { seq, epoch }),
+                _ => publish.refused(),
             }
         }
     }
 }
 
-/// Tells a sender its message was not sent.
-pub(crate) fn refuse_publish(outbox: &Outbox, request_id: u32) {
-    outbox.push(&Frame::encode(&BrokerUnavailable::publish_error(request_id)));
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use wtchat_core::outbox::Outbox;
     use wtchat_protocol::{ErrorCode, ServerMessage};
 
     use super::*;
@@ -116,14 +115,17 @@ mod tests {
         let (ann, bob) = (outbox(), outbox());
         let mut pipeline = Pipeline::default();
         pipeline.push(redis::cmd("PING"), None);
-        pipeline.push(redis::cmd("EVALSHA"), Some((7, ann.clone())));
-        pipeline.push(redis::cmd("EVALSHA"), Some((8, bob.clone())));
+        let session =
+            |request_id, outbox: &Arc<Outbox>| PublishReply::Session { request_id, outbox: outbox.clone() };
+        pipeline.push(redis::cmd("EVALSHA"), Some(session(7, &ann)));
+        pipeline.push(redis::cmd("EVALSHA"), Some(session(8, &bob)));
         assert_eq!(pipeline.len(), 3);
         // What Redis answers a command it refuses, as it arrives on the wire.
         let refused =
             redis::parse_redis_value(b"-OOM command not allowed when used memory > 'maxmemory'\r\n").unwrap();
         assert!(matches!(refused, Value::ServerError(_)));
-        pipeline.settle(&[Value::Okay, Value::Int(1), refused]);
+        let numbered = Value::Array(vec![Value::BulkString(b"4242".to_vec()), Value::Int(1)]);
+        pipeline.settle(&[Value::Okay, numbered, refused]);
         assert!(refusals(&ann).is_empty(), "a publish Redis took is not answered with an error");
         assert_eq!(refusals(&bob), vec![(Some(8), ErrorCode::BROKER_UNAVAILABLE)]);
     }

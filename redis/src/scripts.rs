@@ -76,7 +76,8 @@ pub struct PublishScript<'a> {
 }
 
 impl PublishScript<'_> {
-    /// The command; Redis answers with the message's number.
+    /// The command; Redis answers with the room's epoch and the message's
+    /// number.
     pub fn command(&self, scripts: &Scripts) -> Cmd {
         let mut command =
             evalsha(&scripts.publish, &[keys::room_meta(self.room), keys::room_history(self.room)]);

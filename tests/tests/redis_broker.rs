@@ -76,8 +76,8 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
         sent_at_ms: 1_700_000_000_123,
         body: BODY,
     };
-    let seq: u64 = publish.command(&scripts).query_async(&mut connection).await?;
-    assert_eq!(seq, 1);
+    let numbered: (u64, u64) = publish.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(numbered, (4242, 1), "the answer is the epoch and the number");
     let message = RoomEvent::Message {
         epoch: 4242,
         seq: 1,
@@ -93,8 +93,8 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
 
     // A second publish keeps the epoch (the one offered is ignored).
     let again = PublishScript { new_epoch: 1, body: "two", ..publish };
-    let seq: u64 = again.command(&scripts).query_async(&mut connection).await?;
-    assert_eq!(seq, 2);
+    let numbered: (u64, u64) = again.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(numbered, (4242, 2));
     assert!(matches!(&next_events().await?[..], [RoomEvent::Message { epoch: 4242, seq: 2, .. }]));
 
     // The snapshot holds the history and the member, as Rust reads them.

@@ -21,4 +21,4 @@ if tonumber(ARGV[3]) > 0 then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', ARGV[1], event)
-return seq
+return {epoch, seq}
