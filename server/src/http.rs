@@ -3,7 +3,8 @@
 //! `GET /ws` hands over to the WebSocket adapter, `GET /healthz` answers
 //! whether the server takes sessions, `GET /metrics` and `GET /status` are
 //! for operators, `POST /admin/drain` starts a graceful shutdown (with the
-//! admin token), and every other GET is a static file.
+//! admin token), `/api/` is the server API (`api.rs`), and every other GET
+//! is a static file.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -21,9 +22,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use wtchat_core::arrival::{TransportKind, bearer};
+use wtchat_core::backend::Backend;
 use wtchat_core::hub::Hub;
 use wtchat_core::metrics::family;
 
+use crate::api::Api;
 use crate::options::Config;
 use crate::origin::OriginPolicy;
 use crate::response::text;
@@ -57,6 +60,8 @@ pub struct HttpState {
     listen: SocketAddr,
     /// The bearer token of the admin endpoints, if they are on.
     admin_token: Option<String>,
+    /// The server API for the application's backend.
+    api: Api,
 }
 
 impl HttpState {
@@ -77,6 +82,10 @@ impl HttpState {
             websocket: websocket::config(&config.session_limits()),
             listen: config.listen,
             admin_token: config.admin_token.clone(),
+            api: Api::new(
+                config.api_keys.clone(),
+                Backend::new(hub.clone(), config.api_publish_rate_per_sec),
+            ),
             hub,
         }
     }
@@ -110,6 +119,7 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &HttpState) 
         (Method::GET, "/metrics") => metrics(state),
         (Method::GET, "/status") => status(state),
         (Method::POST, "/admin/drain") => admin_drain(&request, state),
+        (_, path) if path.starts_with("/api/") => state.api.handle(request).await,
         (Method::GET, "/cert-hashes") => cert_hashes(&state.certificates),
         (Method::GET, "/transports") => transports(&request, state),
         (Method::GET | Method::HEAD, "/healthz") => {
@@ -225,7 +235,9 @@ fn admin_drain<B>(request: &Request<B>, state: &HttpState) -> Response<Full<Byte
     text(StatusCode::ACCEPTED, "draining: sessions are told to reconnect elsewhere\n")
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether two secrets are equal, in time that depends only on their
+/// lengths.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

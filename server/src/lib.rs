@@ -2,10 +2,12 @@
 //! around the broadcast core (`wtchat-core`).
 //!
 //! [`websocket`] and [`webtransport`] are thin adapters over the core's
-//! transport seam; [`http`] routes the TCP listener; [`tls`] holds the
+//! transport seam; [`http`] routes the TCP listener, [`api`] its server
+//! API for the application's backend; [`tls`] holds the
 //! certificates; [`options`] is the one table of options; [`server`] wires
 //! the pieces (the core, the broker, the transports) and runs them.
 
+pub mod api;
 pub mod handshakes;
 pub mod http;
 pub mod options;

@@ -20,11 +20,35 @@ pub async fn http_post(address: SocketAddr, path: &str, headers: &[(&str, &str)]
     http_request(address, "POST", path, &[headers, &[("Content-Length", "0")]].concat()).await
 }
 
+/// A request with a body (and its `Content-Length`), with `Connection:
+/// close`; returns the status code and the body.
+pub async fn http_send(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String)> {
+    let length = body.len().to_string();
+    let headers = [headers, &[("Content-Length", length.as_str())]].concat();
+    http_exchange(address, method, path, &headers, body).await
+}
+
 async fn http_request(
     address: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
+) -> Result<(u16, String)> {
+    http_exchange(address, method, path, headers, "").await
+}
+
+async fn http_exchange(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
 ) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(address).await?;
     let has_host = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host"));
@@ -36,6 +60,7 @@ async fn http_request(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response)).await??;

@@ -152,11 +152,29 @@ macro_rules! get_value {
 /// A secret is shown as set or not, never as its value.
 macro_rules! redact {
     (true $value:expr) => {
-        $value.map(|_| "(set)".to_owned())
+        $value.map($crate::options::Secret::redacted)
     };
     ($value:expr) => {
         $value
     };
+}
+
+/// How a secret setting shows: that it is set (each of a list), never
+/// what it is.
+pub(crate) trait Secret {
+    fn redacted(self) -> Self;
+}
+
+impl Secret for String {
+    fn redacted(self) -> Self {
+        "(set)".to_owned()
+    }
+}
+
+impl Secret for Vec<String> {
+    fn redacted(self) -> Self {
+        self.iter().map(|_| "(set)".to_owned()).collect()
+    }
 }
 
 pub(crate) use {default_value, get_value, options, redact, resolved_type, set_value};

@@ -147,6 +147,18 @@ super::options! {
             Some(token) if token.len() < 16 => Err("must be at least 16 characters long".into()),
             _ => Ok(()),
         });
+    /// Keys of the server API (`/api/`) for the application's backend,
+    /// comma-separated; each call presents one as `Authorization: Bearer`.
+    /// Without any, the API is off and answers 404.
+    #[arg(value_delimiter = ',')]
+    api_keys: Vec<String>, env "WTCHAT_API_KEYS", default (Vec::new()), secret (true),
+        check (|keys: &Vec<String>| match keys.iter().find(|key| key.len() < 16) {
+            Some(_) => Err("each key must be at least 16 characters long".into()),
+            None => Ok(()),
+        });
+    /// Messages per second the server API may post, all callers together
+    /// (and as many in a burst); more get `rate_limited`.
+    api_publish_rate_per_sec: u32, env "WTCHAT_API_PUBLISH_RATE", default (1000);
     /// `redis://host:port/db` of the Redis that spreads rooms over several
     /// servers; without it rooms live in this process.
     redis_url: String, env "WTCHAT_REDIS_URL", default (none), secret (true),
@@ -389,6 +401,7 @@ mod tests {
             ("max_rooms = 0", "max_rooms"),
             ("webtransport_path = \"wt\"", "webtransport_path"),
             ("admin_token = \"short\"", "admin_token"),
+            ("api_keys = [\"short\"]", "api_keys"),
             ("redis_url = \"http://127.0.0.1\"", "redis_url"),
             ("redis_node_timeout_ms = 1000", "redis_node_timeout_ms"),
         ] {
