@@ -43,6 +43,12 @@ impl Frame {
         self.prefixed.slice(LENGTH_PREFIX_BYTES..)
     }
 
+    /// The body alone, borrowed: what a writer hands the kernel straight
+    /// from the shared allocation, without touching its reference count.
+    pub fn body_slice(&self) -> &[u8] {
+        &self.prefixed[LENGTH_PREFIX_BYTES..]
+    }
+
     /// The frame as a byte stream carries it, consuming the frame: the same
     /// allocation as [`Frame::prefixed`], handed over without touching the
     /// shared reference count.

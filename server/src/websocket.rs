@@ -1,8 +1,12 @@
 //! The WebSocket transport: an adapter between tokio-tungstenite and the core.
 //!
 //! It answers the HTTP upgrade, turns WebSocket messages into [`Inbound`]
-//! items, and writes each batch of frames as binary messages with a single
-//! flush. Everything else (limits, heartbeat, closing) is the core's.
+//! items, and writes each batch of frames as binary messages: on plain TCP
+//! straight from the frames' shared allocations in vectored writes
+//! (`wire.rs`), over TLS through tungstenite with a single flush.
+//! Everything else (limits, heartbeat, closing) is the core's.
+
+mod wire;
 
 use std::io;
 use std::net::IpAddr;
@@ -17,6 +21,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -31,6 +36,7 @@ use wtchat_core::session::Inbound;
 use wtchat_core::transport::{self, FrameSink};
 use wtchat_protocol::ReasonCode;
 
+use self::wire::{ControlStream, Wire, WireSink};
 use crate::origin::OriginPolicy;
 use crate::response::text;
 
@@ -41,9 +47,10 @@ use crate::response::text;
 /// the largest single item of an idle connection's memory.
 const READ_BUFFER_BYTES: usize = 256;
 
-/// Bytes tungstenite gathers before it writes to the socket on its own. A
-/// batch is flushed as a whole anyway; this only bounds how much one write
-/// call carries.
+/// Bytes tungstenite gathers before it writes to the socket on its own
+/// (over TLS; on plain TCP it writes only control frames). A batch is
+/// flushed as a whole anyway; this only bounds how much one write call
+/// carries.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The tungstenite configuration for server sessions: the adapter's
@@ -89,8 +96,18 @@ pub fn upgrade<B: Send + 'static>(
     let on_upgrade = hyper::upgrade::on(&mut request);
     let hub = hub.clone();
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
+        match on_upgrade.await.map(|upgraded| upgraded.downcast::<TokioIo<TcpStream>>()) {
+            // Plain TCP: the frames go to the socket without tungstenite.
+            Ok(Ok(parts)) => {
+                let (read, write) = parts.io.into_inner().into_split();
+                let wire = Wire::new(write, hub.config().session.outbound_queue_bytes);
+                let control = ControlStream::new(read, parts.read_buf, wire.clone());
+                let stream = WebSocketStream::from_raw_socket(control, Role::Server, Some(config)).await;
+                let (control, stream) = stream.split();
+                let sink = PlainSink { data: WireSink::new(wire), control };
+                transport::serve(hub, arrival, WebSocketInbound { stream }, sink).await;
+            }
+            Ok(Err(upgraded)) => {
                 let stream =
                     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                         .await;
@@ -183,18 +200,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameSink for WebSocketSink<S> {
     }
 
     async fn close(&mut self, code: ReasonCode, text: &str) -> io::Result<()> {
-        let frame = CloseFrame { code: CloseCode::from(code.0), reason: close_reason(text).into() };
-        // When the client closed first, tungstenite refuses a close frame of
-        // ours and has queued the echo of the client's instead: closing the
-        // sink flushes it. Returning at the refusal would drop the
-        // connection with the echo unsent, and the client would see its
-        // close unanswered (RFC 6455 section 5.5.1).
-        match self.sink.send(Message::Close(Some(frame))).await {
-            Ok(()) | Err(WsError::Protocol(ProtocolError::SendAfterClosing)) => {}
-            Err(error) => return Err(io::Error::other(error)),
-        }
-        self.sink.close().await.map_err(io::Error::other)
+        close(&mut self.sink, code, text).await
     }
+}
+
+/// Frames on plain TCP: data straight to the socket, the close handshake
+/// through tungstenite, whose bytes share the wire in order.
+struct PlainSink {
+    data: WireSink,
+    control: SplitSink<WebSocketStream<ControlStream>, Message>,
+}
+
+impl FrameSink for PlainSink {
+    async fn send_batch(&mut self, frames: &mut Vec<Frame>) -> io::Result<()> {
+        let sent = self.data.send(frames).await;
+        frames.clear();
+        sent
+    }
+
+    async fn close(&mut self, code: ReasonCode, text: &str) -> io::Result<()> {
+        close(&mut self.control, code, text).await
+    }
+}
+
+/// Sends a close frame with the code and text, and closes the sink.
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    code: ReasonCode,
+    text: &str,
+) -> io::Result<()> {
+    let frame = CloseFrame { code: CloseCode::from(code.0), reason: close_reason(text).into() };
+    // When the client closed first, tungstenite refuses a close frame of
+    // ours and has queued the echo of the client's instead: closing the
+    // sink flushes it. Returning at the refusal would drop the connection
+    // with the echo unsent, and the client would see its close unanswered
+    // (RFC 6455 section 5.5.1).
+    match sink.send(Message::Close(Some(frame))).await {
+        Ok(()) | Err(WsError::Protocol(ProtocolError::SendAfterClosing)) => {}
+        Err(error) => return Err(io::Error::other(error)),
+    }
+    sink.close().await.map_err(io::Error::other)
 }
 
 /// The WebSocket message for a frame: the body, as a view of the frame's

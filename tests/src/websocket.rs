@@ -99,6 +99,14 @@ impl WsClient {
         Ok(())
     }
 
+    /// The next WebSocket message as it arrived (pings and pongs included),
+    /// or `None` once the connection ended; a protocol error is an error.
+    pub async fn receive_raw(&mut self) -> Result<Option<Message>> {
+        let next =
+            tokio::time::timeout(PATIENCE, self.wire.stream.next()).await.context("nothing arrived")?;
+        Ok(next.transpose()?)
+    }
+
     /// Sends bytes as one binary message.
     pub async fn send_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.send_raw(Message::Binary(Bytes::from(bytes))).await

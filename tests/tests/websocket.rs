@@ -81,3 +81,57 @@ async fn a_client_that_closes_first_gets_its_close_answered() -> Result<()> {
     }
     server.stop().await
 }
+
+/// The server writes chat frames itself on plain TCP and leaves the pongs
+/// and the close to tungstenite: they must share the connection frame by
+/// frame, every ping answered among a burst, and nothing after the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pongs_and_the_close_keep_their_place_among_a_burst_of_messages() -> Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.publish_rate_per_sec = 10_000;
+        c.publish_burst = 10_000;
+    })
+    .await;
+    let mut reader = WsClient::connect(&server).await?;
+    reader.join("burst", "reader").await?;
+    let mut writer = WsClient::connect(&server).await?;
+    writer.join("burst", "writer").await?;
+    let (messages, pings) = (300u64, 30u8);
+    for n in 0..messages {
+        writer.publish("burst", &format!("m{n}")).await?;
+        if n % 10 == 0 {
+            reader.send_raw(Message::Ping(vec![(n / 10) as u8].into())).await?;
+        }
+    }
+    let (mut seen, mut pongs) = (Vec::new(), Vec::new());
+    while seen.len() < messages as usize || pongs.len() < usize::from(pings) {
+        match reader.receive_raw().await?.ok_or_else(|| anyhow::anyhow!("ended early"))? {
+            Message::Binary(body) => {
+                if let ServerMessage::Message(m) = wtchat_protocol::decode(&body, usize::MAX)? {
+                    seen.push(m.seq);
+                }
+            }
+            Message::Pong(payload) => pongs.push(payload[0]),
+            Message::Ping(_) => {}
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, (1..=messages).collect::<Vec<_>>(), "every message whole and in order");
+    assert_eq!(pongs, (0..pings).collect::<Vec<_>>(), "every ping answered, in order");
+    // The server closes while messages still flow: the close is the last
+    // frame the client gets.
+    for n in 0..50 {
+        writer.publish("burst", &format!("late {n}")).await?;
+    }
+    server.hub.drain();
+    let mut closed = false;
+    while let Some(message) = reader.receive_raw().await? {
+        assert!(!closed, "{message:?} arrived after the close frame");
+        if let Message::Close(frame) = message {
+            assert_eq!(frame.map(|f| u16::from(f.code)), Some(ReasonCode::SERVER_SHUTDOWN.0));
+            closed = true;
+        }
+    }
+    assert!(closed, "the server closed with a close frame");
+    Ok(())
+}
