@@ -15,12 +15,13 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use wtchat_protocol::{ChatMessage, Member, ServerMessage};
 
-use crate::broker::{BrokerUnavailable, Publish, PublishReply, Sequenced};
+use crate::broker::{BrokerUnavailable, Disconnect, Publish, PublishReply, Sequenced};
 use crate::hub::{Hub, unix_millis};
 use crate::name::{validate_display_name, validate_room_name};
+use crate::presence::PAGE_MAX;
 use crate::receipts::Receipts;
-use crate::room::{HistoryPage, RosterPage};
-use crate::room_event::EventMember;
+use crate::room::RosterPage;
+use crate::room_event::{EventMember, RoomEvent, Snapshot};
 use crate::token_bucket::TokenBucket;
 
 /// The session id messages from the backend carry as their sender's: no
@@ -31,16 +32,21 @@ pub const SYSTEM_SESSION_ID: u64 = 0;
 /// How long the backend waits for the broker to number a message.
 const BROKER_ANSWER: Duration = Duration::from_secs(5);
 
+/// The longest idempotency key, in bytes.
+pub const IDEMPOTENCY_KEY_MAX: usize = 128;
+
 /// Why a backend call was refused, with a stable code for programs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendError {
-    /// No room of that name has members here (or, with a broker, the call
-    /// needs a room open on this server).
+    /// No room of that name has members here, nor, with a broker, a
+    /// numbering or history there.
     UnknownRoom(String),
     /// A room or sender name is not allowed; the text says why.
     InvalidName(String),
     /// The body is empty.
     EmptyMessage,
+    /// The idempotency key is empty or longer than [`IDEMPOTENCY_KEY_MAX`].
+    InvalidIdempotencyKey,
     /// The body is larger than `max_message_bytes`.
     MessageTooLarge {
         /// The body's size.
@@ -64,6 +70,7 @@ impl BackendError {
             Self::UnknownRoom(_) => "unknown_room",
             Self::InvalidName(_) => "invalid_name",
             Self::EmptyMessage => "empty_message",
+            Self::InvalidIdempotencyKey => "invalid_request",
             Self::MessageTooLarge { .. } => "message_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::BrokerUnavailable => "broker_unavailable",
@@ -73,9 +80,12 @@ impl BackendError {
     /// What a person reads.
     pub fn text(&self) -> String {
         match self {
-            Self::UnknownRoom(room) => format!("no room {room:?} has members on this server"),
+            Self::UnknownRoom(room) => format!("no room {room:?} has members or history"),
             Self::InvalidName(why) => why.clone(),
             Self::EmptyMessage => "the message is empty".into(),
+            Self::InvalidIdempotencyKey => {
+                format!("an idempotency_key has 1 to {IDEMPOTENCY_KEY_MAX} bytes")
+            }
             Self::MessageTooLarge { bytes, limit } => {
                 format!("the message is {bytes} bytes; at most {limit} are allowed")
             }
@@ -97,8 +107,20 @@ pub struct Post {
     /// The text.
     pub body: String,
     /// When set, a call repeated with the same key within the receipts'
-    /// window answers the first call's result instead of posting again.
+    /// window answers the first call's result instead of posting again:
+    /// on this server alone, or on any server sharing its broker.
     pub idempotency_key: Option<String>,
+}
+
+/// A page of a room's recent messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentMessages {
+    /// The room's epoch.
+    pub epoch: u64,
+    /// The number the room's next message will get.
+    pub next_seq: u64,
+    /// Oldest first.
+    pub messages: Vec<ChatMessage>,
 }
 
 /// A room and its member count, as the room list shows it.
@@ -156,8 +178,14 @@ impl Backend {
                 limit: limits.max_message_bytes,
             });
         }
-        let key = post.idempotency_key.as_ref().map(|key| (room.clone(), key.clone()));
-        if let Some(key) = &key
+        let key = post.idempotency_key.as_deref();
+        if key.is_some_and(|key| key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX) {
+            return Err(BackendError::InvalidIdempotencyKey);
+        }
+        // A server alone keeps the receipts; with a broker, the broker keeps
+        // them where every server finds them.
+        let local_key = key.filter(|_| self.hub.broker().is_none()).map(|key| (room.clone(), key.to_owned()));
+        if let Some(key) = &local_key
             && let Some(sequenced) = self.receipts().get(key)
         {
             return Ok(sequenced);
@@ -165,8 +193,8 @@ impl Backend {
         if !self.budget.lock().unwrap_or_else(PoisonError::into_inner).try_take(Instant::now()) {
             return Err(BackendError::RateLimited { per_sec: self.rate_per_sec });
         }
-        let sequenced = self.sequence(&room, sender, post.body.clone()).await?;
-        if let Some(key) = key {
+        let sequenced = self.sequence(&room, sender, post.body.clone(), key).await?;
+        if let Some(key) = local_key {
             self.receipts().insert(key, sequenced);
         }
         Ok(sequenced)
@@ -185,6 +213,7 @@ impl Backend {
         room: &Arc<str>,
         sender: Arc<str>,
         body: String,
+        receipt: Option<&str>,
     ) -> Result<Sequenced, BackendError> {
         let sent_at_ms = unix_millis();
         let Some(broker) = self.hub.broker() else {
@@ -201,6 +230,7 @@ impl Backend {
             sender: EventMember { session_id: SYSTEM_SESSION_ID, name: sender },
             sent_at_ms,
             body,
+            receipt: receipt.map(str::to_owned),
             reply: PublishReply::Backend(reply),
         };
         broker.publish(room, publish).map_err(|BrokerUnavailable| BackendError::BrokerUnavailable)?;
@@ -210,29 +240,90 @@ impl Backend {
         }
     }
 
-    /// A page of a room's members on every server.
-    pub fn members(&self, room: &str, after: u64, limit: usize) -> Result<RosterPage, BackendError> {
-        Ok(self.open_room(room)?.members_after(after, limit))
+    /// A page of a room's members on every server: from the room where it
+    /// is open here, otherwise from the broker.
+    pub async fn members(&self, room: &str, after: u64, limit: usize) -> Result<RosterPage, BackendError> {
+        if let Some(open) = self.hub.rooms().get(room) {
+            return Ok(open.members_after(after, limit));
+        }
+        let snapshot = self.peek(room).await?;
+        let mut members: Vec<Member> = snapshot.members.iter().map(EventMember::describe).collect();
+        members.sort_by_key(|member| member.session_id);
+        let member_count = members.len();
+        let limit = limit.clamp(1, PAGE_MAX);
+        let mut page: Vec<Member> = members.into_iter().filter(|member| member.session_id > after).collect();
+        let next_after = (page.len() > limit).then(|| page[limit - 1].session_id);
+        page.truncate(limit);
+        Ok(RosterPage { member_count, members: page, next_after })
     }
 
     /// The newest `limit` messages kept with numbers below `before`, oldest
-    /// first, decoded for the caller.
-    pub fn history(
+    /// first: from the room where it is open here, otherwise from the
+    /// broker's history.
+    pub async fn history(
         &self,
         room: &str,
         before: u64,
         limit: usize,
-    ) -> Result<(HistoryPage, Vec<ChatMessage>), BackendError> {
-        let page = self.open_room(room)?.history_before(before, limit);
-        let messages = page
-            .messages
-            .iter()
-            .filter_map(|(_, frame)| match wtchat_protocol::decode(&frame.body(), usize::MAX) {
-                Ok(ServerMessage::Message(message)) => Some(message),
+    ) -> Result<RecentMessages, BackendError> {
+        if let Some(open) = self.hub.rooms().get(room) {
+            let page = open.history_before(before, limit);
+            let messages = page
+                .messages
+                .iter()
+                .filter_map(|(_, frame)| match wtchat_protocol::decode(frame.body_slice(), usize::MAX) {
+                    Ok(ServerMessage::Message(message)) => Some(message),
+                    _ => None,
+                })
+                .collect();
+            return Ok(RecentMessages { epoch: page.epoch, next_seq: page.next_seq, messages });
+        }
+        let snapshot = self.peek(room).await?;
+        let mut messages: Vec<ChatMessage> = snapshot
+            .history
+            .into_iter()
+            .filter_map(|event| match event {
+                RoomEvent::Message { seq, sender, sent_at_ms, body, .. } if seq < before => {
+                    Some(ChatMessage {
+                        room: room.to_owned(),
+                        seq,
+                        sender: sender.describe(),
+                        sent_at_ms,
+                        body,
+                    })
+                }
                 _ => None,
             })
             .collect();
-        Ok((page, messages))
+        messages.drain(..messages.len().saturating_sub(limit));
+        Ok(RecentMessages { epoch: snapshot.epoch, next_seq: snapshot.last_seq + 1, messages })
+    }
+
+    /// What the broker holds of a room not open here.
+    async fn peek(&self, room: &str) -> Result<Snapshot, BackendError> {
+        let limits = self.hub.config().session;
+        let room = validate_room_name(room, limits.max_room_name_bytes)
+            .map_err(|why| BackendError::InvalidName(format!("room name: {why}")))?;
+        let unknown = || BackendError::UnknownRoom(room.to_string());
+        let Some(broker) = self.hub.broker() else { return Err(unknown()) };
+        let (reply, answer) = oneshot::channel();
+        broker.peek(&room, reply);
+        match tokio::time::timeout(BROKER_ANSWER, answer).await {
+            Ok(Ok(Ok(Some(snapshot)))) => Ok(snapshot),
+            Ok(Ok(Ok(None))) => Err(unknown()),
+            _ => Err(BackendError::BrokerUnavailable),
+        }
+    }
+
+    /// Closes sessions with `DISCONNECTED`: those on this server at once
+    /// (their count is the answer), and, with a broker, those on the
+    /// others as the order reaches them.
+    pub fn disconnect(&self, target: &Disconnect, reason: Option<&str>) -> usize {
+        let closed = self.hub.disconnect(target, reason);
+        if let Some(broker) = self.hub.broker() {
+            broker.disconnect(target, reason);
+        }
+        closed
     }
 
     /// Every room open on this server, by name, with its member count.
@@ -249,9 +340,5 @@ impl Backend {
             .collect();
         rooms.sort_by(|a, b| a.name.cmp(&b.name));
         rooms
-    }
-
-    fn open_room(&self, room: &str) -> Result<Arc<crate::room::Room>, BackendError> {
-        self.hub.rooms().get(room).ok_or_else(|| BackendError::UnknownRoom(room.to_owned()))
     }
 }

@@ -70,6 +70,10 @@ pub struct Publish {
     pub sent_at_ms: u64,
     /// The text.
     pub body: String,
+    /// An idempotency key: the broker answers a post repeated with the
+    /// same key (on any server) with the first one's number, and publishes
+    /// it once.
+    pub receipt: Option<String>,
     /// Who hears what became of it.
     pub reply: PublishReply,
 }
@@ -110,6 +114,15 @@ impl PublishReply {
             }
         }
     }
+}
+
+/// Whose sessions the application's backend disconnects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disconnect {
+    /// Every session of a user (their token's `sub`).
+    User(String),
+    /// One session, by id.
+    Session(u64),
 }
 
 /// What a broker reports of itself for `/status` and `/metrics`.
@@ -157,8 +170,17 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// the room, this one included, through the feed.
     fn publish(&self, room: &Arc<str>, publish: Publish) -> Result<(), BrokerUnavailable>;
 
+    /// Reads what the broker holds of a room without opening it (for the
+    /// application's backend, on a server where the room is not open):
+    /// `None` for a room it does not know.
+    fn peek(&self, room: &Arc<str>, reply: oneshot::Sender<Result<Option<Snapshot>, BrokerUnavailable>>);
+
     /// Tells every server that `member` is typing in `room`.
     fn typing(&self, room: &Arc<str>, member: EventMember);
+
+    /// Tells every other server to close these sessions of theirs (this
+    /// one has closed its own).
+    fn disconnect(&self, target: &Disconnect, reason: Option<&str>);
 
     /// What the broker reports of itself.
     fn status(&self) -> BrokerStatus;
@@ -186,4 +208,8 @@ pub trait BrokerHost: Send + Sync {
 
     /// The link was lost: the feed of every room may have gaps.
     fn link_lost(&self);
+
+    /// Another server was asked to disconnect these sessions: close those
+    /// on this server.
+    fn disconnect(&self, target: &Disconnect, reason: Option<&str>);
 }

@@ -17,7 +17,7 @@ use wtchat_protocol::Closing;
 use crate::admission::{Admission, Refusal, Ticket};
 use crate::arrival::Arrival;
 use crate::authenticator::Authenticator;
-use crate::broker::{Broker, BrokerHost, BrokerStatus, RoomHandle};
+use crate::broker::{Broker, BrokerHost, BrokerStatus, Disconnect, RoomHandle};
 use crate::budgets::KeptBudgets;
 use crate::closing;
 use crate::config::HubConfig;
@@ -293,21 +293,25 @@ impl Hub {
         }
     }
 
-    /// Closes one session with `DISCONNECTED` and the reason given; returns
-    /// whether it was live on this server.
-    pub fn disconnect_session(&self, session_id: u64, reason: Option<&str>) -> bool {
-        let outbox = self.sessions().get(&session_id).cloned();
-        outbox.inspect(|outbox| outbox.close(closing::disconnected(reason))).is_some()
-    }
-
-    /// Closes every session of a user (the `sub` of their token) with
-    /// `DISCONNECTED`; returns how many there were on this server.
-    pub fn disconnect_user(&self, user: &str, reason: Option<&str>) -> usize {
-        let ids: Vec<u64> = {
-            let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-            users.iter().filter(|(_, u)| &***u == user).map(|(id, _)| *id).collect()
+    /// Closes sessions on this server with `DISCONNECTED` and the reason
+    /// given: one by id, or every session of a user (the `sub` of their
+    /// token). Returns how many were live here.
+    pub fn disconnect(&self, target: &Disconnect, reason: Option<&str>) -> usize {
+        let ids: Vec<u64> = match target {
+            Disconnect::Session(id) => vec![*id],
+            Disconnect::User(user) => {
+                let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+                users.iter().filter(|(_, u)| &***u == user).map(|(id, _)| *id).collect()
+            }
         };
-        ids.into_iter().filter(|id| self.disconnect_session(*id, reason)).count()
+        let outboxes: Vec<Arc<Outbox>> = {
+            let sessions = self.sessions();
+            ids.iter().filter_map(|id| sessions.get(id).cloned()).collect()
+        };
+        for outbox in &outboxes {
+            outbox.close(closing::disconnected(reason));
+        }
+        outboxes.len()
     }
 
     /// How many sessions are live.
@@ -419,6 +423,11 @@ impl BrokerHost for Hub {
     fn link_lost(&self) {
         self.broker_lost();
     }
+
+    fn disconnect(&self, target: &Disconnect, reason: Option<&str>) {
+        let closed = Hub::disconnect(self, target, reason);
+        tracing::debug!(?target, closed, "disconnected at another server's request");
+    }
 }
 
 /// Every presence interval, has the rooms with changes tell them, until
@@ -479,6 +488,16 @@ mod tests {
             Ok(())
         }
         fn typing(&self, _room: &Arc<str>, _member: EventMember) {}
+        fn peek(
+            &self,
+            _room: &Arc<str>,
+            reply: tokio::sync::oneshot::Sender<
+                Result<Option<crate::room_event::Snapshot>, BrokerUnavailable>,
+            >,
+        ) {
+            let _ = reply.send(Ok(None));
+        }
+        fn disconnect(&self, _target: &Disconnect, _reason: Option<&str>) {}
         fn status(&self) -> BrokerStatus {
             BrokerStatus::default()
         }

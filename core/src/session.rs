@@ -456,6 +456,7 @@ impl Session {
                     sender: member.event_member(),
                     sent_at_ms: unix_millis(),
                     body,
+                    receipt: None,
                     reply: PublishReply::Session { request_id, outbox: self.outbox.clone() },
                 };
                 // Not the client's fault, so not charged to its error budget.

@@ -21,9 +21,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use wtchat_core::broker::{Broker, BrokerHost, BrokerStatus, BrokerUnavailable, Publish, RoomHandle};
-use wtchat_core::room_event::EventMember;
+use tokio::sync::{mpsc, oneshot};
+use wtchat_core::broker::{
+    Broker, BrokerHost, BrokerStatus, BrokerUnavailable, Disconnect, Publish, RoomHandle,
+};
+use wtchat_core::room_event::{EventMember, Snapshot};
 use wtchat_protocol::PresenceChange;
 
 use crate::link::{Command, Link, NODE_SHIFT, Shared};
@@ -128,6 +130,20 @@ impl Broker for RedisBroker {
         queued.fetch_add(1, Ordering::Relaxed);
         self.send(Command::Publish(room.clone(), publish));
         Ok(())
+    }
+
+    fn peek(&self, room: &Arc<str>, reply: oneshot::Sender<Result<Option<Snapshot>, BrokerUnavailable>>) {
+        if self.is_available() {
+            self.send(Command::Peek(room.clone(), reply));
+        } else {
+            let _ = reply.send(Err(BrokerUnavailable));
+        }
+    }
+
+    fn disconnect(&self, target: &Disconnect, reason: Option<&str>) {
+        if self.is_available() {
+            self.send(Command::Disconnect(target.clone(), reason.map(str::to_owned)));
+        }
     }
 
     fn typing(&self, room: &Arc<str>, member: EventMember) {

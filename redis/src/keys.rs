@@ -9,6 +9,8 @@
 //! | `wtchat:room:{r}:history` | stream | the last `history_len` messages, entry id `{seq}-1` |
 //! | `wtchat:room:{r}:members` | hash | session id → member record (`feed::member_record`) |
 //! | `wtchat:room:{r}:events` | channel | the room's feed (`feed.rs`) |
+//! | `wtchat:room:{r}:receipt:{k}` | string | `{epoch} {seq}` of the post made with idempotency key `{k}`, for 10 minutes |
+//! | `wtchat:control` | channel | orders for every server (`control.rs`) |
 //! | `wtchat:node:{n}` | hash | node field → reap record (`feed::reap_record`): what to remove if `{n}` dies |
 //! | `wtchat:nodes` | sorted set | node id → when it was last heard of (Redis's clock) |
 //! | `wtchat:node-ids` | counter | hands out node ids |
@@ -31,9 +33,19 @@ pub fn room_members(room: &str) -> String {
     format!("{PREFIX}room:{room}:members")
 }
 
+/// What a post to a room with an idempotency key got.
+pub fn room_receipt(room: &str, key: &str) -> String {
+    format!("{PREFIX}room:{room}:receipt:{key}")
+}
+
 /// A room's feed channel.
 pub fn room_events(room: &str) -> String {
     format!("{PREFIX}room:{room}:events")
+}
+
+/// The channel of orders for every server.
+pub fn control() -> String {
+    format!("{PREFIX}control")
 }
 
 /// The room whose feed a channel is, if it is one.

@@ -8,6 +8,7 @@
 
 mod announcements;
 mod broker;
+pub mod control;
 pub mod feed;
 pub mod keys;
 mod link;

@@ -14,17 +14,18 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use tokio::sync::mpsc;
-use wtchat_core::broker::{BrokerHost, Publish, RoomHandle};
-use wtchat_core::room_event::{EventMember, RoomEvent};
+use tokio::sync::{mpsc, oneshot};
+use wtchat_core::broker::{BrokerHost, BrokerUnavailable, Disconnect, Publish, RoomHandle};
+use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
 use wtchat_protocol::PresenceChange;
 
 use crate::announcements::Announcements;
 use crate::pipeline::Pipeline;
 use crate::scripts::{
-    HeartbeatScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript, new_epoch,
+    HeartbeatScript, PeekScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
+    new_epoch,
 };
-use crate::{feed, keys};
+use crate::{control, feed, keys};
 
 /// How long a connection attempt or a command may take before the link is
 /// considered lost.
@@ -51,6 +52,10 @@ pub(crate) enum Command {
     Presence(Arc<str>, EventMember, PresenceChange),
     /// Announce that a member is typing.
     Typing(Arc<str>, EventMember),
+    /// Tell every other server to close these sessions.
+    Disconnect(Disconnect, Option<String>),
+    /// Read a room without opening it, after the writes before it.
+    Peek(Arc<str>, oneshot::Sender<Result<Option<Snapshot>, BrokerUnavailable>>),
 }
 
 /// What the link and the broker handle both see.
@@ -138,7 +143,12 @@ impl Link {
         let pubsub = tokio::time::timeout(LINK_TIMEOUT, self.client.get_async_pubsub())
             .await
             .map_err(|_| timed_out())??;
-        let (subscriptions, feed) = pubsub.split();
+        let (mut subscriptions, feed) = pubsub.split();
+        // Orders for every server come on one channel, followed from the
+        // start of each link.
+        tokio::time::timeout(LINK_TIMEOUT, subscriptions.subscribe(keys::control()))
+            .await
+            .map_err(|_| timed_out())??;
         for script in self.scripts.all() {
             script.prepare_invoke().load_async(&mut commands).await?;
         }
@@ -260,6 +270,30 @@ impl Link {
             pipeline.flush(connection, queued).await?;
             match then {
                 Some(Command::Open(room)) => self.open(&room, connection, subscriptions, host).await?,
+                Some(Command::Peek(room, reply)) => {
+                    let script = PeekScript { room: &room, history_len: self.history_len };
+                    let read = tokio::time::timeout(
+                        LINK_TIMEOUT,
+                        script.command(&self.scripts).query_async::<Option<SnapshotReply>>(connection),
+                    )
+                    .await
+                    .map_err(|_| timed_out());
+                    match read {
+                        Ok(Ok(snapshot)) => {
+                            let _ = reply.send(Ok(script.decode(snapshot)));
+                        }
+                        // An answer that does not parse fails the read,
+                        // not the link.
+                        Ok(Err(error)) if error.kind() == redis::ErrorKind::TypeError => {
+                            tracing::warn!(%error, room = %room, "could not read a room");
+                            let _ = reply.send(Err(BrokerUnavailable));
+                        }
+                        Ok(Err(error)) | Err(error) => {
+                            let _ = reply.send(Err(BrokerUnavailable));
+                            return Err(error);
+                        }
+                    }
+                }
                 Some(Command::Close(name)) => {
                     let reopened = host.upgrade().is_some_and(|host| host.is_open(&name));
                     if !reopened {
@@ -289,6 +323,7 @@ impl Link {
                     sender: &publish.sender,
                     sent_at_ms: publish.sent_at_ms,
                     body: &publish.body,
+                    receipt: publish.receipt.as_deref(),
                 };
                 pipeline.push(script.command(&self.scripts), Some(publish.reply));
             }
@@ -301,8 +336,13 @@ impl Link {
                 command.arg(keys::room_events(&room)).arg(feed::typing_event(&member));
                 pipeline.push(command, None);
             }
-            Command::Open(_) | Command::Close(_) => {
-                debug_assert!(false, "a subscription change is not a write");
+            Command::Disconnect(target, reason) => {
+                let mut command = redis::cmd("PUBLISH");
+                command.arg(keys::control()).arg(control::order(node_id, &target, reason.as_deref()));
+                pipeline.push(command, None);
+            }
+            Command::Open(_) | Command::Close(_) | Command::Peek(..) => {
+                debug_assert!(false, "a subscription change or a read is not a write");
             }
         }
     }
@@ -354,9 +394,15 @@ impl Link {
 /// with `BROKER_UNAVAILABLE` and leaves the count of queued publishes.
 fn discard(queued_publishes: &AtomicUsize, commands: impl IntoIterator<Item = Command>) {
     for command in commands {
-        if let Command::Publish(_, publish) = command {
-            queued_publishes.fetch_sub(1, Ordering::Relaxed);
-            publish.reply.refused();
+        match command {
+            Command::Publish(_, publish) => {
+                queued_publishes.fetch_sub(1, Ordering::Relaxed);
+                publish.reply.refused();
+            }
+            Command::Peek(_, reply) => {
+                let _ = reply.send(Err(BrokerUnavailable));
+            }
+            _ => {}
         }
     }
 }
@@ -385,7 +431,7 @@ fn rounds(batch: impl IntoIterator<Item = Command>) -> Vec<Round> {
     let mut writes = Vec::new();
     for command in batch {
         match command {
-            Command::Open(_) | Command::Close(_) => {
+            Command::Open(_) | Command::Close(_) | Command::Peek(..) => {
                 rounds.push(Round { writes: std::mem::take(&mut writes), then: Some(command) });
             }
             write => writes.push(write),
@@ -418,9 +464,21 @@ async fn read_feed(
     requeue: mpsc::WeakUnboundedSender<Command>,
     node_id: u64,
 ) {
+    let control = keys::control();
     while let Some(message) = feed.next().await {
         let Some(host) = host.upgrade() else { return };
         let channel = message.get_channel_name();
+        if channel == control {
+            match control::parse(message.get_payload_bytes()) {
+                // The server that sent it closed its own already.
+                Some((from, target, reason)) if from != node_id => {
+                    host.disconnect(&target, reason.as_deref())
+                }
+                Some(_) => {}
+                None => tracing::warn!("skipped an order that does not parse"),
+            }
+            continue;
+        }
         let Some(room) = keys::room_of_events(channel) else { continue };
         let events = match feed::parse_feed(message.get_payload_bytes()) {
             Ok(events) => events,
@@ -534,6 +592,7 @@ mod tests {
                     sender: EventMember { session_id: 1, name: Arc::from("t") },
                     sent_at_ms: 0,
                     body: "lost".into(),
+                    receipt: None,
                     reply: PublishReply::Session { request_id, outbox: outbox.clone() },
                 },
             )

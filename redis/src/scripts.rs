@@ -17,6 +17,7 @@ use crate::{feed, keys};
 pub struct Scripts {
     publish: Script,
     snapshot: Script,
+    peek: Script,
     presence: Script,
     heartbeat: Script,
 }
@@ -26,6 +27,7 @@ impl Default for Scripts {
         Self {
             publish: Script::new(include_str!("lua/publish.lua")),
             snapshot: Script::new(include_str!("lua/snapshot.lua")),
+            peek: Script::new(include_str!("lua/peek.lua")),
             presence: Script::new(include_str!("lua/presence.lua")),
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
         }
@@ -34,13 +36,17 @@ impl Default for Scripts {
 
 impl Scripts {
     /// Every script, to load.
-    pub fn all(&self) -> [&Script; 4] {
-        [&self.publish, &self.snapshot, &self.presence, &self.heartbeat]
+    pub fn all(&self) -> [&Script; 5] {
+        [&self.publish, &self.snapshot, &self.peek, &self.presence, &self.heartbeat]
     }
 }
 
 /// How long a room's history and numbering outlive its last message.
 pub const ROOM_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// How long a post's idempotency key is remembered: as long as a server
+/// alone remembers one (`wtchat_core::receipts::WINDOW`).
+pub const RECEIPT_TTL_SECS: u64 = wtchat_core::receipts::WINDOW.as_secs();
 
 /// An epoch for a room that has none, below 2^53 so that JavaScript holds it
 /// exactly.
@@ -73,20 +79,25 @@ pub struct PublishScript<'a> {
     pub sent_at_ms: u64,
     /// The text.
     pub body: &'a str,
+    /// The post's idempotency key, if it has one.
+    pub receipt: Option<&'a str>,
 }
 
 impl PublishScript<'_> {
     /// The command; Redis answers with the room's epoch and the message's
     /// number.
     pub fn command(&self, scripts: &Scripts) -> Cmd {
+        let receipt = keys::room_receipt(self.room, self.receipt.unwrap_or_default());
         let mut command =
-            evalsha(&scripts.publish, &[keys::room_meta(self.room), keys::room_history(self.room)]);
+            evalsha(&scripts.publish, &[keys::room_meta(self.room), keys::room_history(self.room), receipt]);
         command
             .arg(keys::room_events(self.room))
             .arg(self.new_epoch)
             .arg(self.history_len)
             .arg(ROOM_TTL_SECS)
-            .arg(feed::message_tail(self.sender, self.sent_at_ms, self.body));
+            .arg(feed::message_tail(self.sender, self.sent_at_ms, self.body))
+            .arg(if self.receipt.is_some() { "1" } else { "0" })
+            .arg(RECEIPT_TTL_SECS);
         command
     }
 }
@@ -148,20 +159,52 @@ impl SnapshotScript<'_> {
     }
 
     /// Reads the answer, skipping (and logging) entries that do not parse.
-    pub fn decode(&self, (epoch, last_seq, history, members): SnapshotReply) -> Snapshot {
-        let history: Vec<RoomEvent> = history
-            .iter()
-            .filter_map(|entry| match feed::parse(entry) {
-                Ok(event) => Some(event),
-                Err(error) => {
-                    tracing::warn!(room = %self.room, %error, "skipped a history entry");
-                    None
-                }
-            })
-            .collect();
-        let members =
-            members.chunks_exact(2).filter_map(|pair| feed::parse_member(&pair[0], &pair[1])).collect();
-        Snapshot { epoch, last_seq, history, members }
+    pub fn decode(&self, reply: SnapshotReply) -> Snapshot {
+        decode_snapshot(self.room, reply)
+    }
+}
+
+/// A snapshot's answer read, skipping (and logging) entries that do not
+/// parse.
+fn decode_snapshot(room: &str, (epoch, last_seq, history, members): SnapshotReply) -> Snapshot {
+    let history: Vec<RoomEvent> = history
+        .iter()
+        .filter_map(|entry| match feed::parse(entry) {
+            Ok(event) => Some(event),
+            Err(error) => {
+                tracing::warn!(room, %error, "skipped a history entry");
+                None
+            }
+        })
+        .collect();
+    let members = members.chunks_exact(2).filter_map(|pair| feed::parse_member(&pair[0], &pair[1])).collect();
+    Snapshot { epoch, last_seq, history, members }
+}
+
+/// `peek.lua`: what Redis holds of a room, read without touching it.
+#[derive(Debug)]
+pub struct PeekScript<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// How many messages of history to read.
+    pub history_len: usize,
+}
+
+impl PeekScript<'_> {
+    /// The command; its answer is a [`SnapshotReply`], or nil for a room
+    /// Redis does not know.
+    pub fn command(&self, scripts: &Scripts) -> Cmd {
+        let mut command = evalsha(
+            &scripts.peek,
+            &[keys::room_meta(self.room), keys::room_history(self.room), keys::room_members(self.room)],
+        );
+        command.arg(self.history_len);
+        command
+    }
+
+    /// Reads the answer.
+    pub fn decode(&self, reply: Option<SnapshotReply>) -> Option<Snapshot> {
+        reply.map(|reply| decode_snapshot(self.room, reply))
     }
 }
 

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wtchat_core::arrival::bearer;
 use wtchat_core::backend::{Backend, BackendError, Post};
-use wtchat_core::broker::Sequenced;
+use wtchat_core::broker::{Disconnect, Sequenced};
 
 use crate::http::constant_time_eq;
 
@@ -62,7 +62,9 @@ impl From<BackendError> for Failure {
     fn from(error: BackendError) -> Self {
         let status = match error {
             BackendError::UnknownRoom(_) => StatusCode::NOT_FOUND,
-            BackendError::InvalidName(_) | BackendError::EmptyMessage => StatusCode::BAD_REQUEST,
+            BackendError::InvalidName(_)
+            | BackendError::EmptyMessage
+            | BackendError::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             BackendError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BackendError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             BackendError::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -160,19 +162,22 @@ impl Api {
                 Ok(published(room, sequenced))
             }
             (&Method::POST, ["messages"]) => self.publish_many(self.body(request).await?).await,
-            (&Method::GET, ["rooms", room, "members"]) => self.members(room, &query),
-            (&Method::GET, ["rooms", room, "history"]) => self.history(room, &query),
+            (&Method::GET, ["rooms", room, "members"]) => self.members(room, &query).await,
+            (&Method::GET, ["rooms", room, "history"]) => self.history(room, &query).await,
             (&Method::POST, ["users", user, "disconnect"]) => {
                 let user = percent_decode(user)
                     .ok_or_else(|| invalid("the user id is not valid percent-encoded UTF-8"))?;
                 let reason = self.disconnect_body(request).await?;
-                Ok(json!({ "disconnected": self.backend.hub().disconnect_user(&user, reason.as_deref()) }))
+                Ok(
+                    json!({ "disconnected": self.backend.disconnect(&Disconnect::User(user), reason.as_deref()) }),
+                )
             }
             (&Method::POST, ["sessions", session, "disconnect"]) => {
                 let id: u64 = session.parse().map_err(|_| invalid("a session id is a number"))?;
                 let reason = self.disconnect_body(request).await?;
-                let found = self.backend.hub().disconnect_session(id, reason.as_deref());
-                Ok(json!({ "disconnected": usize::from(found) }))
+                Ok(
+                    json!({ "disconnected": self.backend.disconnect(&Disconnect::Session(id), reason.as_deref()) }),
+                )
             }
             _ if ROUTES.iter().any(|(_, pattern)| matches(pattern, &path)) => Err(Failure(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -233,10 +238,10 @@ impl Api {
         Ok(json!({ "results": results }))
     }
 
-    fn members(&self, room: &str, query: &str) -> Answer {
+    async fn members(&self, room: &str, query: &str) -> Answer {
         let after = number(query, "after")?.unwrap_or(0);
         let limit = page_limit(query)?;
-        let page = self.backend.members(room, after, limit)?;
+        let page = self.backend.members(room, after, limit).await?;
         let members: Vec<Value> =
             page.members.iter().map(|m| json!({ "session_id": m.session_id, "name": m.name })).collect();
         Ok(json!({
@@ -247,12 +252,13 @@ impl Api {
         }))
     }
 
-    fn history(&self, room: &str, query: &str) -> Answer {
+    async fn history(&self, room: &str, query: &str) -> Answer {
         let before = number(query, "before")?.unwrap_or(u64::MAX);
         let limit = page_limit(query)?;
-        let (page, messages) = self.backend.history(room, before, limit)?;
-        let oldest = page.messages.first().map(|(seq, _)| *seq);
-        let messages: Vec<Value> = messages
+        let page = self.backend.history(room, before, limit).await?;
+        let oldest = page.messages.first().map(|m| m.seq);
+        let messages: Vec<Value> = page
+            .messages
             .iter()
             .map(|m| {
                 json!({

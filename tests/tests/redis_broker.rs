@@ -75,6 +75,7 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
         sender: &member,
         sent_at_ms: 1_700_000_000_123,
         body: BODY,
+        receipt: None,
     };
     let numbered: (u64, u64) = publish.command(&scripts).query_async(&mut connection).await?;
     assert_eq!(numbered, (4242, 1), "the answer is the epoch and the number");
@@ -105,6 +106,14 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     assert_eq!(history.len(), 2);
     assert_eq!(history[0], message, "the history keeps the message as the feed carried it");
     assert_eq!(members, vec![member.clone()]);
+
+    // A post with an idempotency key, repeated: the first number again, and
+    // one message on the feed (the next event read is the typing below).
+    let keyed = PublishScript { body: "keyed", receipt: Some("retry-1"), ..again };
+    let first: (u64, u64) = keyed.command(&scripts).query_async(&mut connection).await?;
+    let repeated: (u64, u64) = keyed.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!((first, repeated), ((4242, 3), (4242, 3)));
+    assert!(matches!(&next_events().await?[..], [RoomEvent::Message { seq: 3, .. }]));
 
     // Typing is published from Rust alone.
     let () = connection.publish(keys::room_events(room), feed::typing_event(&member)).await?;

@@ -201,6 +201,13 @@ async fn bad_calls_get_stable_codes_and_change_nothing() -> Result<()> {
         ("POST", "/api/rooms/lobby/messages", post(&"x".repeat(101)), 413, "message_too_large"),
         ("POST", "/api/rooms/lobby/messages", post(&"x".repeat(8000)), 413, "body_too_large"),
         ("POST", "/api/rooms/lobby/messages", json!({ "text": "hi" }), 400, "invalid_request"),
+        (
+            "POST",
+            "/api/rooms/lobby/messages",
+            json!({ "body": "hi", "idempotency_key": "k".repeat(129) }),
+            400,
+            "invalid_request",
+        ),
         ("POST", "/api/messages", json!({ "rooms": [], "body": "hi" }), 400, "invalid_request"),
         ("GET", "/api/rooms/lobby/members?limit=0", Value::Null, 400, "invalid_request"),
         ("GET", "/api/rooms/attic/history", Value::Null, 404, "unknown_room"),
@@ -231,14 +238,6 @@ async fn bad_calls_get_stable_codes_and_change_nothing() -> Result<()> {
 #[tokio::test]
 async fn a_disconnect_closes_the_users_sessions_with_the_code_and_reason_they_see() -> Result<()> {
     let server = api_server(|c| c.auth_hs256_secret = Some(SECRET.into())).await;
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 600;
-    let token = |sub: &str| {
-        encode(
-            &Header::new(Algorithm::HS256),
-            &json!({ "sub": sub, "exp": exp }),
-            &EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-    };
     let mut troll = Vec::new();
     for _ in 0..2 {
         let mut client = WsClient::connect_with_token(&server, &token("troll@example.com")?).await?;
@@ -273,15 +272,17 @@ async fn a_disconnect_closes_the_users_sessions_with_the_code_and_reason_they_se
     server.stop().await
 }
 
-#[tokio::test]
-async fn with_redis_a_post_through_one_server_reaches_members_on_another_in_order() -> Result<()> {
+/// Redis and two servers with the API on, and `extra` flags.
+async fn cluster(extra: &[&str]) -> Result<(RedisServer, Vec<Binary>)> {
     let redis = RedisServer::start()?;
     let url = redis.url();
     let mut servers = Vec::new();
     for _ in 0..2 {
         let certs = temp_dir("api-certs");
         let certs = certs.to_str().unwrap_or_default().to_owned();
-        let args = ["--listen", "127.0.0.1:0", "--redis-url", &url, "--cert-dir", &certs, "--api-keys", KEY];
+        let mut args =
+            vec!["--listen", "127.0.0.1:0", "--redis-url", &url, "--cert-dir", &certs, "--api-keys", KEY];
+        args.extend_from_slice(extra);
         servers.push(Binary::start(&args)?);
     }
     for server in &servers {
@@ -291,11 +292,57 @@ async fn with_redis_a_post_through_one_server_reaches_members_on_another_in_orde
         })
         .await?;
     }
+    Ok((redis, servers))
+}
+
+/// A token of the test issuer for `sub`, valid for ten minutes.
+fn token(sub: &str) -> Result<String> {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 600;
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    Ok(encode(&Header::new(Algorithm::HS256), &json!({ "sub": sub, "exp": exp }), &key)?)
+}
+
+#[tokio::test]
+async fn with_redis_a_disconnect_reaches_the_sessions_on_every_server() -> Result<()> {
+    let (redis, servers) = cluster(&["--auth-hs256-secret", SECRET]).await?;
+    let connect = async |server: usize, sub: &str| -> Result<WsClient> {
+        let path = format!("/ws?token={}", token(sub)?);
+        let mut client = WsClient::connect_to(servers[server].address, &path, None, None).await?;
+        client.hello().await?;
+        Ok(client)
+    };
+    let mut trolls = vec![connect(0, "troll").await?, connect(1, "troll").await?];
+    let mut nice = connect(1, "nice").await?;
+    let (joined, _) = nice.join("lobby", "nice").await?;
+    let reason = json!({ "reason": "banned" });
+    let (_, answer) = call(servers[0].address, "POST", "/api/users/troll/disconnect", &reason).await?;
+    assert_eq!(answer, json!({ "disconnected": 1 }), "the count is the asked server's own");
+    for troll in &mut trolls {
+        let (notice, code) = troll.until_closed().await?;
+        assert_eq!(notice.map(|n| (n.code, n.text)), Some((ReasonCode::DISCONNECTED, "banned".to_owned())));
+        assert_eq!(code, Some(ReasonCode::DISCONNECTED.0));
+    }
+    // A session on the other server, by the id members see.
+    let id = joined.members[0].session_id;
+    let (_, answer) =
+        call(servers[0].address, "POST", &format!("/api/sessions/{id}/disconnect"), &Value::Null).await?;
+    assert_eq!(answer, json!({ "disconnected": 0 }));
+    let (notice, _) = nice.until_closed().await?;
+    assert_eq!(notice.map(|n| n.code), Some(ReasonCode::DISCONNECTED));
+    drop(redis);
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_redis_a_post_through_one_server_reaches_members_on_another_in_order() -> Result<()> {
+    let (redis, servers) = cluster(&[]).await?;
     // The member is on the second server; the room is not open on the first.
     let mut member = WsClient::connect_at(servers[1].address, None, None).await?;
     member.hello().await?;
     let (joined, _) = member.join("lobby", "ann").await?;
     member.publish("lobby", "from a member").await?;
+    let first: Vec<(u64, String)> = member.chat(1).await?.into_iter().map(|m| (m.seq, m.body)).collect();
+    assert_eq!(first, [(1, "from a member".to_owned())]);
     let mut answers = Vec::new();
     for n in 0..3 {
         let (status, answer) = call(
@@ -309,14 +356,39 @@ async fn with_redis_a_post_through_one_server_reaches_members_on_another_in_orde
         assert_eq!(answer["epoch"], joined.epoch, "Redis's epoch of the room");
         answers.push(answer["seq"].as_u64().context("a seq")?);
     }
-    let seen: Vec<(u64, String)> = member.chat(4).await?.into_iter().map(|m| (m.seq, m.body)).collect();
-    assert_eq!(seen[0], (1, "from a member".into()));
+    let seen: Vec<(u64, String)> = member.chat(3).await?.into_iter().map(|m| (m.seq, m.body)).collect();
     let api: Vec<(u64, String)> =
         answers.iter().enumerate().map(|(n, seq)| (*seq, format!("api {n}"))).collect();
-    assert_eq!(&seen[1..], &api[..], "each with the number the API answered, in order");
-    // Members are read where the room is open, across servers.
-    let (_, page) = call(servers[1].address, "GET", "/api/rooms/lobby/members", &Value::Null).await?;
-    assert_eq!(page["member_count"], 1);
+    assert_eq!(seen, api, "each with the number the API answered, in order");
+    // A keyed post retried through the other server answers the first
+    // number and reaches the member once.
+    let keyed = json!({ "body": "once", "idempotency_key": "notice-7" });
+    let (_, first) = call(servers[0].address, "POST", "/api/rooms/lobby/messages", &keyed).await?;
+    let (status, retried) = call(servers[1].address, "POST", "/api/rooms/lobby/messages", &keyed).await?;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(first, retried, "the receipt is kept in Redis, for every server");
+    member.publish("lobby", "after the retry").await?;
+    let once: Vec<(u64, String)> = member.chat(2).await?.into_iter().map(|m| (m.seq, m.body)).collect();
+    let seq = first["seq"].as_u64().context("a seq")?;
+    assert_eq!(once, [(seq, "once".into()), (seq + 1, "after the retry".into())]);
+    // Members and history read the same on either server: from the room
+    // where it is open, from Redis where it is not.
+    for server in &servers {
+        let (_, page) = call(server.address, "GET", "/api/rooms/lobby/members", &Value::Null).await?;
+        assert_eq!(
+            (page["member_count"].as_u64(), page["members"][0]["name"].as_str()),
+            (Some(1), Some("ann"))
+        );
+        let (_, history) =
+            call(server.address, "GET", "/api/rooms/lobby/history?limit=2", &Value::Null).await?;
+        assert_eq!(history["epoch"], joined.epoch);
+        let bodies: Vec<&str> =
+            history["messages"].as_array().into_iter().flatten().filter_map(|m| m["body"].as_str()).collect();
+        assert_eq!(bodies, ["once", "after the retry"], "{history}");
+        assert_eq!(history["next_before"], seq);
+    }
+    let (status, answer) = call(servers[0].address, "GET", "/api/rooms/attic/members", &Value::Null).await?;
+    assert_eq!((status, code(&answer)), (404, "unknown_room"), "a room Redis does not know");
     drop(redis);
     Ok(())
 }

@@ -1,10 +1,22 @@
 -- Sequences, stores and broadcasts one chat message, atomically, so that
 -- the order in the history and the order every server receives are one.
 -- Arguments: see `PublishScript` in scripts.rs.
--- KEYS: 1 the room's meta hash, 2 its history stream
+-- A post with an idempotency key keeps its receipt; a repeated key is
+-- answered with the first post's number and publishes nothing.
+-- KEYS: 1 the room's meta hash, 2 its history stream, 3 the receipt of
+--       the post's idempotency key (unused without one)
 -- ARGV: 1 events channel, 2 epoch to use if the room has none,
 --       3 history length, 4 time to live in seconds,
---       5 the message without its header (feed.rs's `message_tail`)
+--       5 the message without its header (feed.rs's `message_tail`),
+--       6 '1' when the post has an idempotency key, 7 the receipt's
+--       time to live in seconds
+if ARGV[6] == '1' then
+  local kept = redis.call('GET', KEYS[3])
+  if kept then
+    local epoch, seq = string.match(kept, '^(%d+) (%d+)$')
+    return {epoch, tonumber(seq)}
+  end
+end
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2]) == 1 then
   -- A room without meta has lost its numbering, so any stream left over
   -- belongs to the old epoch.
@@ -21,4 +33,7 @@ if tonumber(ARGV[3]) > 0 then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', ARGV[1], event)
+if ARGV[6] == '1' then
+  redis.call('SET', KEYS[3], epoch .. ' ' .. seq, 'EX', ARGV[7])
+end
 return {epoch, seq}
