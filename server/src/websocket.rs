@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -99,12 +99,14 @@ pub fn upgrade<B: Send + 'static>(
         match on_upgrade.await.map(|upgraded| upgraded.downcast::<TokioIo<TcpStream>>()) {
             // Plain TCP: the frames go to the socket without tungstenite.
             Ok(Ok(parts)) => {
-                let (read, write) = parts.io.into_inner().into_split();
-                let wire = Wire::new(write, hub.config().session.outbound_queue_bytes);
-                let control = ControlStream::new(read, parts.read_buf, wire.clone());
+                let queue_bytes = hub.config().session.outbound_queue_bytes;
+                let wire = Wire::new(parts.io.into_inner(), &parts.read_buf, queue_bytes);
+                drop(parts.read_buf);
+                let control = ControlStream::new(wire.clone());
+                // Unsplit: tungstenite only reads here, so nothing else
+                // needs a lock on it.
                 let stream = WebSocketStream::from_raw_socket(control, Role::Server, Some(config)).await;
-                let (control, stream) = stream.split();
-                let sink = PlainSink { data: WireSink::new(wire), control };
+                let sink = PlainSink { data: WireSink::new(wire) };
                 transport::serve(hub, arrival, WebSocketInbound { stream }, sink).await;
             }
             Ok(Err(upgraded)) => {
@@ -152,12 +154,12 @@ where
 }
 
 /// WebSocket messages as the core sees them.
-struct WebSocketInbound<S> {
-    /// The reading half of the WebSocket.
-    stream: SplitStream<WebSocketStream<S>>,
+struct WebSocketInbound<T> {
+    /// The WebSocket, or its reading half.
+    stream: T,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketInbound<S> {
+impl<T: Stream<Item = Result<Message, WsError>> + Unpin> Stream for WebSocketInbound<T> {
     type Item = Inbound;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
@@ -204,11 +206,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameSink for WebSocketSink<S> {
     }
 }
 
-/// Frames on plain TCP: data straight to the socket, the close handshake
-/// through tungstenite, whose bytes share the wire in order.
+/// Frames on plain TCP, and the server's close, written by the wire.
 struct PlainSink {
     data: WireSink,
-    control: SplitSink<WebSocketStream<ControlStream>, Message>,
 }
 
 impl FrameSink for PlainSink {
@@ -219,7 +219,7 @@ impl FrameSink for PlainSink {
     }
 
     async fn close(&mut self, code: ReasonCode, text: &str) -> io::Result<()> {
-        close(&mut self.control, code, text).await
+        self.data.close(code.0, close_reason(text)).await
     }
 }
 

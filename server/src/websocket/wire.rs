@@ -12,20 +12,25 @@
 //! vector to import); a larger batch goes out with `writev` straight from
 //! the frames' shared allocations.
 //!
-//! Tungstenite still reads, and still writes its control frames (the pong
-//! to a ping, the close handshake), through [`ControlStream`]: those bytes
-//! join a pending buffer that the data writer also uses for the rest of a
-//! short write, so that the socket only ever sees whole frames in a row,
-//! whichever side wrote them.
+//! Tungstenite still reads, and writes its control frames (the pong to a
+//! ping, the echo of a client's close), through [`ControlStream`]: those
+//! bytes join a pending buffer that the data writer also uses for the rest
+//! of a short write, so that the socket only ever sees whole frames in a
+//! row, whichever side wrote them. The server's own close is written here
+//! ([`WireSink::close`]), and nothing follows a close frame, whoever wrote
+//! it.
+//!
+//! The socket and that state share one allocation ([`Wire`]), and the
+//! writer keeps no buffer of its own: an idle connection pays for none of
+//! this.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use wtchat_core::frame::Frame;
 
 /// Frames per vectored write: two slices each (header and body), within
@@ -44,68 +49,90 @@ const HEADER_MAX: usize = 10;
 /// in one `send`.
 const SCRATCH_BYTES: usize = 16 * 1024;
 
-thread_local! {
-    /// Where a batch is laid out before its `send`: one per worker thread,
-    /// so that no connection keeps a buffer of its own.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(SCRATCH_BYTES));
-}
-
 /// Buffer capacity kept between writes: a connection that once wrote a
 /// burst gives the rest back, so that idle connections stay small.
 const CAPACITY_KEPT: usize = 4 * 1024;
 
-/// The socket's writing half and what waits to go out before anything new.
-#[derive(Debug)]
+thread_local! {
+    /// Where a batch (or, for a large one, its headers) is laid out before
+    /// its write: one per worker thread, so that no connection keeps a
+    /// buffer of its own.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(SCRATCH_BYTES));
+}
+
+/// What waits to go out, and what came in with the upgrade request.
+#[derive(Debug, Default)]
 struct WireState {
-    half: OwnedWriteHalf,
     /// Whole frames' bytes, or the tail of a frame whose head is already
     /// out: always written before new frames, in order.
     pending: Vec<u8>,
+    /// Set once a close frame is queued: nothing may follow it.
+    closed: bool,
+    /// Bytes the HTTP server read past the upgrade request, which belong
+    /// to the WebSocket; read before the socket.
+    read_ahead: Vec<u8>,
+}
+
+/// The socket and its state, shared by the data writer ([`WireSink`]) and
+/// tungstenite ([`ControlStream`]), which take turns on the connection's
+/// one task.
+#[derive(Debug)]
+struct Shared {
+    stream: TcpStream,
+    state: Mutex<WireState>,
     /// The most `pending` may hold.
     pending_max: usize,
-    /// Set once tungstenite wrote a close frame: nothing may follow it.
-    closed: bool,
 }
 
-impl WireState {
-    /// Writes what is pending.
-    fn poll_flush_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.pending.is_empty() {
-            let written = ready!(Pin::new(&mut self.half).poll_write(cx, &self.pending))?;
-            if written == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.pending.drain(..written);
-        }
-        if self.pending.capacity() > CAPACITY_KEPT {
-            self.pending = Vec::new();
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// The shared write side: the data writer ([`WireSink`]) and tungstenite
-/// ([`ControlStream`]) use it in turn, on the connection's one task.
+/// A handle on the shared socket.
 #[derive(Debug, Clone)]
-pub(crate) struct Wire(Arc<Mutex<WireState>>);
+pub(crate) struct Wire(Arc<Shared>);
 
 impl Wire {
-    /// The write side of a connection whose outbound queue holds at most
-    /// `queue_bytes`: a short write's remainder is at most one batch.
-    pub(crate) fn new(half: OwnedWriteHalf, queue_bytes: usize) -> Self {
-        let state = WireState {
-            half,
-            pending: Vec::new(),
+    /// The wire of a connection whose outbound queue holds at most
+    /// `queue_bytes` (a short write's remainder is at most one batch), and
+    /// the bytes read past its upgrade request.
+    pub(crate) fn new(stream: TcpStream, read_ahead: &[u8], queue_bytes: usize) -> Self {
+        let state = WireState { read_ahead: read_ahead.to_vec(), ..WireState::default() };
+        Self(Arc::new(Shared {
+            stream,
+            state: Mutex::new(state),
             pending_max: queue_bytes + CONTROL_BYTES_MAX,
-            closed: false,
-        };
-        Self(Arc::new(Mutex::new(state)))
+        }))
     }
 
     fn lock(&self) -> MutexGuard<'_, WireState> {
         // Every operation leaves `pending` whole, so a poisoned lock is
         // still consistent.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes what `write` writes once the socket is writable.
+    fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.stream.poll_write_ready(cx))?;
+            match write(&self.0.stream) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Writes what is pending.
+    fn poll_flush_pending(&self, state: &mut WireState, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !state.pending.is_empty() {
+            let written = ready!(self.poll_write_with(cx, |stream| stream.try_write(&state.pending)))?;
+            state.pending.drain(..written);
+        }
+        if state.pending.capacity() > CAPACITY_KEPT {
+            state.pending = Vec::new();
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -124,41 +151,66 @@ fn push_header(out: &mut Vec<u8>, len: usize) {
     }
 }
 
-/// Writes frames as WebSocket binary messages.
+/// The length of the header of a frame of `len` bytes.
+fn header_len(len: usize) -> usize {
+    match len {
+        0..126 => 2,
+        126..=0xffff => 4,
+        _ => HEADER_MAX,
+    }
+}
+
+/// A close frame with a code and a reason of at most 123 bytes.
+fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut frame = vec![0x88, (2 + reason.len()) as u8];
+    frame.extend_from_slice(&code.to_be_bytes());
+    frame.extend_from_slice(reason.as_bytes());
+    frame
+}
+
+/// Writes frames as WebSocket binary messages, and the server's close.
 #[derive(Debug)]
 pub(crate) struct WireSink {
     wire: Wire,
-    /// The headers of the frames being written, back to back; kept between
-    /// batches so that a batch allocates nothing.
-    headers: Vec<u8>,
 }
 
 impl WireSink {
     pub(crate) fn new(wire: Wire) -> Self {
-        Self { wire, headers: Vec::new() }
+        Self { wire }
     }
 
     /// Writes the frames in order, pending bytes first, and flushes.
     pub(crate) async fn send(&mut self, frames: &[Frame]) -> io::Result<()> {
         for chunk in frames.chunks(FRAMES_PER_WRITE) {
-            self.headers.clear();
-            for frame in chunk {
-                push_header(&mut self.headers, frame.body_slice().len());
-            }
             let mut sent = false;
             std::future::poll_fn(|cx| self.poll_chunk(cx, chunk, &mut sent)).await?;
         }
-        if self.headers.capacity() > CAPACITY_KEPT {
-            self.headers = Vec::new();
-        }
         Ok(())
+    }
+
+    /// Queues a close frame with the code and reason (unless a close frame
+    /// went out already, such as the echo of the client's) and flushes.
+    pub(crate) async fn close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        {
+            let mut state = self.wire.lock();
+            if !state.closed {
+                state.pending.extend_from_slice(&close_frame(code, reason));
+                state.closed = true;
+            }
+        }
+        std::future::poll_fn(|cx| {
+            let mut state = self.wire.lock();
+            self.wire.poll_flush_pending(&mut state, cx)
+        })
+        .await?;
+        socket2::SockRef::from(&self.wire.0.stream).shutdown(std::net::Shutdown::Write)
     }
 
     /// Flushes what is pending, then writes the chunk (once); a short
     /// write's remainder joins the pending bytes and is flushed too.
     fn poll_chunk(&self, cx: &mut Context<'_>, chunk: &[Frame], sent: &mut bool) -> Poll<io::Result<()>> {
         let mut state = self.wire.lock();
-        ready!(state.poll_flush_pending(cx))?;
+        ready!(self.wire.poll_flush_pending(&mut state, cx))?;
         if *sent {
             return Poll::Ready(Ok(()));
         }
@@ -167,94 +219,65 @@ impl WireSink {
             // the protocol.
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "the WebSocket is closing")));
         }
-        let bodies: usize = chunk.iter().map(|frame| frame.body_slice().len()).sum();
-        if self.headers.len() + bodies <= SCRATCH_BYTES {
-            return self.poll_send_laid_out(&mut state, cx, chunk, sent);
-        }
-        let pieces: Vec<&[u8]>;
-        let one: [&[u8]; 2];
-        let pieces: &[&[u8]] = match chunk {
-            [frame] => {
-                one = [&self.headers, frame.body_slice()];
-                &one
-            }
-            _ => {
-                pieces = self::pieces(&self.headers, chunk);
-                &pieces
-            }
-        };
-        let total: usize = pieces.iter().map(|piece| piece.len()).sum();
-        let written = ready!(Self::poll_write_pieces(&mut state.half, cx, pieces))?;
-        if written == 0 {
-            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-        }
-        *sent = true;
-        if written < total {
-            // The socket took part of the chunk: the rest goes out before
-            // anything else, from the pending buffer.
-            let mut skip = written;
-            for piece in pieces {
-                let taken = skip.min(piece.len());
-                skip -= taken;
-                state.pending.extend_from_slice(&piece[taken..]);
-            }
-            ready!(state.poll_flush_pending(cx))?;
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl WireSink {
-    /// Lays the chunk out in the thread's scratch buffer and sends it; what
-    /// the socket does not take joins the pending bytes, which are then
-    /// flushed.
-    fn poll_send_laid_out(
-        &self,
-        state: &mut WireState,
-        cx: &mut Context<'_>,
-        chunk: &[Frame],
-        sent: &mut bool,
-    ) -> Poll<io::Result<()>> {
+        let bytes: usize =
+            chunk.iter().map(|frame| header_len(frame.body_slice().len()) + frame.body_slice().len()).sum();
         let written = SCRATCH.with_borrow_mut(|scratch| {
             scratch.clear();
-            let mut at = 0;
-            for frame in chunk {
-                let body = frame.body_slice();
-                let header_len = header_len(body.len());
-                scratch.extend_from_slice(&self.headers[at..at + header_len]);
-                scratch.extend_from_slice(body);
-                at += header_len;
+            if bytes <= SCRATCH_BYTES {
+                // Laid out whole, for one `send`.
+                for frame in chunk {
+                    push_header(scratch, frame.body_slice().len());
+                    scratch.extend_from_slice(frame.body_slice());
+                }
+                let written = match self.wire.poll_write_with(cx, |stream| stream.try_write(scratch)) {
+                    Poll::Ready(result) => result?,
+                    // The socket is full: the whole chunk waits in `pending`.
+                    Poll::Pending => 0,
+                };
+                state.pending.extend_from_slice(&scratch[written..]);
+            } else {
+                // Headers here, bodies from the frames themselves.
+                for frame in chunk {
+                    push_header(scratch, frame.body_slice().len());
+                }
+                let pieces = pieces(scratch, chunk);
+                let slices: Vec<IoSlice<'_>> = pieces.iter().map(|piece| IoSlice::new(piece)).collect();
+                let written = match self.wire.poll_write_with(cx, |stream| stream.try_write_vectored(&slices))
+                {
+                    Poll::Ready(result) => result?,
+                    Poll::Pending => 0,
+                };
+                let mut skip = written;
+                for piece in &pieces {
+                    let taken = skip.min(piece.len());
+                    skip -= taken;
+                    state.pending.extend_from_slice(&piece[taken..]);
+                }
             }
-            let written = match Pin::new(&mut state.half).poll_write(cx, scratch) {
-                Poll::Ready(Ok(0)) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-                Poll::Ready(Ok(written)) => written,
-                Poll::Ready(Err(error)) => return Err(error),
-                // The socket is full: the whole chunk waits in `pending`.
-                Poll::Pending => 0,
-            };
-            state.pending.extend_from_slice(&scratch[written..]);
-            Ok(())
+            if scratch.capacity() > SCRATCH_BYTES {
+                *scratch = Vec::with_capacity(SCRATCH_BYTES);
+            }
+            Ok::<(), io::Error>(())
         });
         written?;
         *sent = true;
-        state.poll_flush_pending(cx)
+        self.wire.poll_flush_pending(&mut state, cx)
     }
+}
 
-    fn poll_write_pieces(
-        half: &mut OwnedWriteHalf,
-        cx: &mut Context<'_>,
-        pieces: &[&[u8]],
-    ) -> Poll<io::Result<usize>> {
-        match pieces {
-            [header, body] => {
-                Pin::new(half).poll_write_vectored(cx, &[IoSlice::new(header), IoSlice::new(body)])
-            }
-            _ => {
-                let slices: Vec<IoSlice<'_>> = pieces.iter().map(|piece| IoSlice::new(piece)).collect();
-                Pin::new(half).poll_write_vectored(cx, &slices)
-            }
-        }
+/// What a chunk's write consists of: each frame's header, then its body as
+/// a view of the frame's shared allocation.
+pub(crate) fn pieces<'a>(headers: &'a [u8], chunk: &'a [Frame]) -> Vec<&'a [u8]> {
+    let mut pieces = Vec::with_capacity(chunk.len() * 2);
+    let mut at = 0;
+    for frame in chunk {
+        let body = frame.body_slice();
+        let header_len = header_len(body.len());
+        pieces.push(&headers[at..at + header_len]);
+        pieces.push(body);
+        at += header_len;
     }
+    pieces
 }
 
 /// Whether bytes tungstenite wrote (whole frames, unmasked) hold a close
@@ -279,98 +302,84 @@ fn holds_close(mut bytes: &[u8]) -> bool {
     false
 }
 
-/// The length of the header of a frame of `len` bytes.
-fn header_len(len: usize) -> usize {
-    match len {
-        0..126 => 2,
-        126..=0xffff => 4,
-        _ => HEADER_MAX,
-    }
-}
-
-/// What a chunk's write consists of: each frame's header, then its body as
-/// a view of the frame's shared allocation.
-pub(crate) fn pieces<'a>(headers: &'a [u8], chunk: &'a [Frame]) -> Vec<&'a [u8]> {
-    let mut pieces = Vec::with_capacity(chunk.len() * 2);
-    let mut at = 0;
-    for frame in chunk {
-        let body = frame.body_slice();
-        let header_len = header_len(body.len());
-        pieces.push(&headers[at..at + header_len]);
-        pieces.push(body);
-        at += header_len;
-    }
-    pieces
-}
-
-/// The stream tungstenite gets: the socket's reading half (after whatever
-/// the HTTP server read past the upgrade request), and writes that join
-/// the wire's pending bytes.
+/// The stream tungstenite gets: reads from the socket (after whatever the
+/// HTTP server read past the upgrade request), and writes that join the
+/// wire's pending bytes.
 #[derive(Debug)]
 pub(crate) struct ControlStream {
-    read: OwnedReadHalf,
-    /// Bytes read with the upgrade request that belong to the WebSocket.
-    read_ahead: Bytes,
     wire: Wire,
 }
 
 impl ControlStream {
-    pub(crate) fn new(read: OwnedReadHalf, read_ahead: Bytes, wire: Wire) -> Self {
-        // Even empty, the bytes would keep the HTTP server's whole read
-        // buffer alive for the connection's life.
-        let read_ahead =
-            if read_ahead.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(&read_ahead) };
-        Self { read, read_ahead, wire }
+    pub(crate) fn new(wire: Wire) -> Self {
+        Self { wire }
     }
 }
 
 impl AsyncRead for ControlStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.read_ahead.has_remaining() {
-            let n = self.read_ahead.len().min(buf.remaining());
-            buf.put_slice(&self.read_ahead[..n]);
-            self.read_ahead.advance(n);
-            if !self.read_ahead.has_remaining() {
-                self.read_ahead = Bytes::new();
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        {
+            let mut state = self.wire.lock();
+            if !state.read_ahead.is_empty() {
+                let n = state.read_ahead.len().min(buf.remaining());
+                buf.put_slice(&state.read_ahead[..n]);
+                state.read_ahead.drain(..n);
+                if state.read_ahead.is_empty() {
+                    state.read_ahead = Vec::new();
+                }
+                return Poll::Ready(Ok(()));
             }
-            return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.read).poll_read(cx, buf)
+        let stream = &self.wire.0.stream;
+        loop {
+            ready!(stream.poll_read_ready(cx))?;
+            match stream.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
     }
 }
 
 impl AsyncWrite for ControlStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut state = self.wire.lock();
-        if state.pending.len() + buf.len() > state.pending_max {
+        if state.closed {
+            // A close frame went out (the server's, which tungstenite did
+            // not write and so answers the client's reply to): nothing
+            // follows it.
+            return Poll::Ready(Ok(buf.len()));
+        }
+        if state.pending.len() + buf.len() > self.wire.0.pending_max {
             return Poll::Ready(Err(io::Error::other("the client does not read its control frames")));
         }
         // Whole: tungstenite hands over whole frames, and they must stay
         // whole among the data frames.
         state.pending.extend_from_slice(buf);
-        state.closed |= holds_close(buf);
+        state.closed = holds_close(buf);
         // Out at once, as a socket would take them: tungstenite does not
         // flush after every frame it writes (the echo of a client's close
         // among them). What the socket cannot take now waits in `pending`
         // for the next flush or data write.
-        if let Poll::Ready(Err(error)) = state.poll_flush_pending(cx) {
+        if let Poll::Ready(Err(error)) = self.wire.poll_flush_pending(&mut state, cx) {
             return Poll::Ready(Err(error));
         }
         Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.wire.lock().poll_flush_pending(cx)
+        let mut state = self.wire.lock();
+        self.wire.poll_flush_pending(&mut state, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = self.wire.lock();
-        ready!(state.poll_flush_pending(cx))?;
-        Pin::new(&mut state.half).poll_shutdown(cx)
+        ready!(self.wire.poll_flush_pending(&mut state, cx))?;
+        Poll::Ready(socket2::SockRef::from(&self.wire.0.stream).shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -404,7 +413,9 @@ mod tests {
             let mut out = Vec::new();
             push_header(&mut out, len);
             assert_eq!(out, header, "{len}");
+            assert_eq!(header_len(len), header.len());
         }
+        assert_eq!(close_frame(4012, "bye"), [0x88, 5, 0x0f, 0xac, b'b', b'y', b'e']);
     }
 
     #[test]
