@@ -14,11 +14,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wtchat_core::arrival::bearer;
 use wtchat_core::backend::{Backend, BackendError, Post};
 use wtchat_core::broker::{Disconnect, Sequenced};
 
-use crate::http::constant_time_eq;
+use crate::bearer::{constant_time_eq, presented_bearer};
 
 /// The OpenAPI document of every call below.
 pub const OPENAPI: &str = include_str!("api/openapi.json");
@@ -129,12 +128,7 @@ impl Api {
     }
 
     fn authorized<B>(&self, request: &Request<B>) -> bool {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-            .unwrap_or_default();
+        let presented = presented_bearer(request);
         // Every key is compared, so that timing tells nothing of which
         // matched or how much of one.
         self.keys

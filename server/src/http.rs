@@ -21,12 +21,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use wtchat_core::arrival::{TransportKind, bearer};
+use wtchat_core::arrival::TransportKind;
 use wtchat_core::backend::Backend;
 use wtchat_core::hub::Hub;
 use wtchat_core::metrics::family;
 
 use crate::api::Api;
+use crate::bearer::{constant_time_eq, presented_bearer};
 use crate::options::Config;
 use crate::origin::OriginPolicy;
 use crate::response::text;
@@ -220,25 +221,13 @@ fn admin_drain<B>(request: &Request<B>, state: &HttpState) -> Response<Full<Byte
     let Some(expected) = state.admin_token.as_deref() else {
         return text(StatusCode::NOT_FOUND, "admin endpoints are off; set admin_token to turn them on\n");
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-        .unwrap_or_default();
     // Compared in constant time, so that timing does not reveal a prefix.
-    if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+    if !constant_time_eq(presented_bearer(request).as_bytes(), expected.as_bytes()) {
         return text(StatusCode::UNAUTHORIZED, "a valid admin bearer token is required\n");
     }
     tracing::info!("drain requested through the admin endpoint");
     state.hub.request_drain();
     text(StatusCode::ACCEPTED, "draining: sessions are told to reconnect elsewhere\n")
-}
-
-/// Whether two secrets are equal, in time that depends only on their
-/// lengths.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {

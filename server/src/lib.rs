@@ -8,6 +8,7 @@
 //! the pieces (the core, the broker, the transports) and runs them.
 
 pub mod api;
+mod bearer;
 pub mod handshakes;
 pub mod http;
 pub mod options;
