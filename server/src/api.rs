@@ -140,7 +140,7 @@ impl Api {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or_default().to_owned();
-        let segments: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
+        let segments: Vec<&str> = path.strip_prefix("/api/").unwrap_or_default().split('/').collect();
         match (&method, segments.as_slice()) {
             (&Method::GET, ["openapi.json"]) => {
                 serde_json::from_str(OPENAPI).map_err(|e| internal(&e.to_string()))

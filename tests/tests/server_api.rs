@@ -213,6 +213,7 @@ async fn bad_calls_get_stable_codes_and_change_nothing() -> Result<()> {
         ("GET", "/api/rooms/attic/history", Value::Null, 404, "unknown_room"),
         ("POST", "/api/sessions/abc/disconnect", Value::Null, 400, "invalid_request"),
         ("GET", "/api/nothing", Value::Null, 404, "not_found"),
+        ("GET", "/api//api/info", Value::Null, 404, "not_found"),
         ("DELETE", "/api/rooms", Value::Null, 405, "method_not_allowed"),
     ];
     for (method, path, body, status, expected) in cases {
