@@ -165,8 +165,7 @@ impl Backend {
     /// Posts one message to a room; answers the number and epoch it got.
     pub async fn publish(&self, room: &str, post: &Post) -> Result<Sequenced, BackendError> {
         let limits = self.hub.config().session;
-        let room = validate_room_name(room, limits.max_room_name_bytes)
-            .map_err(|why| BackendError::InvalidName(format!("room name: {why}")))?;
+        let room = self.room_name(room)?;
         let sender = validate_display_name(&post.sender, limits.max_display_name_bytes)
             .map_err(|why| BackendError::InvalidName(format!("sender: {why}")))?;
         if post.body.is_empty() {
@@ -198,6 +197,12 @@ impl Backend {
             self.receipts().insert(key, sequenced);
         }
         Ok(sequenced)
+    }
+
+    /// A room name checked as a client's would be.
+    fn room_name(&self, room: &str) -> Result<Arc<str>, BackendError> {
+        validate_room_name(room, self.hub.config().session.max_room_name_bytes)
+            .map_err(|why| BackendError::InvalidName(format!("room name: {why}")))
     }
 
     fn receipts(&self) -> std::sync::MutexGuard<'_, Receipts> {
@@ -301,9 +306,7 @@ impl Backend {
 
     /// What the broker holds of a room not open here.
     async fn peek(&self, room: &str) -> Result<Snapshot, BackendError> {
-        let limits = self.hub.config().session;
-        let room = validate_room_name(room, limits.max_room_name_bytes)
-            .map_err(|why| BackendError::InvalidName(format!("room name: {why}")))?;
+        let room = self.room_name(room)?;
         let unknown = || BackendError::UnknownRoom(room.to_string());
         let Some(broker) = self.hub.broker() else { return Err(unknown()) };
         let (reply, answer) = oneshot::channel();

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wtchat_core::backend::{Backend, BackendError, Post};
 use wtchat_core::broker::{Disconnect, Sequenced};
+use wtchat_core::presence::PAGE_MAX;
 
 use crate::bearer::{constant_time_eq, presented_bearer};
 
@@ -27,9 +28,6 @@ const DEFAULT_SENDER: &str = "system";
 
 /// The most rooms one call may post to.
 const MAX_ROOMS_PER_CALL: usize = 100;
-
-/// The most members or messages one page holds.
-const PAGE_LIMIT: usize = 100;
 
 /// Every call: method and path pattern (`{name}` is one segment). The
 /// OpenAPI document lists the same; a test holds the two together.
@@ -333,11 +331,11 @@ fn number(query: &str, name: &str) -> Result<Option<u64>, Failure> {
 }
 
 fn page_limit(query: &str) -> Result<usize, Failure> {
-    let limit = number(query, "limit")?.unwrap_or(PAGE_LIMIT as u64);
-    if limit == 0 || limit > PAGE_LIMIT as u64 {
-        return Err(invalid(&format!("limit is 1 to {PAGE_LIMIT}")));
+    let limit = number(query, "limit")?.unwrap_or(PAGE_MAX as u64);
+    if limit == 0 || limit > PAGE_MAX as u64 {
+        return Err(invalid(&format!("limit is 1 to {PAGE_MAX}")));
     }
-    Ok(usize::try_from(limit).unwrap_or(PAGE_LIMIT))
+    Ok(usize::try_from(limit).unwrap_or(PAGE_MAX))
 }
 
 /// Whether a path fits a route pattern.
