@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use wtchat_protocol::{ChatMessage, Member, ServerMessage};
 
+use crate::announcer::Sent;
 use crate::broker::{BrokerUnavailable, Disconnect, Publish, PublishReply, Sequenced};
 use crate::hub::{Hub, unix_millis};
 use crate::name::{validate_display_name, validate_room_name};
@@ -221,22 +222,37 @@ impl Backend {
         receipt: Option<&str>,
     ) -> Result<Sequenced, BackendError> {
         let sent_at_ms = unix_millis();
+        let announcer = self.hub.announcer();
+        let system = EventMember { session_id: SYSTEM_SESSION_ID, name: sender };
         let Some(broker) = self.hub.broker() else {
             let open =
                 self.hub.rooms().get(room).ok_or_else(|| BackendError::UnknownRoom(room.to_string()))?;
             let started = std::time::Instant::now();
-            let member = Member { session_id: SYSTEM_SESSION_ID, name: sender.to_string() };
-            let (sequenced, recipients) = open.publish(member, body, sent_at_ms);
+            let witness = |sequenced, body: &str| {
+                if let Some(announcer) = announcer {
+                    announcer.message(
+                        room,
+                        sequenced,
+                        &Sent { sender: &system, user: None, sent_at_ms, body },
+                    );
+                }
+            };
+            let (sequenced, recipients) = open.publish(system.describe(), body, sent_at_ms, witness);
             self.hub.metrics().published(recipients, started.elapsed());
             return Ok(sequenced);
         };
         let (reply, answer) = oneshot::channel();
+        let announce = announcer.map(|announcer| {
+            announcer
+                .message_to_announce(room, &Sent { sender: &system, user: None, sent_at_ms, body: &body })
+        });
         let publish = Publish {
-            sender: EventMember { session_id: SYSTEM_SESSION_ID, name: sender },
+            sender: system,
             sent_at_ms,
             body,
             receipt: receipt.map(str::to_owned),
             reply: PublishReply::Backend(reply),
+            announce,
         };
         broker.publish(room, publish).map_err(|BrokerUnavailable| BackendError::BrokerUnavailable)?;
         match tokio::time::timeout(BROKER_ANSWER, answer).await {

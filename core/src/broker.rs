@@ -20,8 +20,10 @@ use wtchat_protocol::{ErrorCode, ErrorNotice, PresenceChange, ServerMessage};
 
 use tokio::sync::oneshot;
 
+use crate::announcer::{MessageToAnnounce, PresenceToAnnounce};
 use crate::frame::Frame;
 use crate::outbox::Outbox;
+pub use crate::room_event::Sequenced;
 use crate::room_event::{EventMember, RoomEvent, Snapshot};
 
 /// The broker cannot take the request now; nothing was sent.
@@ -52,15 +54,6 @@ pub struct RoomHandle {
     pub incarnation: u64,
 }
 
-/// The place a message got in its room's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Sequenced {
-    /// Its number, consecutive within the epoch.
-    pub seq: u64,
-    /// The room's epoch: numbers compare only within one.
-    pub epoch: u64,
-}
-
 /// A message for the broker to sequence and deliver to every server.
 #[derive(Debug)]
 pub struct Publish {
@@ -76,6 +69,11 @@ pub struct Publish {
     pub receipt: Option<String>,
     /// Who hears what became of it.
     pub reply: PublishReply,
+    /// What the application's backend is told once it has its number
+    /// (only when the server announces events): the broker hands it back
+    /// from the server that sequenced the message, so that a message is
+    /// announced once for every server.
+    pub announce: Option<MessageToAnnounce>,
 }
 
 /// Who hears what became of a publish once the broker knows.
@@ -163,8 +161,17 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// A room's last member on this server left.
     fn room_closed(&self, room: &Arc<str>);
 
-    /// A member joined, left or vanished from a room on this server.
-    fn presence(&self, room: &Arc<str>, member: EventMember, change: PresenceChange);
+    /// A member joined, left or vanished from a room on this server. Once
+    /// the change is recorded, `announce` (present when the server
+    /// announces events) is told how many members the room has on every
+    /// server, which makes it the first or the last.
+    fn presence(
+        &self,
+        room: &Arc<str>,
+        member: EventMember,
+        change: PresenceChange,
+        announce: Option<PresenceToAnnounce>,
+    );
 
     /// Sequences a message and delivers it to every server with members in
     /// the room, this one included, through the feed.

@@ -10,15 +10,17 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use wtchat_protocol::Closing;
 
 use crate::admission::{Admission, Refusal, Ticket};
+use crate::announcer::Announcer;
 use crate::arrival::Arrival;
 use crate::authenticator::Authenticator;
 use crate::broker::{Broker, BrokerHost, BrokerStatus, Disconnect, RoomHandle};
 use crate::budgets::KeptBudgets;
+pub use crate::clock::unix_millis;
 use crate::closing;
 use crate::config::HubConfig;
 use crate::cool_down::CoolDowns;
@@ -47,6 +49,9 @@ pub struct Hub {
     /// Orders the rooms' messages across servers; `None` when this server is
     /// alone and its rooms number their own messages.
     broker: Option<Arc<dyn Broker>>,
+    /// Where the application's backend hears what happens in the rooms, if
+    /// it does.
+    announcer: Option<Announcer>,
     /// The outbox of every live session, so that shutdown can reach them. A
     /// std mutex, taken once when a session opens and once when it ends,
     /// never on the message path.
@@ -85,6 +90,17 @@ impl Hub {
         authenticator: Option<Authenticator>,
         broker: Option<Arc<dyn Broker>>,
     ) -> Arc<Self> {
+        Self::announcing(config, authenticator, broker, None)
+    }
+
+    /// A hub that also tells the application's backend what happens in its
+    /// rooms, through `announcer`.
+    pub fn announcing(
+        config: HubConfig,
+        authenticator: Option<Authenticator>,
+        broker: Option<Arc<dyn Broker>>,
+        announcer: Option<Announcer>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             rooms: RoomRegistry::new(
                 config.max_rooms,
@@ -92,8 +108,10 @@ impl Hub {
                 config.history_len,
                 broker.clone(),
                 config.presence,
+                announcer.clone(),
             ),
             broker,
+            announcer,
             admission: Admission::new(config.admission),
             authenticator,
             cool_downs: CoolDowns::default(),
@@ -122,6 +140,11 @@ impl Hub {
     /// The broker that orders the rooms' messages across servers, if any.
     pub fn broker(&self) -> Option<&Arc<dyn Broker>> {
         self.broker.as_ref()
+    }
+
+    /// Where the application's backend hears what happens, if it does.
+    pub fn announcer(&self) -> Option<&Announcer> {
+        self.announcer.as_ref()
     }
 
     /// Whether rooms can order messages now: always without a broker.
@@ -247,6 +270,9 @@ impl Hub {
         if let Some(status) = status {
             family(out, "wtchat_broker_link_losses_total", "counter", "Times the link to Redis was lost.");
             let _ = writeln!(out, "wtchat_broker_link_losses_total {}", status.link_losses);
+        }
+        if let Some(announcer) = &self.announcer {
+            announcer.render_metrics(out);
         }
         family(
             out,
@@ -442,14 +468,6 @@ async fn tell_presence(hub: std::sync::Weak<Hub>, interval: Duration) {
     }
 }
 
-/// The wall clock in milliseconds since the Unix epoch, for message
-/// timestamps.
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -482,7 +500,13 @@ mod tests {
             self.opened.lock().unwrap().push(room);
         }
         fn room_closed(&self, _room: &Arc<str>) {}
-        fn presence(&self, _room: &Arc<str>, _member: EventMember, _change: wtchat_protocol::PresenceChange) {
+        fn presence(
+            &self,
+            _room: &Arc<str>,
+            _member: EventMember,
+            _change: wtchat_protocol::PresenceChange,
+            _announce: Option<crate::announcer::PresenceToAnnounce>,
+        ) {
         }
         fn publish(&self, _room: &Arc<str>, _publish: Publish) -> Result<(), BrokerUnavailable> {
             Ok(())

@@ -8,11 +8,14 @@
 //! [`broker::BrokerHost`] the hub implements for it).
 
 pub mod admission;
+pub mod announcer;
 pub mod arrival;
 pub mod authenticator;
 pub mod backend;
+pub mod backend_event;
 pub mod broker;
 pub mod budgets;
+pub mod clock;
 pub mod closing;
 pub mod config;
 pub mod cool_down;

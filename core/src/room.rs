@@ -45,6 +45,9 @@ pub struct RoomMember {
     pub name: Arc<str>,
     /// Where the room queues the member's frames.
     pub outbox: Arc<Outbox>,
+    /// The session's user (their token's `sub`), when sessions
+    /// authenticate, for the events the application's backend is told.
+    pub user: Option<Arc<str>>,
 }
 
 impl RoomMember {
@@ -161,7 +164,23 @@ pub enum Applied {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomRemoved;
 
+/// A member leaving a room, as the room tells whoever removes it.
+#[derive(Debug)]
+pub struct Departure<'a> {
+    /// Who left.
+    pub member: &'a RoomMember,
+    /// The room's last message then, when the room knows its order.
+    pub after: Option<Sequenced>,
+    /// Whether the room is now empty (and removed).
+    pub emptied: bool,
+}
+
 impl RoomState {
+    /// The last message given out, when the room knows its order.
+    fn position(&self) -> Option<Sequenced> {
+        self.syncing().is_none().then_some(Sequenced { seq: self.next_seq - 1, epoch: self.epoch })
+    }
+
     /// Whether a session is this server's member of the room, or waits to
     /// become one.
     fn is_local(&self, session_id: u64) -> bool {
@@ -410,12 +429,21 @@ impl Room {
     /// too) and keeps it in the history. Returns the number it got and how
     /// many members it was queued for. The sender is a member, or a name
     /// the application's backend posts under.
-    pub fn publish(&self, sender: Member, body: String, sent_at_ms: u64) -> (Sequenced, usize) {
+    /// `witness` sees the number and the text inside the critical
+    /// section, so that what it records keeps the room's order.
+    pub fn publish(
+        &self,
+        sender: Member,
+        body: String,
+        sent_at_ms: u64,
+        witness: impl FnOnce(Sequenced, &str),
+    ) -> (Sequenced, usize) {
         let mut state = self.lock();
         debug_assert!(matches!(state.sequencing, Sequencing::Own), "a follower's numbers come from its feed");
         let seq = state.next_seq;
-        let frame = self.message_frame(seq, sender, sent_at_ms, body);
         let sequenced = Sequenced { seq, epoch: state.epoch };
+        witness(sequenced, &body);
+        let frame = self.message_frame(seq, sender, sent_at_ms, body);
         (sequenced, Self::deliver(&mut state, seq, frame))
     }
 
@@ -447,14 +475,15 @@ impl Room {
     }
 
     /// Removes a member (or a joiner still waiting for the room to sync) and
-    /// tells the others. When the room becomes empty it is marked removed
-    /// and `on_empty` runs while the room is still locked, so that nobody can
-    /// join the dead room in between. Returns the member it removed.
+    /// tells the others. `on_gone` runs while the room is still locked,
+    /// with the departure; when the room became empty it is marked removed
+    /// first, so that nobody can join the dead room in between. Returns the
+    /// member it removed.
     pub fn leave(
         &self,
         session_id: u64,
         change: PresenceChange,
-        on_empty: impl FnOnce(),
+        on_gone: impl FnOnce(Departure<'_>),
     ) -> Option<RoomMember> {
         let mut state = self.lock();
         let waiting = state.syncing_mut().and_then(|syncing| {
@@ -470,11 +499,18 @@ impl Room {
             }
         };
         let still_waiting = state.syncing().map_or(0, |s| s.joiners.len());
-        if state.members.is_empty() && still_waiting == 0 {
+        let emptied = state.members.is_empty() && still_waiting == 0;
+        if emptied {
             state.removed = true;
-            on_empty();
         }
+        on_gone(Departure { member: &gone, after: state.position(), emptied });
         Some(gone)
+    }
+
+    /// The room's last message as this server knows it: `None` while a
+    /// follower waits for its first snapshot.
+    pub fn position(&self) -> Option<Sequenced> {
+        self.lock().position()
     }
 
     /// Starts a follower room from the broker's snapshot: the history and

@@ -25,6 +25,15 @@ impl EventMember {
     }
 }
 
+/// The place a message got in its room's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Sequenced {
+    /// Its number, consecutive within the epoch.
+    pub seq: u64,
+    /// The room's epoch: numbers compare only within one.
+    pub epoch: u64,
+}
+
 /// One event in a room's shared feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {

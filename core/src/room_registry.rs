@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use wtchat_protocol::{PresenceChange, Resume};
 
+use crate::announcer::Announcer;
 use crate::broker::Broker;
 use crate::party::Party;
 use crate::presence::PresencePolicy;
-use crate::room::{Room, RoomMember, RoomRemoved, Sequencing};
+use crate::room::{Departure, Room, RoomMember, RoomRemoved, Sequencing};
 use crate::room_quota::RoomQuota;
 
 const SHARDS: usize = 32;
@@ -66,6 +67,9 @@ pub struct RoomRegistry {
     broker: Option<Arc<dyn Broker>>,
     /// How presence is gathered and told.
     presence: PresencePolicy,
+    /// Where the application's backend hears of rooms and members, if it
+    /// does.
+    announcer: Option<Announcer>,
     /// Rooms with presence to tell at the next interval, each once; weak,
     /// so that a room that empties meanwhile is freed at once.
     presence_due: Mutex<Vec<Weak<Room>>>,
@@ -79,9 +83,11 @@ impl RoomRegistry {
         history_len: usize,
         broker: Option<Arc<dyn Broker>>,
         presence: PresencePolicy,
+        announcer: Option<Announcer>,
     ) -> Self {
         Self {
             broker,
+            announcer,
             presence,
             presence_due: Mutex::new(Vec::new()),
             next_incarnation: AtomicU64::new(1),
@@ -115,9 +121,7 @@ impl RoomRegistry {
             match room.join(member.clone(), request_id, resume) {
                 Ok(()) => {
                     self.presence_changed(&room);
-                    if let Some(broker) = &self.broker {
-                        broker.presence(room.name(), member.event_member(), PresenceChange::Joined);
-                    }
+                    self.tell_presence(&room, &member, PresenceChange::Joined, || room.position());
                     return Ok(room);
                 }
                 // The last member left between the look-up and the join, and
@@ -152,9 +156,12 @@ impl RoomRegistry {
         let room = Arc::new(Room::new(name.clone(), incarnation, self.history_len, sequencing));
         shard.insert(name.clone(), Entry { room: room.clone(), opener: opener.cloned() });
         // Under the shard lock, so that the broker hears of this room after
-        // it heard that an earlier room of the same name closed.
-        if let Some(broker) = &self.broker {
-            broker.room_opened(room.handle());
+        // it heard that an earlier room of the same name closed (and the
+        // backend hears that it is occupied after it heard it vacated).
+        match (&self.broker, &self.announcer) {
+            (Some(broker), _) => broker.room_opened(room.handle()),
+            (None, Some(announcer)) => announcer.occupied(name),
+            (None, None) => {}
         }
         Ok(room)
     }
@@ -178,28 +185,80 @@ impl RoomRegistry {
     /// becomes empty. Returns whether the session was a member.
     pub fn leave(&self, room: &Arc<Room>, session_id: u64, change: PresenceChange) -> bool {
         let mut emptied = false;
-        let gone = room.leave(session_id, change, || {
-            emptied = true;
-            let mut shard = self.shard(room.name());
-            if shard.get(room.name()).is_some_and(|current| Arc::ptr_eq(&current.room, room)) {
-                let entry = shard.remove(room.name());
-                if let Some(opener) = entry.and_then(|entry| entry.opener) {
-                    self.quota.give_back(&opener);
+        let gone = room.leave(session_id, change, |departure: Departure<'_>| {
+            emptied = departure.emptied;
+            // A server alone tells its backend under the room's lock, so
+            // that the vacated room is told before anyone can open it again.
+            if let (None, Some(announcer)) = (&self.broker, &self.announcer) {
+                let member = departure.member;
+                announcer.member(
+                    room.name(),
+                    change,
+                    member.event_member(),
+                    member.user.clone(),
+                    departure.after,
+                );
+                if emptied {
+                    announcer.vacated(room.name());
                 }
-                self.count.fetch_sub(1, Ordering::Relaxed);
-                if let Some(broker) = &self.broker {
-                    broker.room_closed(room.name());
-                }
+            }
+            if emptied {
+                self.remove(room);
             }
         });
         // An emptied room has nobody to tell.
         if gone.is_some() && !emptied {
             self.presence_changed(room);
         }
-        if let (Some(member), Some(broker)) = (&gone, &self.broker) {
-            broker.presence(room.name(), member.event_member(), change);
+        if let (Some(member), Some(_)) = (&gone, &self.broker) {
+            self.tell_presence(room, member, change, || None);
         }
         gone.is_some()
+    }
+
+    /// Takes an emptied room out of the registry, unless a new room of its
+    /// name took its place already.
+    fn remove(&self, room: &Arc<Room>) {
+        let mut shard = self.shard(room.name());
+        if shard.get(room.name()).is_some_and(|current| Arc::ptr_eq(&current.room, room)) {
+            let entry = shard.remove(room.name());
+            if let Some(opener) = entry.and_then(|entry| entry.opener) {
+                self.quota.give_back(&opener);
+            }
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            if let Some(broker) = &self.broker {
+                broker.room_closed(room.name());
+            }
+        }
+    }
+
+    /// Tells the broker of a member's change, with what to announce once
+    /// it is recorded; a server alone announces an arrival itself (its
+    /// departures are announced under the room's lock, in `leave`).
+    fn tell_presence(
+        &self,
+        room: &Arc<Room>,
+        member: &RoomMember,
+        change: PresenceChange,
+        after: impl FnOnce() -> Option<crate::room_event::Sequenced>,
+    ) {
+        let user = member.user.clone();
+        match (&self.broker, &self.announcer) {
+            (Some(broker), announcer) => {
+                let announce = announcer.as_ref().map(|announcer| {
+                    // Weak, so that a waiting announcement keeps no closed
+                    // room alive.
+                    let weak = Arc::downgrade(room);
+                    let after = Box::new(move || weak.upgrade().and_then(|room| room.position()));
+                    announcer.presence_to_announce(room.name(), change, member.event_member(), user, after)
+                });
+                broker.presence(room.name(), member.event_member(), change, announce);
+            }
+            (None, Some(announcer)) if change == PresenceChange::Joined => {
+                announcer.member(room.name(), change, member.event_member(), user, after());
+            }
+            (None, _) => {}
+        }
     }
 
     /// How presence is gathered and told.

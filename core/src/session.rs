@@ -18,6 +18,7 @@ use wtchat_protocol::{
 };
 
 use crate::admission::Ticket;
+use crate::announcer::Sent;
 use crate::arrival::{Arrival, TransportKind};
 use crate::broker::{BrokerUnavailable, Publish, PublishReply};
 use crate::budgets::{Budgets, MEMBERSHIP_RATE_PER_SEC};
@@ -356,7 +357,10 @@ impl Session {
         if let Some(flow) = self.membership_rate_limited(request_id, now) {
             return flow;
         }
-        let member = RoomMember { session_id: self.id, name: display_name, outbox: self.outbox.clone() };
+        // The user is kept only for the events the backend hears of.
+        let user = self.hub.announcer().and(self.user.as_ref()).map(|user| Arc::from(user.id.as_str()));
+        let member =
+            RoomMember { session_id: self.id, name: display_name, outbox: self.outbox.clone(), user };
         let party = self.party();
         match self.hub.rooms().join(&room_name, member.clone(), request_id, resume, party.as_ref()) {
             Ok(room) => {
@@ -445,19 +449,39 @@ impl Session {
             return Flow::Continue;
         }
         let Membership { room, member } = &self.memberships[index];
+        let announcer = self.hub.announcer();
+        let sent_at_ms = unix_millis();
+        let sender = member.event_member();
+        let user = member.user.as_ref();
         match self.hub.broker() {
             None => {
                 let started = std::time::Instant::now();
-                let (_, recipients) = room.publish(member.describe(), body, unix_millis());
+                let witness = |sequenced, body: &str| {
+                    if let Some(announcer) = announcer {
+                        announcer.message(
+                            room.name(),
+                            sequenced,
+                            &Sent { sender: &sender, user, sent_at_ms, body },
+                        );
+                    }
+                };
+                let (_, recipients) = room.publish(member.describe(), body, sent_at_ms, witness);
                 self.hub.metrics().published(recipients, started.elapsed());
             }
             Some(broker) => {
+                let announce = announcer.map(|announcer| {
+                    announcer.message_to_announce(
+                        room.name(),
+                        &Sent { sender: &sender, user, sent_at_ms, body: &body },
+                    )
+                });
                 let publish = Publish {
-                    sender: member.event_member(),
-                    sent_at_ms: unix_millis(),
+                    sender,
+                    sent_at_ms,
                     body,
                     receipt: None,
                     reply: PublishReply::Session { request_id, outbox: self.outbox.clone() },
+                    announce,
                 };
                 // Not the client's fault, so not charged to its error budget.
                 if let Err(BrokerUnavailable) = broker.publish(room.name(), publish) {

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use wtchat_core::announcer::PresenceToAnnounce;
 use wtchat_core::broker::{
     Broker, BrokerHost, BrokerStatus, BrokerUnavailable, Disconnect, Publish, RoomHandle,
 };
@@ -118,8 +119,14 @@ impl Broker for RedisBroker {
         self.send(Command::Close(room.clone()));
     }
 
-    fn presence(&self, room: &Arc<str>, member: EventMember, change: PresenceChange) {
-        self.send(Command::Presence(room.clone(), member, change));
+    fn presence(
+        &self,
+        room: &Arc<str>,
+        member: EventMember,
+        change: PresenceChange,
+        announce: Option<PresenceToAnnounce>,
+    ) {
+        self.send(Command::Presence(room.clone(), member, change, announce));
     }
 
     fn publish(&self, room: &Arc<str>, publish: Publish) -> Result<(), BrokerUnavailable> {

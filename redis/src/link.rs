@@ -15,12 +15,13 @@ use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
+use wtchat_core::announcer::PresenceToAnnounce;
 use wtchat_core::broker::{BrokerHost, BrokerUnavailable, Disconnect, Publish, RoomHandle};
 use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
 use wtchat_protocol::PresenceChange;
 
 use crate::announcements::Announcements;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Answer, Pipeline};
 use crate::scripts::{
     HeartbeatScript, PeekScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
     new_epoch,
@@ -49,7 +50,7 @@ pub(crate) enum Command {
     Publish(Arc<str>, Publish),
     /// Record a member's arrival or departure, and announce it with the
     /// interval's other changes.
-    Presence(Arc<str>, EventMember, PresenceChange),
+    Presence(Arc<str>, EventMember, PresenceChange, Option<PresenceToAnnounce>),
     /// Announce that a member is typing.
     Typing(Arc<str>, EventMember),
     /// Tell every other server to close these sessions.
@@ -184,7 +185,7 @@ impl Link {
         loop {
             if !batch.is_empty() {
                 for command in &batch {
-                    if let Command::Presence(room, member, change) = command {
+                    if let Command::Presence(room, member, change, _) = command {
                         announcements.note(room, member, *change);
                     }
                 }
@@ -325,11 +326,14 @@ impl Link {
                     body: &publish.body,
                     receipt: publish.receipt.as_deref(),
                 };
-                pipeline.push(script.command(&self.scripts), Some(publish.reply));
+                pipeline.push(
+                    script.command(&self.scripts),
+                    Some(Answer::Publish(publish.reply, publish.announce)),
+                );
             }
-            Command::Presence(room, member, change) => {
+            Command::Presence(room, member, change, announce) => {
                 let script = PresenceScript { room: &room, node_id, member: &member, change };
-                pipeline.push(script.command(&self.scripts), None);
+                pipeline.push(script.command(&self.scripts), announce.map(Answer::Presence));
             }
             Command::Typing(room, member) => {
                 let mut command = redis::cmd("PUBLISH");
@@ -555,6 +559,7 @@ mod tests {
             Arc::from("a"),
             EventMember { session_id: 2, name: Arc::from("p") },
             PresenceChange::Joined,
+            None,
         );
         let batch =
             vec![typing("a"), presence, open("b"), typing("b"), Command::Close(Arc::from("a")), typing("c")];
@@ -594,6 +599,7 @@ mod tests {
                     body: "lost".into(),
                     receipt: None,
                     reply: PublishReply::Session { request_id, outbox: outbox.clone() },
+                    announce: None,
                 },
             )
         };

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redis::Value;
 use redis::aio::ConnectionLike;
+use wtchat_core::announcer::{MessageToAnnounce, PresenceToAnnounce};
 use wtchat_core::broker::{PublishReply, Sequenced};
 
 /// Writes waiting to go out together.
@@ -18,18 +19,32 @@ use wtchat_core::broker::{PublishReply, Sequenced};
 pub(crate) struct Pipeline {
     commands: redis::Pipeline,
     count: usize,
-    /// `(index in the pipeline, who hears of it)` of each publish.
-    publishes: Vec<(usize, PublishReply)>,
+    /// `(index in the pipeline, who hears of it)` of each write whose
+    /// answer someone waits for.
+    answers: Vec<(usize, Answer)>,
+}
+
+/// Who waits for a write's answer.
+pub(crate) enum Answer {
+    /// A publish's sender, and what the backend is told once it is
+    /// numbered.
+    Publish(PublishReply, Option<MessageToAnnounce>),
+    /// A member's change to announce once it is recorded.
+    Presence(PresenceToAnnounce),
 }
 
 impl Pipeline {
-    /// Adds a write; a publish names who hears what became of it.
-    pub(crate) fn push(&mut self, command: redis::Cmd, publish: Option<PublishReply>) {
-        if let Some(reply) = publish {
-            self.publishes.push((self.count, reply));
+    /// Adds a write, and who waits for its answer.
+    pub(crate) fn push(&mut self, command: redis::Cmd, answer: Option<Answer>) {
+        if let Some(answer) = answer {
+            self.answers.push((self.count, answer));
         }
         self.commands.add_command(command);
         self.count += 1;
+    }
+
+    fn publishes(&self) -> usize {
+        self.answers.iter().filter(|(_, answer)| matches!(answer, Answer::Publish(..))).count()
     }
 
     /// How many writes wait.
@@ -50,33 +65,55 @@ impl Pipeline {
             return Ok(());
         }
         let sent = std::mem::take(self);
-        queued_publishes.fetch_sub(sent.publishes.len(), Ordering::Relaxed);
+        queued_publishes.fetch_sub(sent.publishes(), Ordering::Relaxed);
         match connection.req_packed_commands(&sent.commands, 0, sent.count).await {
             Ok(replies) => {
                 sent.settle(&replies);
                 Ok(())
             }
             Err(error) => {
-                for (_, reply) in sent.publishes {
-                    reply.refused();
+                // A change never recorded is not announced: its session
+                // closes with the link, and the next heartbeat removes what
+                // it left.
+                for (_, answer) in sent.answers {
+                    if let Answer::Publish(reply, _) = answer {
+                        reply.refused();
+                    }
                 }
                 Err(error)
             }
         }
     }
 
-    /// Answers each publish: its number and epoch, or `BROKER_UNAVAILABLE`
-    /// when Redis refused it.
+    /// Answers each publish (its number and epoch, or `BROKER_UNAVAILABLE`
+    /// when Redis refused it) and announces what was recorded, in the
+    /// pipeline's order.
     fn settle(self, replies: &[Value]) {
         for reply in replies {
             if let Value::ServerError(error) = reply {
                 tracing::warn!(?error, "Redis refused a command");
             }
         }
-        for (index, publish) in self.publishes {
-            match replies.get(index).map(redis::from_redis_value::<(u64, u64)>) {
-                Some(Ok((epoch, seq))) => publish.sequenced(Sequenced { seq, epoch }),
-                _ => publish.refused(),
+        for (index, answer) in self.answers {
+            let reply = replies.get(index);
+            match answer {
+                Answer::Publish(publish, announce) => {
+                    match reply.map(redis::from_redis_value::<(u64, u64)>) {
+                        Some(Ok((epoch, seq))) => {
+                            let sequenced = Sequenced { seq, epoch };
+                            publish.sequenced(sequenced);
+                            if let Some(announce) = announce {
+                                announce.sequenced(sequenced);
+                            }
+                        }
+                        _ => publish.refused(),
+                    }
+                }
+                Answer::Presence(announce) => {
+                    if let Some(Ok(members)) = reply.map(redis::from_redis_value::<u64>) {
+                        announce.recorded(members);
+                    }
+                }
             }
         }
     }
@@ -117,8 +154,8 @@ mod tests {
         pipeline.push(redis::cmd("PING"), None);
         let session =
             |request_id, outbox: &Arc<Outbox>| PublishReply::Session { request_id, outbox: outbox.clone() };
-        pipeline.push(redis::cmd("EVALSHA"), Some(session(7, &ann)));
-        pipeline.push(redis::cmd("EVALSHA"), Some(session(8, &bob)));
+        pipeline.push(redis::cmd("EVALSHA"), Some(Answer::Publish(session(7, &ann), None)));
+        pipeline.push(redis::cmd("EVALSHA"), Some(Answer::Publish(session(8, &bob), None)));
         assert_eq!(pipeline.len(), 3);
         // What Redis answers a command it refuses, as it arrives on the wire.
         let refused =

@@ -11,9 +11,11 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use wtchat_core::announcer::Announcer;
 use wtchat_core::broker::Broker;
 use wtchat_core::hub::Hub;
 use wtchat_redis::RedisBroker;
+use wtchat_webhooks::Webhooks;
 
 use crate::handshakes::{HANDSHAKE_TIMEOUT, Handshakes};
 use crate::http::{self, HttpState};
@@ -68,6 +70,8 @@ pub struct Server {
     hub: Arc<Hub>,
     /// The certificates for QUIC (and for TCP when they come from a CA).
     certificates: Arc<CertificateStore>,
+    /// Where the rooms' events are posted, when receivers are configured.
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 impl Server {
@@ -83,8 +87,13 @@ impl Server {
             Some(options) => Some(Arc::new(RedisBroker::new(&options).map_err(ConfigError::Invalid)?)),
             None => None,
         };
-        let hub = Hub::new(config.hub_config(), config.authenticator()?, broker);
-        Ok(Self { config: Arc::new(config), hub, certificates })
+        let webhooks = match config.webhooks()? {
+            Some(options) => Some(Arc::new(Webhooks::new(&options).map_err(ConfigError::Invalid)?)),
+            None => None,
+        };
+        let announcer = webhooks.clone().map(|webhooks| Announcer::new(webhooks));
+        let hub = Hub::announcing(config.hub_config(), config.authenticator()?, broker, announcer);
+        Ok(Self { config: Arc::new(config), hub, certificates, webhooks })
     }
 
     /// The options it runs with.
@@ -151,6 +160,9 @@ impl Server {
     pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let config = self.config.clone();
         self.hub.start();
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.start();
+        }
         let tls = if self.certificates.is_self_signed() {
             None
         } else {
@@ -209,6 +221,13 @@ impl Server {
         }
         for endpoint in &endpoints {
             endpoint.close(wtchat_protocol::ReasonCode::SERVER_SHUTDOWN.0.into(), b"server shutting down");
+        }
+        // The sessions' departures are events too: receivers get what is
+        // queued, within the same bound as the sessions.
+        if let Some(webhooks) = &self.webhooks
+            && !webhooks.drained(Duration::from_millis(config.shutdown_timeout_ms)).await
+        {
+            tracing::warn!("shutdown timeout passed with webhook events undelivered");
         }
         for endpoint in &endpoints {
             let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;

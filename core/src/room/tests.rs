@@ -10,7 +10,7 @@ fn follower(name: &str) -> Room {
 }
 
 fn member(session_id: u64, name: &str) -> RoomMember {
-    RoomMember { session_id, name: Arc::from(name), outbox: Arc::new(Outbox::new(1 << 20)) }
+    RoomMember { session_id, name: Arc::from(name), outbox: Arc::new(Outbox::new(1 << 20)), user: None }
 }
 
 fn message(epoch: u64, seq: u64) -> RoomEvent {

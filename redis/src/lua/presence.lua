@@ -7,6 +7,8 @@
 -- KEYS: 1 the room's members hash, 2 this server's node hash
 -- ARGV: 1 session id, 2 member record, 3 node field, 4 reap record,
 --       5 '1' when the member arrives
+-- Returns how many members the room has now on every server, which tells
+-- the link whether this change occupied or vacated the room.
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
@@ -14,4 +16,4 @@ else
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[3])
 end
-return 1
+return redis.call('HLEN', KEYS[1])

@@ -12,6 +12,7 @@ use wtchat_core::closing::{RetryHint, RetryHints};
 use wtchat_core::presence::PresencePolicy;
 use wtchat_core::{HubConfig, SessionLimits};
 use wtchat_redis::RedisOptions;
+use wtchat_webhooks::WebhookOptions;
 
 use crate::tls::certificate_store::CertificateSource;
 
@@ -159,6 +160,31 @@ super::options! {
     /// Messages per second the server API may post, all callers together
     /// (and as many in a burst); more get `rate_limited`.
     api_publish_rate_per_sec: u32, env "WTCHAT_API_PUBLISH_RATE", default (1000);
+    /// URLs (`http://` or `https://`) that receive the rooms' events as
+    /// signed JSON (messages, members joining and leaving, rooms occupied
+    /// and vacated), comma-separated; needs `webhook_secret`.
+    #[arg(value_delimiter = ',')]
+    webhook_url: Vec<String>, env "WTCHAT_WEBHOOK_URL", default (Vec::new()),
+        check (|urls: &Vec<String>| urls.iter().try_for_each(|url| {
+            wtchat_webhooks::endpoint::Url::parse(url).map(drop).map_err(|error| error.to_string())
+        }));
+    /// The secret webhook deliveries are signed with (HMAC-SHA256, in the
+    /// `wtchat-signature` header); at least 16 characters.
+    webhook_secret: String, env "WTCHAT_WEBHOOK_SECRET", default (none), secret (true),
+        check (|secret: &Option<String>| match secret {
+            Some(secret) if secret.len() < 16 => Err("must be at least 16 characters long".into()),
+            _ => Ok(()),
+        });
+    /// The most bytes of events waiting for each webhook receiver; beyond
+    /// it events are dropped, counted and reported in the next delivery.
+    webhook_queue_bytes: usize, env "WTCHAT_WEBHOOK_QUEUE_BYTES", default (64 << 20), check (at_least_one);
+    /// How long one webhook delivery may take, connecting included, in ms,
+    /// before it is retried.
+    webhook_timeout_ms: u64, env "WTCHAT_WEBHOOK_TIMEOUT_MS", default (5_000),
+        check (|ms: &u64| if *ms == 0 { Err("must be at least 1".into()) } else { Ok(()) });
+    /// A PEM CA certificate that `https://` webhook receivers may be signed
+    /// by, besides the system's roots.
+    webhook_ca_file: PathBuf, env "WTCHAT_WEBHOOK_CA_FILE", default (none);
     /// `redis://host:port/db` of the Redis that spreads rooms over several
     /// servers; without it rooms live in this process.
     redis_url: String, env "WTCHAT_REDIS_URL", default (none), secret (true),
@@ -257,8 +283,31 @@ impl Config {
         if self.auth_hs256_secret.is_some() && self.auth_public_key_file.is_some() {
             return fail("auth_hs256_secret and auth_public_key_file exclude each other: give one".into());
         }
+        if !self.webhook_url.is_empty() && self.webhook_secret.is_none() {
+            return fail("webhook_url needs webhook_secret, which signs every delivery".into());
+        }
         self.authenticator()?;
         Ok(())
+    }
+
+    /// The webhooks' options, when receivers are configured.
+    pub fn webhooks(&self) -> Result<Option<WebhookOptions>, ConfigError> {
+        let Some(secret) = self.webhook_secret.clone().filter(|_| !self.webhook_url.is_empty()) else {
+            return Ok(None);
+        };
+        let ca_pem = match &self.webhook_ca_file {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?)
+            }
+            None => None,
+        };
+        Ok(Some(WebhookOptions {
+            urls: self.webhook_url.clone(),
+            secret,
+            queue_bytes: self.webhook_queue_bytes,
+            timeout: Duration::from_millis(self.webhook_timeout_ms),
+            ca_pem,
+        }))
     }
 
     /// The token checker, when authentication is on.
@@ -403,6 +452,9 @@ mod tests {
             ("admin_token = \"short\"", "admin_token"),
             ("api_keys = [\"short\"]", "api_keys"),
             ("redis_url = \"http://127.0.0.1\"", "redis_url"),
+            ("webhook_url = [\"ftp://x/\"]", "webhook_url"),
+            ("webhook_secret = \"short\"", "webhook_secret"),
+            ("webhook_url = [\"http://127.0.0.1:9/\"]", "webhook_secret"),
             ("redis_node_timeout_ms = 1000", "redis_node_timeout_ms"),
         ] {
             let settings: Settings = toml::from_str(toml).unwrap();

@@ -1,0 +1,147 @@
+//! A webhook receiver for tests: a real HTTP server on a loopback port that
+//! checks every delivery's signature as an application's backend would,
+//! keeps what it accepted, and can be told to fail (503) for a while.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, ensure};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util_client::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use wtchat_webhooks::signature;
+
+/// How far a delivery's timestamp may be from the receiver's clock.
+const TOLERANCE_SECONDS: u64 = 300;
+
+/// One accepted delivery.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The `wtchat-delivery` header.
+    pub id: String,
+    /// The body.
+    pub body: Value,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    accepted: Mutex<Vec<Delivery>>,
+    failing: AtomicBool,
+    refused: AtomicUsize,
+    badly_signed: AtomicUsize,
+}
+
+/// The receiver; it stops when dropped.
+#[derive(Debug)]
+pub struct WebhookReceiver {
+    /// Where it listens.
+    pub address: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WebhookReceiver {
+    /// Starts a receiver that accepts deliveries signed with `secret`.
+    pub async fn start(secret: &str) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let state = Arc::new(State::default());
+        let secret: Arc<[u8]> = secret.as_bytes().into();
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (state, secret) = (serving.clone(), secret.clone());
+                let service = hyper::service::service_fn(move |request| {
+                    let (state, secret) = (state.clone(), secret.clone());
+                    async move { Ok::<_, hyper::Error>(receive(&state, &secret, request).await) }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { address, state, task })
+    }
+
+    /// The URL to configure.
+    pub fn url(&self) -> String {
+        format!("http://{}/hooks/wtchat", self.address)
+    }
+
+    /// Answers 503 to every delivery while `failing`.
+    pub fn set_failing(&self, failing: bool) {
+        self.state.failing.store(failing, Ordering::Relaxed);
+    }
+
+    /// Deliveries refused (with 503) so far.
+    pub fn refused(&self) -> usize {
+        self.state.refused.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries accepted so far, in the order they arrived.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state.accepted.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Every event accepted so far, in the order they arrived.
+    pub fn events(&self) -> Vec<Value> {
+        self.deliveries()
+            .into_iter()
+            .flat_map(|delivery| delivery.body["events"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// Waits until `done` holds for the events accepted so far (20 s at
+    /// most), and checks that no delivery was badly signed.
+    pub async fn until(&self, mut done: impl FnMut(&[Value]) -> bool) -> Result<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let events = self.events();
+            ensure!(self.state.badly_signed.load(Ordering::Relaxed) == 0, "a delivery was badly signed");
+            if done(&events) {
+                return Ok(events);
+            }
+            ensure!(tokio::time::Instant::now() < deadline, "the events never came; got {events:#?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(state: &State, secret: &[u8], request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let answer =
+        |status: u16| Response::builder().status(status).body(Full::new(Bytes::new())).unwrap_or_default();
+    let header = |name: &str| {
+        request.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned()
+    };
+    let (signed, id) = (header(signature::HEADER), header("wtchat-delivery"));
+    let json = header("content-type") == "application/json";
+    let Ok(body) = request.into_body().collect().await.map(|body| body.to_bytes()) else {
+        return answer(400);
+    };
+    if state.failing.load(Ordering::Relaxed) {
+        state.refused.fetch_add(1, Ordering::Relaxed);
+        return answer(503);
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if !signature::verify(secret, &signed, &body, now, TOLERANCE_SECONDS) || !json {
+        state.badly_signed.fetch_add(1, Ordering::Relaxed);
+        return answer(401);
+    }
+    let Ok(body) = serde_json::from_slice(&body) else { return answer(400) };
+    state.accepted.lock().unwrap_or_else(PoisonError::into_inner).push(Delivery { id, body });
+    answer(204)
+}

@@ -1,0 +1,293 @@
+//! Webhooks against a real HTTP receiver that checks every signature: the
+//! events of a room in order with the numbers members saw, users named
+//! from their tokens, a receiver that fails for a while and then gets
+//! everything in order, one that stays down past the queue and gets the
+//! counted drop, and two servers sharing Redis that deliver each event
+//! once for the cluster.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use wtchat_protocol::ClientMessage;
+use wtchat_tests::binary::Binary;
+use wtchat_tests::redis::RedisServer;
+use wtchat_tests::server::{eventually_async, temp_dir};
+use wtchat_tests::webhook_receiver::WebhookReceiver;
+use wtchat_tests::{TestServer, WsClient, http_get, http_send, metric, scrape_metrics};
+
+const SIGNING: &str = "the webhook signing secret, 16+";
+const API_KEY: &str = "the backend's API key that is long enough";
+const AUTH: &str = "the shared secret of the test issuer, 44 bytes";
+
+/// Lets a test publish in bursts.
+fn generous(c: &mut wtchat_server::Config) {
+    c.publish_rate_per_sec = 1_000;
+    c.publish_burst = 1_000;
+}
+
+async fn server_for(
+    receiver: &WebhookReceiver,
+    adjust: impl FnOnce(&mut wtchat_server::Config),
+) -> TestServer {
+    let url = receiver.url();
+    TestServer::start_with(|c| {
+        c.webhook_url = vec![url];
+        c.webhook_secret = Some(SIGNING.into());
+        c.api_keys = vec![API_KEY.into()];
+        adjust(c);
+    })
+    .await
+}
+
+fn token(sub: &str) -> Result<String> {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 600;
+    Ok(encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "sub": sub, "exp": exp }),
+        &EncodingKey::from_secret(AUTH.as_bytes()),
+    )?)
+}
+
+/// Posts through the server API as the backend.
+async fn api_post(server: std::net::SocketAddr, room: &str, body: &str) -> Result<Value> {
+    let bearer = format!("Bearer {API_KEY}");
+    let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+    let post = json!({ "sender": "bot", "body": body }).to_string();
+    let (status, answer) =
+        http_send(server, "POST", &format!("/api/rooms/{room}/messages"), &headers, &post).await?;
+    anyhow::ensure!(status == 200, "{status}: {answer}");
+    Ok(serde_json::from_str(&answer)?)
+}
+
+/// Each event as `type`, plus who or which number, for comparing orders.
+fn outline(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|event| {
+            let kind = event["type"].as_str().unwrap_or("?");
+            match kind {
+                "message" => format!("message {} {}", event["seq"], event["body"].as_str().unwrap_or("?")),
+                "room_occupied" | "room_vacated" => kind.to_owned(),
+                _ => format!("{kind} {}", event["member"]["name"].as_str().unwrap_or("?")),
+            }
+        })
+        .collect()
+}
+
+fn messages(events: &[Value]) -> usize {
+    events.iter().filter(|event| event["type"] == "message").count()
+}
+
+#[tokio::test]
+async fn a_rooms_events_arrive_signed_in_order_with_the_numbers_members_saw() -> Result<()> {
+    let receiver = WebhookReceiver::start(SIGNING).await?;
+    let server = server_for(&receiver, |c| c.auth_hs256_secret = Some(AUTH.into())).await;
+    let mut ann = WsClient::connect_with_token(&server, &token("user-ann")?).await?;
+    ann.hello().await?;
+    let (joined, _) = ann.join("lobby", "ann").await?;
+    let mut bob = WsClient::connect_with_token(&server, &token("user-bob")?).await?;
+    bob.hello().await?;
+    bob.join("lobby", "bob").await?;
+    for body in ["one", "two"] {
+        ann.publish("lobby", body).await?;
+    }
+    let seen = bob.chat(2).await?;
+    let posted = api_post(server.address, "lobby", "from the backend").await?;
+    bob.send(ClientMessage::Leave { room: "lobby".into() }).await?;
+    ann.chat(3).await?;
+    ann.vanish();
+
+    let events = receiver.until(|events| events.iter().any(|event| event["type"] == "room_vacated")).await?;
+    assert_eq!(
+        outline(&events),
+        [
+            "room_occupied",
+            "member_joined user-ann",
+            "member_joined user-bob",
+            "message 1 one",
+            "message 2 two",
+            "message 3 from the backend",
+            "member_left user-bob",
+            "member_disconnected user-ann",
+            "room_vacated"
+        ]
+    );
+    let first = &events[3];
+    assert_eq!(first["room"], "lobby");
+    assert_eq!(first["epoch"], joined.epoch, "the epoch members saw");
+    assert_eq!((first["seq"].as_u64(), seen[0].seq), (Some(1), 1));
+    assert_eq!(first["sender"]["user"], "user-ann", "the user as the token named them");
+    assert_eq!(first["sender"]["name"], "user-ann", "a token's user is their name too");
+    assert_eq!(events[5]["seq"], posted["seq"], "the number the API answered");
+    assert_eq!(events[5]["sender"], json!({"session_id": 0, "name": "bot", "user": null}));
+    assert_eq!(events[6]["member"]["user"], "user-bob");
+    assert_eq!((events[6]["epoch"].as_u64(), events[6]["after_seq"].as_u64()), (Some(joined.epoch), Some(3)));
+    let mut ids: Vec<&str> = events.iter().filter_map(|event| event["id"].as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), events.len(), "every event has its own id");
+    let scrape = scrape_metrics(server.address).await?;
+    assert_eq!(metric(&scrape, "wtchat_webhook_events_delivered_total{receiver=\"0\"}"), Some(9.0));
+    assert_eq!(metric(&scrape, "wtchat_webhook_events_dropped_total{receiver=\"0\"}"), Some(0.0));
+    server.stop().await
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_for_a_while_then_gets_every_event_in_order() -> Result<()> {
+    let receiver = WebhookReceiver::start(SIGNING).await?;
+    receiver.set_failing(true);
+    let server = server_for(&receiver, generous).await;
+    let mut ann = WsClient::connect(&server).await?;
+    ann.join("lobby", "ann").await?;
+    for n in 0..30 {
+        ann.publish("lobby", &format!("m{n}")).await?;
+    }
+    ann.chat(30).await?;
+    let address = server.address;
+    eventually_async(Duration::from_secs(10), || async move {
+        let scrape = scrape_metrics(address).await.unwrap_or_default();
+        metric(&scrape, "wtchat_webhook_failed_attempts_total{receiver=\"0\"}").unwrap_or(0.0) >= 3.0
+    })
+    .await?;
+    assert!(receiver.deliveries().is_empty());
+    let refused_ids = receiver.refused();
+    receiver.set_failing(false);
+    let events = receiver.until(|events| messages(events) == 30).await?;
+    let seqs: Vec<u64> = events.iter().filter_map(|event| event["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>(), "every message once, in order, after the failures");
+    assert!(refused_ids >= 3);
+    let deliveries = receiver.deliveries();
+    assert!(deliveries.iter().all(|delivery| delivery.body["dropped"] == 0), "nothing was dropped");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn a_receiver_down_longer_than_the_queue_holds_gets_the_counted_drop() -> Result<()> {
+    let receiver = WebhookReceiver::start(SIGNING).await?;
+    receiver.set_failing(true);
+    let server = server_for(&receiver, |c| {
+        generous(c);
+        c.webhook_queue_bytes = 4_000;
+    })
+    .await;
+    let mut ann = WsClient::connect(&server).await?;
+    ann.join("lobby", "ann").await?;
+    let sent = 60;
+    for n in 0..sent {
+        ann.publish("lobby", &format!("message number {n} with some padding to weigh it")).await?;
+    }
+    ann.chat(sent).await?;
+    let scrape = scrape_metrics(server.address).await?;
+    let dropped =
+        metric(&scrape, "wtchat_webhook_events_dropped_total{receiver=\"0\"}").unwrap_or(0.0) as usize;
+    let queued = metric(&scrape, "wtchat_webhook_queue_events{receiver=\"0\"}").unwrap_or(0.0) as usize;
+    let announced = 2 + sent; // occupied, joined, the messages
+    assert!(dropped > 0 && queued > 0, "a queue of 4,000 bytes holds some, not all: {dropped} dropped");
+    assert_eq!(dropped + queued, announced, "each event is either queued or counted as dropped");
+    assert!(metric(&scrape, "wtchat_webhook_queue_bytes{receiver=\"0\"}").unwrap_or(f64::MAX) <= 4_000.0);
+
+    receiver.set_failing(false);
+    let reported = |deliveries: &[wtchat_tests::webhook_receiver::Delivery]| -> usize {
+        deliveries.iter().map(|delivery| delivery.body["dropped"].as_u64().unwrap_or(0) as usize).sum()
+    };
+    let events = receiver.until(|events| events.len() == queued).await?;
+    eventually_async(Duration::from_secs(10), || {
+        let deliveries = receiver.deliveries();
+        async move { reported(&deliveries) == dropped }
+    })
+    .await?;
+    // What was kept is what came first, in order, with no hole inside it.
+    let seqs: Vec<u64> = events.iter().filter_map(|event| event["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(outline(&events)[..2], ["room_occupied", "member_joined ann"]);
+    // A later event is delivered as usual.
+    ann.publish("lobby", "after the outage").await?;
+    let events = receiver.until(|events| events.len() == queued + 1).await?;
+    assert_eq!(events[queued]["body"], "after the outage");
+    assert_eq!(events[queued]["seq"].as_u64(), Some(sent as u64 + 1), "the room's numbers show the gap");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn with_redis_each_event_is_delivered_once_for_the_cluster() -> Result<()> {
+    let receiver = WebhookReceiver::start(SIGNING).await?;
+    let redis = RedisServer::start()?;
+    let (redis_url, hook_url) = (redis.url(), receiver.url());
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let certs = temp_dir("webhook-certs");
+        let certs = certs.to_str().unwrap_or_default().to_owned();
+        servers.push(Binary::start(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            &redis_url,
+            "--cert-dir",
+            &certs,
+            "--api-keys",
+            API_KEY,
+            "--webhook-url",
+            &hook_url,
+            "--webhook-secret",
+            SIGNING,
+        ])?);
+    }
+    for server in &servers {
+        let address = server.address;
+        eventually_async(Duration::from_secs(15), || async move {
+            http_get(address, "/healthz", &[]).await.is_ok_and(|(status, _)| status == 200)
+        })
+        .await?;
+    }
+    let connect = async |server: usize| -> Result<WsClient> {
+        let mut client = WsClient::connect_to(servers[server].address, "/ws", None, None).await?;
+        client.hello().await?;
+        Ok(client)
+    };
+    let mut ann = connect(0).await?;
+    ann.join("lobby", "ann").await?;
+    receiver.until(|events| events.len() == 2).await?;
+    let mut bob = connect(1).await?;
+    bob.join("lobby", "bob").await?;
+    receiver.until(|events| events.len() == 3).await?;
+    for n in 0..5 {
+        ann.publish("lobby", &format!("ann {n}")).await?;
+        bob.publish("lobby", &format!("bob {n}")).await?;
+    }
+    api_post(servers[1].address, "lobby", "from the backend").await?;
+    ann.chat(11).await?;
+    bob.chat(11).await?;
+    bob.send(ClientMessage::Leave { room: "lobby".into() }).await?;
+    receiver.until(|events| events.iter().any(|event| event["type"] == "member_left")).await?;
+    ann.send(ClientMessage::Leave { room: "lobby".into() }).await?;
+    let events = receiver.until(|events| events.iter().any(|event| event["type"] == "room_vacated")).await?;
+    // Whatever else might still come would be a duplicate.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events_later = receiver.events();
+    assert_eq!(events_later.len(), events.len(), "nothing after the room was vacated: {events_later:#?}");
+
+    let mut seqs: Vec<u64> = events.iter().filter_map(|event| event["seq"].as_u64()).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=11).collect::<Vec<_>>(), "each message once, from the server that sequenced it");
+    let count = |wanted: &str| outline(&events).iter().filter(|line| *line == wanted).count();
+    for once in [
+        "room_occupied",
+        "member_joined ann",
+        "member_joined bob",
+        "member_left bob",
+        "member_left ann",
+        "room_vacated",
+    ] {
+        assert_eq!(count(once), 1, "{once} once: {:#?}", outline(&events));
+    }
+    let servers_sending: std::collections::HashSet<String> = receiver
+        .deliveries()
+        .iter()
+        .filter_map(|delivery| delivery.body["server"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(servers_sending.len(), 2, "each server sends what it sequenced or saw happen");
+    drop(redis);
+    Ok(())
+}
