@@ -219,4 +219,9 @@ pub trait BrokerHost: Send + Sync {
     /// Another server was asked to disconnect these sessions: close those
     /// on this server.
     fn disconnect(&self, target: &Disconnect, reason: Option<&str>);
+
+    /// This server removed the member of a dead server (or one its own lost
+    /// link left behind) from a room, which has `members_left` on every
+    /// server now: announce it, since its own server cannot.
+    fn reaped(&self, room: &str, member: EventMember, members_left: u64);
 }

@@ -29,7 +29,7 @@ use crate::metrics::{Metrics, family};
 use crate::outbox::{Outbox, OutboxStats};
 use crate::party::Party;
 use crate::room::Applied;
-use crate::room_event::{RoomEvent, Snapshot};
+use crate::room_event::{EventMember, RoomEvent, Snapshot};
 use crate::room_registry::RoomRegistry;
 use crate::user::User;
 
@@ -454,6 +454,17 @@ impl BrokerHost for Hub {
         let closed = Hub::disconnect(self, target, reason);
         tracing::debug!(?target, closed, "disconnected at another server's request");
     }
+
+    fn reaped(&self, room: &str, member: EventMember, members_left: u64) {
+        let Some(announcer) = &self.announcer else { return };
+        let open = self.rooms.get(room);
+        let name = open.as_ref().map_or_else(|| Arc::from(room), |open| open.name().clone());
+        let after = open.and_then(|open| open.position());
+        announcer.member(&name, wtchat_protocol::PresenceChange::Disconnected, member, None, after);
+        if members_left == 0 {
+            announcer.vacated(&name);
+        }
+    }
 }
 
 /// Every presence interval, has the rooms with changes tell them, until
@@ -478,7 +489,6 @@ mod tests {
     use crate::arrival::TransportKind;
     use crate::broker::{BrokerUnavailable, Publish};
     use crate::outbox::Next;
-    use crate::room_event::EventMember;
     use crate::session::{Inbound, Session};
 
     /// A broker that only records which rooms it was asked to open: the

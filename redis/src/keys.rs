@@ -33,6 +33,11 @@ pub fn room_members(room: &str) -> String {
     format!("{PREFIX}room:{room}:members")
 }
 
+/// The room whose members hash a key is, if it is one.
+pub fn room_of_members(key: &str) -> Option<&str> {
+    key.strip_prefix(PREFIX)?.strip_prefix("room:")?.strip_suffix(":members")
+}
+
 /// What a post to a room with an idempotency key got.
 pub fn room_receipt(room: &str, key: &str) -> String {
     format!("{PREFIX}room:{room}:receipt:{key}")

@@ -108,7 +108,7 @@ impl Link {
             if host.strong_count() == 0 {
                 return;
             }
-            match self.connect().await {
+            match self.connect(&host).await {
                 Ok(connections) => {
                     tracing::info!(node = self.shared.node_id.load(Ordering::Relaxed), "linked to Redis");
                     self.shared.available.store(true, Ordering::Release);
@@ -136,7 +136,7 @@ impl Link {
         discard(&self.shared.queued_publishes, commands);
     }
 
-    async fn connect(&mut self) -> redis::RedisResult<Connections> {
+    async fn connect(&mut self, host: &Weak<dyn BrokerHost>) -> redis::RedisResult<Connections> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(LINK_TIMEOUT)
             .set_response_timeout(LINK_TIMEOUT);
@@ -158,7 +158,7 @@ impl Link {
             self.shared.node_id.store(id, Ordering::Relaxed);
         }
         // A server coming back removes what its closed sessions left behind.
-        self.heartbeat(&mut commands, true).await?;
+        self.heartbeat(&mut commands, true, host).await?;
         Ok(Connections { commands, subscriptions, feed })
     }
 
@@ -196,7 +196,7 @@ impl Link {
             tokio::select! {
                 _ = &mut reader.0 => return "the subscription connection closed".into(),
                 _ = heartbeat.tick() => {
-                    if let Err(error) = self.heartbeat(&mut commands, false).await {
+                    if let Err(error) = self.heartbeat(&mut commands, false, host).await {
                         return format!("the heartbeat failed: {error}");
                     }
                 }
@@ -376,19 +376,27 @@ impl Link {
 
     /// Tells Redis this server is alive and removes the members of servers
     /// that are not; `reap_self` first removes this server's own leftovers.
+    /// The members removed are told to the host, which announces them.
     async fn heartbeat(
         &self,
         connection: &mut MultiplexedConnection,
         reap_self: bool,
+        host: &Weak<dyn BrokerHost>,
     ) -> redis::RedisResult<()> {
         let script = HeartbeatScript {
             node_id: self.shared.node_id.load(Ordering::Relaxed),
             node_timeout_ms: u64::try_from(self.node_timeout.as_millis()).unwrap_or(u64::MAX),
             reap_self,
         };
-        let reaped: u64 = script.command(&self.scripts).query_async(connection).await?;
-        if reaped > 0 {
-            tracing::info!(servers = reaped, "removed the members of silent servers");
+        let reply: Vec<redis::Value> = script.command(&self.scripts).query_async(connection).await?;
+        let reaped = script.decode(&reply);
+        if reaped.servers > 0 {
+            tracing::info!(servers = reaped.servers, "removed the members of silent servers");
+        }
+        if let Some(host) = host.upgrade() {
+            for (room, member, members_left) in reaped.members {
+                host.reaped(&room, member, members_left);
+            }
         }
         Ok(())
     }

@@ -6,6 +6,8 @@
 //! connected (Redis flushes its script cache only on a restart, which also
 //! ends the link).
 
+use std::sync::Arc;
+
 use redis::{Cmd, Script};
 use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
 use wtchat_protocol::PresenceChange;
@@ -220,8 +222,37 @@ pub struct HeartbeatScript {
     pub reap_self: bool,
 }
 
+/// What `heartbeat.lua` removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// How many servers it found dead.
+    pub servers: u64,
+    /// Each member removed: the room, the member, and how many members the
+    /// room has left on every server.
+    pub members: Vec<(Arc<str>, EventMember, u64)>,
+}
+
 impl HeartbeatScript {
-    /// The command; Redis answers with how many servers it found dead.
+    /// Reads the script's answer; a removal it cannot read is skipped
+    /// (Redis wrote what `feed.rs` wrote, so there is none).
+    pub fn decode(&self, reply: &[redis::Value]) -> Reaped {
+        let mut reaped = Reaped::default();
+        let Some((servers, removed)) = reply.split_first() else { return reaped };
+        reaped.servers = redis::from_redis_value(servers).unwrap_or(0);
+        for removal in removed.chunks_exact(3) {
+            let key: Vec<u8> = redis::from_redis_value(&removal[0]).unwrap_or_default();
+            let event: Vec<u8> = redis::from_redis_value(&removal[1]).unwrap_or_default();
+            let left: u64 = redis::from_redis_value(&removal[2]).unwrap_or(u64::MAX);
+            let room = std::str::from_utf8(&key).ok().and_then(keys::room_of_members);
+            if let (Some(room), Ok(RoomEvent::Presence { member, .. })) = (room, feed::parse(&event)) {
+                reaped.members.push((Arc::from(room), member, left));
+            }
+        }
+        reaped
+    }
+
+    /// The command; Redis answers with how many servers it found dead,
+    /// then what it removed (see [`HeartbeatScript::decode`]).
     pub fn command(&self, scripts: &Scripts) -> Cmd {
         let mut command = evalsha(&scripts.heartbeat, &[keys::nodes()]);
         command

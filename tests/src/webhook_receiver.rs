@@ -31,6 +31,7 @@ pub struct Delivery {
 
 #[derive(Debug, Default)]
 struct State {
+    tls: bool,
     accepted: Mutex<Vec<Delivery>>,
     failing: AtomicBool,
     refused: AtomicUsize,
@@ -49,22 +50,55 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// Starts a receiver that accepts deliveries signed with `secret`.
     pub async fn start(secret: &str) -> Result<Self> {
+        Self::serve(secret, None).await
+    }
+
+    /// Starts an `https://` receiver whose certificate (for `localhost` and
+    /// 127.0.0.1) a CA of its own signed; returns it and that CA, in PEM.
+    pub async fn start_tls(secret: &str) -> Result<(Self, String)> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "wtchat test webhook CA");
+        let ca_key = KeyPair::generate()?;
+        let ca_pem = ca.self_signed(&ca_key)?.pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf_key = KeyPair::generate()?;
+        let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?
+            .signed_by(&leaf_key, &issuer)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(leaf.der().to_vec())], key)?;
+        let receiver = Self::serve(secret, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await?;
+        Ok((receiver, ca_pem))
+    }
+
+    async fn serve(secret: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let state = Arc::new(State::default());
+        let state = Arc::new(State { tls: tls.is_some(), ..State::default() });
         let secret: Arc<[u8]> = secret.as_bytes().into();
         let serving = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (state, secret) = (serving.clone(), secret.clone());
+                let (state, secret, tls) = (serving.clone(), secret.clone(), tls.clone());
                 let service = hyper::service::service_fn(move |request| {
                     let (state, secret) = (state.clone(), secret.clone());
                     async move { Ok::<_, hyper::Error>(receive(&state, &secret, request).await) }
                 });
                 tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(stream), service).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });
@@ -73,7 +107,8 @@ impl WebhookReceiver {
 
     /// The URL to configure.
     pub fn url(&self) -> String {
-        format!("http://{}/hooks/wtchat", self.address)
+        let scheme = if self.state.tls { "https" } else { "http" };
+        format!("{scheme}://localhost:{}/hooks/wtchat", self.address.port())
     }
 
     /// Answers 503 to every delivery while `failing`.

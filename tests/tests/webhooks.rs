@@ -210,16 +210,15 @@ async fn a_receiver_down_longer_than_the_queue_holds_gets_the_counted_drop() -> 
     server.stop().await
 }
 
-#[tokio::test]
-async fn with_redis_each_event_is_delivered_once_for_the_cluster() -> Result<()> {
-    let receiver = WebhookReceiver::start(SIGNING).await?;
+/// Redis and two servers posting to `receiver`, with `extra` flags.
+async fn cluster(receiver: &WebhookReceiver, extra: &[&str]) -> Result<(RedisServer, Vec<Binary>)> {
     let redis = RedisServer::start()?;
     let (redis_url, hook_url) = (redis.url(), receiver.url());
     let mut servers = Vec::new();
     for _ in 0..2 {
         let certs = temp_dir("webhook-certs");
         let certs = certs.to_str().unwrap_or_default().to_owned();
-        servers.push(Binary::start(&[
+        let mut args = vec![
             "--listen",
             "127.0.0.1:0",
             "--redis-url",
@@ -232,7 +231,9 @@ async fn with_redis_each_event_is_delivered_once_for_the_cluster() -> Result<()>
             &hook_url,
             "--webhook-secret",
             SIGNING,
-        ])?);
+        ];
+        args.extend_from_slice(extra);
+        servers.push(Binary::start(&args)?);
     }
     for server in &servers {
         let address = server.address;
@@ -241,15 +242,29 @@ async fn with_redis_each_event_is_delivered_once_for_the_cluster() -> Result<()>
         })
         .await?;
     }
-    let connect = async |server: usize| -> Result<WsClient> {
-        let mut client = WsClient::connect_to(servers[server].address, "/ws", None, None).await?;
-        client.hello().await?;
-        Ok(client)
-    };
-    let mut ann = connect(0).await?;
+    Ok((redis, servers))
+}
+
+async fn connect_to(server: &Binary) -> Result<WsClient> {
+    let mut client = WsClient::connect_to(server.address, "/ws", None, None).await?;
+    client.hello().await?;
+    Ok(client)
+}
+
+fn count(events: &[Value], wanted: &str) -> usize {
+    outline(events).iter().filter(|line| *line == wanted).count()
+}
+
+#[tokio::test]
+async fn with_redis_each_event_is_delivered_once_for_the_cluster() -> Result<()> {
+    let receiver = WebhookReceiver::start(SIGNING).await?;
+    let redis = RedisServer::start()?;
+    let (redis_url, hook_url) = (redis.url(), receiver.url());
+    let (redis, servers) = cluster(&receiver, &[]).await?;
+    let mut ann = connect_to(&servers[0]).await?;
     ann.join("lobby", "ann").await?;
     receiver.until(|events| events.len() == 2).await?;
-    let mut bob = connect(1).await?;
+    let mut bob = connect_to(&servers[1]).await?;
     bob.join("lobby", "bob").await?;
     receiver.until(|events| events.len() == 3).await?;
     for n in 0..5 {
@@ -271,7 +286,6 @@ async fn with_redis_each_event_is_delivered_once_for_the_cluster() -> Result<()>
     let mut seqs: Vec<u64> = events.iter().filter_map(|event| event["seq"].as_u64()).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=11).collect::<Vec<_>>(), "each message once, from the server that sequenced it");
-    let count = |wanted: &str| outline(&events).iter().filter(|line| *line == wanted).count();
     for once in [
         "room_occupied",
         "member_joined ann",
@@ -280,7 +294,7 @@ async fn with_redis_each_event_is_delivered_once_for_the_cluster() -> Result<()>
         "member_left ann",
         "room_vacated",
     ] {
-        assert_eq!(count(once), 1, "{once} once: {:#?}", outline(&events));
+        assert_eq!(count(&events, once), 1, "{once} once: {:#?}", outline(&events));
     }
     let servers_sending: std::collections::HashSet<String> = receiver
         .deliveries()
@@ -290,4 +304,72 @@ async fn with_redis_each_event_is_delivered_once_for_the_cluster() -> Result<()>
     assert_eq!(servers_sending.len(), 2, "each server sends what it sequenced or saw happen");
     drop(redis);
     Ok(())
+}
+
+#[tokio::test]
+async fn with_redis_the_members_of_a_dead_server_are_announced_by_a_survivor() -> Result<()> {
+    let receiver = WebhookReceiver::start(SIGNING).await?;
+    let (redis, mut servers) = cluster(&receiver, &["--redis-node-timeout-ms", "3000"]).await?;
+    let mut ann = connect_to(&servers[0]).await?;
+    ann.join("lobby", "ann").await?;
+    let mut bob = connect_to(&servers[1]).await?;
+    bob.join("lobby", "bob").await?;
+    receiver.until(|events| events.len() == 3).await?;
+    // The second server dies without a word (SIGKILL): its member's
+    // departure can only be announced by the server that removes it.
+    drop(servers.pop());
+    let events = receiver.until(|events| count(events, "member_disconnected bob") == 1).await?;
+    let departure =
+        events.iter().find(|event| event["type"] == "member_disconnected").cloned().unwrap_or_default();
+    assert_eq!(departure["member"]["user"], Value::Null, "a dead server's members have no user on record");
+    assert!(departure["epoch"].is_u64(), "the survivor has the room open and knows where it stands");
+    ann.send(ClientMessage::Leave { room: "lobby".into() }).await?;
+    let events = receiver.until(|events| count(events, "room_vacated") == 1).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events_later = receiver.events();
+    assert_eq!(events_later.len(), events.len(), "nothing twice: {:#?}", outline(&events_later));
+    assert_eq!(
+        outline(&events),
+        [
+            "room_occupied",
+            "member_joined ann",
+            "member_joined bob",
+            "member_disconnected bob",
+            "member_left ann",
+            "room_vacated"
+        ]
+    );
+    drop(redis);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_https_receiver_signed_by_the_operators_ca_gets_its_events() -> Result<()> {
+    let (receiver, ca_pem) = WebhookReceiver::start_tls(SIGNING).await?;
+    let ca_file = temp_dir("webhook-ca");
+    std::fs::create_dir_all(&ca_file)?;
+    let ca_file = ca_file.join("ca.pem");
+    std::fs::write(&ca_file, ca_pem)?;
+    let server = server_for(&receiver, |c| c.webhook_ca_file = Some(ca_file.clone())).await;
+    let mut ann = WsClient::connect(&server).await?;
+    ann.join("lobby", "ann").await?;
+    ann.publish("lobby", "over TLS").await?;
+    let events = receiver.until(|events| messages(events) == 1).await?;
+    assert_eq!(outline(&events), ["room_occupied", "member_joined ann", "message 1 over TLS"]);
+    server.stop().await?;
+
+    // Without the CA, the receiver's certificate is not trusted: nothing is
+    // delivered, and the failures are counted.
+    let (stranger, _) = WebhookReceiver::start_tls(SIGNING).await?;
+    let server = server_for(&stranger, |_| {}).await;
+    let mut ann = WsClient::connect(&server).await?;
+    ann.join("lobby", "ann").await?;
+    let address = server.address;
+    eventually_async(Duration::from_secs(10), || async move {
+        let scrape = scrape_metrics(address).await.unwrap_or_default();
+        metric(&scrape, "wtchat_webhook_failed_attempts_total{receiver=\"0\"}").unwrap_or(0.0) >= 1.0
+    })
+    .await?;
+    assert!(stranger.deliveries().is_empty(), "an untrusted receiver gets nothing");
+    server.stop().await
 }

@@ -7,6 +7,10 @@
 -- ARGV: 1 this node's id, 2 timeout in ms, 3 '1' to first remove this
 --       node's own members (after it lost its link and closed them),
 --       4 the prefix of node hashes
+-- Returns how many servers were dead, then, for each member removed, the
+-- room's members hash, the departure event and how many members the room
+-- has left (which tells the caller whether the room is now vacated).
+local removed = {}
 local function reap(node)
   local key = ARGV[4] .. node
   -- Each record says, one per line: the members hash, the feed channel,
@@ -15,7 +19,11 @@ local function reap(node)
   for _, record in ipairs(redis.call('HVALS', key)) do
     local members, channel, session, event = string.match(record, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n(.*)$')
     if event then
-      redis.call('HDEL', members, session)
+      if redis.call('HDEL', members, session) == 1 then
+        table.insert(removed, members)
+        table.insert(removed, event)
+        table.insert(removed, redis.call('HLEN', members))
+      end
       redis.call('PUBLISH', channel, event)
     end
   end
@@ -32,4 +40,5 @@ local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]
 for _, node in ipairs(dead) do
   reap(node)
 end
-return #dead
+table.insert(removed, 1, #dead)
+return removed
