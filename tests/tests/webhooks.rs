@@ -258,8 +258,6 @@ fn count(events: &[Value], wanted: &str) -> usize {
 #[tokio::test]
 async fn with_redis_each_event_is_delivered_once_for_the_cluster() -> Result<()> {
     let receiver = WebhookReceiver::start(SIGNING).await?;
-    let redis = RedisServer::start()?;
-    let (redis_url, hook_url) = (redis.url(), receiver.url());
     let (redis, servers) = cluster(&receiver, &[]).await?;
     let mut ann = connect_to(&servers[0]).await?;
     ann.join("lobby", "ann").await?;
