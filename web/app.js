@@ -2,9 +2,11 @@
 // transports, reconnects and resuming lives in the client.
 //
 // Query parameters: name, room (join at once), transport=websocket (force
-// WebSocket), and for trying failure modes: wt (another WebTransport URL),
-// certHash (hex hashes to trust instead of the server's), headStart and
-// wtTimeout (ms).
+// WebSocket), token (for a server that requires one) and tokenUrl (where a
+// fresh token is fetched when the server says it is about to expire, as an
+// app would ask its own backend), and for trying failure modes: wt (another
+// WebTransport URL), certHash (hex hashes to trust instead of the
+// server's), headStart and wtTimeout (ms).
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -43,6 +45,18 @@ if (params.get("wtTimeout")) options.webtransportTimeoutMs = Number(params.get("
 if (params.get("token")) options.token = params.get("token");
 const client = new Client(options);
 demo.client = client;
+
+// A token that expires is replaced inside the session: the client asks this
+// callback for a fresh one, here from the app's token endpoint.
+const tokenUrl = params.get("tokenUrl");
+if (tokenUrl) {
+  client.onTokenExpiring(async () => {
+    const response = await fetch(tokenUrl, { cache: "no-store" });
+    if (!response.ok) throw new Error(`the token endpoint answered ${response.status}`);
+    return (await response.text()).trim();
+  });
+}
+client.on("token", (event) => demo.events.push({ type: "token", at: at(), ...event }));
 
 let room = null;
 let me = null;

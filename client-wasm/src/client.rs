@@ -72,9 +72,10 @@ pub struct Options {
     pub client_name: String,
     /// Whether to remember which transport won, for the next visit.
     pub remember_transport: bool,
-    /// A token (JWT) for servers that require one. It names the user; a
-    /// session whose token expires is closed, and the page makes a new
-    /// client with a fresh token.
+    /// A token (JWT) for servers that require one. It names the user.
+    /// Before it expires the server asks for a fresh one, which the page
+    /// gives through `onTokenExpiring` (or `refreshToken`); without one the
+    /// session is closed when the token expires.
     pub token: Option<String>,
 }
 
@@ -97,15 +98,20 @@ impl Default for Options {
 /// A chat client.
 #[wasm_bindgen]
 pub struct Client {
-    inner: Rc<Inner>,
+    pub(crate) inner: Rc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     options: Options,
-    state: RefCell<State>,
+    pub(crate) state: RefCell<State>,
 }
 
-struct State {
+pub(crate) struct State {
+    /// The token the session presents: the page's first, then the latest
+    /// refresh, which a reconnect presents too.
+    pub(crate) token: Option<String>,
+    /// What the page gave to get a fresh token, if anything.
+    pub(crate) token_provider: Option<js_sys::Function>,
     /// The current connection, while connected.
     link: Option<Link>,
     /// Rooms and resume points.
@@ -153,10 +159,13 @@ impl Client {
             serde_wasm_bindgen::from_value(options)
                 .map_err(|e| JsValue::from_str(&format!("bad options: {e}")))?
         };
+        let token = options.token.clone().filter(|t| !t.is_empty());
         Ok(Self {
             inner: Rc::new(Inner {
                 options,
                 state: RefCell::new(State {
+                    token,
+                    token_provider: None,
                     link: None,
                     ledger: Ledger::default(),
                     handlers: Vec::new(),
@@ -175,7 +184,7 @@ impl Client {
 
     /// Calls `handler(payload)` on every event named `event`: "message",
     /// "presence", "members", "joined", "left", "typing", "error",
-    /// "transport", "state", "gap".
+    /// "transport", "state", "gap", "token".
     pub fn on(&self, event: &str, handler: js_sys::Function) {
         self.inner.state.borrow_mut().handlers.push((event.to_owned(), handler));
     }
@@ -291,7 +300,7 @@ impl Inner {
     }
 
     /// Sends on the current link; false while disconnected.
-    fn send(&self, message: ClientMessage) -> bool {
+    pub(crate) fn send(&self, message: ClientMessage) -> bool {
         let body = self.encode(message);
         let mut state = self.state.borrow_mut();
         let sent = state.link.as_ref().is_some_and(|link| link.send(&body).is_ok());
@@ -301,7 +310,7 @@ impl Inner {
         sent
     }
 
-    fn emit<T: Serialize>(&self, event: &str, payload: &T) {
+    pub(crate) fn emit<T: Serialize>(&self, event: &str, payload: &T) {
         // Handlers may call back into the client, so none may run while the
         // state is borrowed.
         let handlers: Vec<js_sys::Function> = self
@@ -328,7 +337,7 @@ impl Inner {
         self.emit("state", &StateEvent { state: connection, retry_in_ms, reason, close_code: None });
     }
 
-    fn error(&self, code: &str, text: String, request_id: Option<u32>) {
+    pub(crate) fn error(&self, code: &str, text: String, request_id: Option<u32>) {
         self.emit("error", &ErrorEvent { code: code.to_owned(), text, request_id, close_code: None });
     }
 
@@ -356,7 +365,7 @@ impl Inner {
             let hashes = plan.webtransport.take().map(|wt| wt.certificate_hashes).unwrap_or_default();
             plan.webtransport = Some(WebTransportPlan { url: url.clone(), certificate_hashes: hashes });
         }
-        if let Some(token) = self.options.token.as_deref().filter(|t| !t.is_empty()) {
+        if let Some(token) = self.state.borrow().token.as_deref() {
             plan.present_token(token);
         }
         if let (Some(hashes), Some(wt)) = (&self.options.certificate_hashes, plan.webtransport.as_mut()) {
@@ -408,8 +417,10 @@ impl Inner {
     }
 
     /// Handles one server message on an adopted connection.
-    fn dispatch(&self, message: ServerMessage) {
+    fn dispatch(self: &Rc<Self>, message: ServerMessage) {
         match message {
+            ServerMessage::TokenExpiring(notice) => self.token_expiring(&notice),
+            ServerMessage::TokenRefreshed(fresh) => self.token_refreshed(&fresh),
             ServerMessage::Joined(joined) => {
                 let outcome = self.state.borrow_mut().ledger.joined(&joined);
                 let Some(outcome) = outcome else { return };
@@ -593,7 +604,11 @@ async fn sleep_unless_closed(inner: &Inner, delay_ms: f64) {
 /// Runs an adopted connection: dispatches what arrives, pings when the
 /// client has been quiet for a heartbeat interval, and gives up when the
 /// server has been silent past the heartbeat timeout.
-async fn run_connection(inner: &Inner, mut events: UnboundedReceiver<LinkEvent>, welcome: &Welcome) -> End {
+async fn run_connection(
+    inner: &Rc<Inner>,
+    mut events: UnboundedReceiver<LinkEvent>,
+    welcome: &Welcome,
+) -> End {
     let interval = f64::from(welcome.heartbeat_interval_ms.max(100));
     let timeout = f64::from(welcome.heartbeat_timeout_ms.max(200));
     let tick = interval / 4.0;
@@ -651,7 +666,7 @@ struct Heard {
 
 impl Heard {
     /// Acts on one link event; the end of the connection, if it ended.
-    fn handle(&mut self, inner: &Inner, event: Option<LinkEvent>) -> Option<End> {
+    fn handle(&mut self, inner: &Rc<Inner>, event: Option<LinkEvent>) -> Option<End> {
         match event {
             Some(LinkEvent::Frame(body)) => {
                 self.last_heard = now_ms();

@@ -17,7 +17,8 @@ export interface ErrorEvent { code: string; text: string; requestId?: number; cl
 export interface TransportEvent { transport: "webtransport" | "websocket"; reason: string; fallbackReason?: string }
 export interface StateEvent { state: "connecting" | "connected" | "reconnecting" | "closed"; retryInMs?: number; reason?: string; closeCode?: number }
 export interface GapEvent { room: string }
-export type EventName = "message" | "presence" | "members" | "joined" | "left" | "typing" | "error" | "transport" | "state" | "gap";
+export interface TokenEvent { event: "expiring" | "refreshed"; expiresInMs: number }
+export type EventName = "message" | "presence" | "members" | "joined" | "left" | "typing" | "error" | "transport" | "state" | "gap" | "token";
 "#;
 
 /// A member as the page sees it.
@@ -155,4 +156,14 @@ pub struct StateEvent {
 pub fn to_js<T: Serialize>(payload: &T) -> JsValue {
     let serializer = serde_wasm_bindgen::Serializer::json_compatible();
     payload.serialize(&serializer).unwrap_or(JsValue::NULL)
+}
+
+/// The session's token is about to expire, or was refreshed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenEvent {
+    /// "expiring" or "refreshed".
+    pub event: &'static str,
+    /// How long the token (the new one, once refreshed) has left.
+    pub expires_in_ms: f64,
 }

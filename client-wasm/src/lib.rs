@@ -26,6 +26,8 @@ pub mod link;
 #[cfg(target_arch = "wasm32")]
 pub mod time;
 #[cfg(target_arch = "wasm32")]
+pub mod token;
+#[cfg(target_arch = "wasm32")]
 pub mod transport_choice;
 #[cfg(target_arch = "wasm32")]
 pub mod websocket;

@@ -34,6 +34,9 @@ pub struct HubConfig {
     pub retry_hints: RetryHints,
     /// How presence is gathered and told.
     pub presence: PresencePolicy,
+    /// How long before its token expires a session is told to refresh it
+    /// (at most half the token's remaining life).
+    pub token_refresh_notice: Duration,
 }
 
 /// Limits each session is held to.
@@ -122,6 +125,7 @@ impl HubConfig {
                 flooding: Duration::from_secs(10),
             },
             presence: PresencePolicy { interval: Duration::from_millis(200), names_max: 1_000 },
+            token_refresh_notice: Duration::from_secs(60),
         }
     }
 }

@@ -290,6 +290,11 @@ impl Hub {
         &self.admission
     }
 
+    /// What checks tokens, when authentication is on.
+    pub(crate) fn authenticator(&self) -> Option<&Authenticator> {
+        self.authenticator.as_ref()
+    }
+
     /// Whether sessions must present a token.
     pub fn requires_token(&self) -> bool {
         self.authenticator.is_some()

@@ -260,6 +260,7 @@ impl Session {
             ClientMessage::Members { room, after, limit } => {
                 self.members(request_id, &room, after, limit, now)
             }
+            ClientMessage::RefreshToken { token } => self.refresh_token(request_id, &token, now),
             ClientMessage::Ping { nonce } => {
                 self.send(&ServerMessage::Pong(Pong { request_id, nonce, server_time_ms: unix_millis() }));
                 Flow::Continue
@@ -397,10 +398,17 @@ impl Session {
         if let Some(flow) = self.membership_rate_limited(request_id, now) {
             return flow;
         }
+        self.leave_at(index, request_id);
+        Flow::Continue
+    }
+
+    /// Leaves the room of a membership and answers with `Left` under
+    /// `request_id`.
+    fn leave_at(&mut self, index: usize, request_id: u32) {
         let membership = self.memberships.swap_remove(index);
         self.hub.rooms().leave(&membership.room, self.id, PresenceChange::Left);
-        self.send(&ServerMessage::Left(Left { request_id, room: room.to_owned() }));
-        Flow::Continue
+        let room = membership.room.name().to_string();
+        self.send(&ServerMessage::Left(Left { request_id, room }));
     }
 
     fn publish(&mut self, request_id: u32, room: &str, body: String, now: Instant) -> Flow {
@@ -600,6 +608,8 @@ impl Drop for Session {
         self.hub.metrics().session_closed(self.transport, self.outbox.stats());
     }
 }
+
+mod token;
 
 #[cfg(test)]
 mod tests;

@@ -161,18 +161,19 @@ where
     // keeps an idle connection small.
     let opened = Instant::now();
     let mut last_heard = opened;
-    let expiry = session.expires_at().map(|at| last_heard + remaining(at));
-    let next_due = |last_heard: Instant, greeted: bool| {
+    let notice = session.token_refresh_notice();
+    let mut expiry = Expiry::of(session, opened, notice);
+    let next_due = |last_heard: Instant, greeted: bool, expiry: &Expiry| {
         let mut due = last_heard + heartbeat_timeout;
-        if let Some(expiry) = expiry {
-            due = due.min(expiry);
+        for at in [expiry.closes_at, expiry.warn_at].into_iter().flatten() {
+            due = due.min(at);
         }
         if !greeted {
             due = due.min(opened + HELLO_DEADLINE);
         }
         due
     };
-    let deadline = tokio::time::sleep_until(next_due(last_heard, false));
+    let deadline = tokio::time::sleep_until(next_due(last_heard, false, &expiry));
     tokio::pin!(deadline);
     loop {
         tokio::select! {
@@ -182,11 +183,21 @@ where
                 if let Flow::Close(closing) = session.receive(item, last_heard) {
                     return ReaderEnd::Close(closing);
                 }
+                // A refreshed token moves the expiry, perhaps before the
+                // timer's next firing: a rare event, worth a timer update.
+                if session.expires_at() != expiry.of {
+                    expiry = Expiry::of(session, last_heard, notice);
+                    deadline.as_mut().reset(next_due(last_heard, session.is_greeted(), &expiry));
+                }
             }
             () = &mut deadline => {
                 let now = Instant::now();
-                if expiry.is_some_and(|expiry| now >= expiry) {
+                if expiry.closes_at.is_some_and(|at| now >= at) {
                     return ReaderEnd::Close(closing::token_expired());
+                }
+                if let Some(closes_at) = expiry.warn_at.filter(|at| now >= *at).and(expiry.closes_at) {
+                    session.tell_token_expiring(closes_at - now);
+                    expiry.warn_at = None;
                 }
                 if !session.is_greeted() && now >= opened + HELLO_DEADLINE {
                     return ReaderEnd::Close(closing::protocol_violation(format!(
@@ -195,11 +206,36 @@ where
                     )));
                 }
                 if now < last_heard + heartbeat_timeout {
-                    deadline.as_mut().reset(next_due(last_heard, session.is_greeted()));
+                    deadline.as_mut().reset(next_due(last_heard, session.is_greeted(), &expiry));
                     continue;
                 }
                 return ReaderEnd::Close(closing::heartbeat_timeout(heartbeat_timeout));
             }
+        }
+    }
+}
+
+/// When a session's token closes it, and when the session is told so
+/// ahead of time.
+struct Expiry {
+    /// The token's expiry these instants were taken from.
+    of: Option<std::time::SystemTime>,
+    /// When the session closes with `UNAUTHORIZED`.
+    closes_at: Option<Instant>,
+    /// When it is told to refresh its token; `None` once told.
+    warn_at: Option<Instant>,
+}
+
+impl Expiry {
+    /// The instants of the session's token as of `now`: the notice comes
+    /// `notice` before the expiry, or halfway when less is left.
+    fn of(session: &Session, now: Instant, notice: Duration) -> Self {
+        let of = session.expires_at();
+        let left = of.map(remaining);
+        Self {
+            of,
+            closes_at: left.map(|left| now + left),
+            warn_at: left.map(|left| now + left - notice.min(left / 2)),
         }
     }
 }

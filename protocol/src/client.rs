@@ -80,6 +80,18 @@ pub enum ClientMessage {
         /// How many members the page may hold.
         limit: u32,
     },
+    /// Replace the session's token with a fresh one for the same user,
+    /// typically after a [`TokenExpiring`](crate::TokenExpiring) notice. The
+    /// server checks it like the first: its expiry and grants apply at once
+    /// (rooms it no longer allows are left, each answered with a `Left`
+    /// under this request's id), and the answer is a
+    /// [`TokenRefreshed`](crate::TokenRefreshed); a token that is invalid,
+    /// expired or names another user gets an `INVALID_TOKEN` error and
+    /// changes nothing.
+    RefreshToken {
+        /// The new token (a JWT, as at connect).
+        token: String,
+    },
 }
 
 /// A client's position in a room's message sequence.

@@ -23,6 +23,7 @@
 //! | 14 | `UNSUPPORTED_VERSION` | A frame carried a protocol version the server does not speak. |
 //! | 15 | `FORBIDDEN` | The session's credentials do not allow this room (joining or publishing). |
 //! | 16 | `BROKER_UNAVAILABLE` | The broker that orders rooms across servers (Redis) cannot be reached; the message was not sent, or the room not joined. Try again. |
+//! | 17 | `INVALID_TOKEN` | A token refresh was refused: the token is invalid or expired, names another user, or the server does not authenticate sessions. The session keeps its token until that expires. |
 
 use core::fmt;
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,8 @@ impl ErrorCode {
     pub const FORBIDDEN: Self = Self(15);
     /// The broker that orders rooms across servers cannot be reached.
     pub const BROKER_UNAVAILABLE: Self = Self(16);
+    /// A token refresh was refused.
+    pub const INVALID_TOKEN: Self = Self(17);
 
     /// The code's name as written in the table, or `None` for a code this
     /// version does not know.
@@ -88,6 +91,7 @@ impl ErrorCode {
             Self::UNSUPPORTED_VERSION => "UNSUPPORTED_VERSION",
             Self::FORBIDDEN => "FORBIDDEN",
             Self::BROKER_UNAVAILABLE => "BROKER_UNAVAILABLE",
+            Self::INVALID_TOKEN => "INVALID_TOKEN",
             _ => return None,
         })
     }

@@ -32,7 +32,8 @@ pub use fallback::FallbackReason;
 pub use reason::ReasonCode;
 pub use server::{
     ChatMessage, Closing, ErrorNotice, HistoryReplay, Joined, Left, Limits, Member, MemberChange,
-    MembersPage, Pong, PresenceChange, PresenceDiff, ServerMessage, Typing, Welcome,
+    MembersPage, Pong, PresenceChange, PresenceDiff, ServerMessage, TokenExpiring, TokenRefreshed, Typing,
+    Welcome,
 };
 
 /// The protocol version this crate speaks.

@@ -35,6 +35,30 @@ pub enum ServerMessage {
     Typing(Typing),
     /// The answer to a members request: one page of a room's members.
     Members(MembersPage),
+    /// The session's token expires soon; send a
+    /// [`RefreshToken`](crate::ClientMessage::RefreshToken) before it does,
+    /// or the session closes with `UNAUTHORIZED` then.
+    TokenExpiring(TokenExpiring),
+    /// A refreshed token was taken.
+    TokenRefreshed(TokenRefreshed),
+}
+
+/// The notice ahead of a token's expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct TokenExpiring {
+    /// How long the token has left, in ms.
+    pub expires_in_ms: u64,
+}
+
+/// The answer to a token refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct TokenRefreshed {
+    /// Answers the refresh's request id.
+    pub request_id: u32,
+    /// How long the new token lasts, in ms.
+    pub expires_in_ms: u64,
 }
 
 impl ServerMessage {

@@ -13,6 +13,7 @@ pub mod h3;
 pub mod http;
 pub mod redis;
 pub mod server;
+pub mod token_issuer;
 pub mod webhook_receiver;
 pub mod websocket;
 pub mod webtransport;

@@ -346,3 +346,60 @@ async fn a_large_room_shows_its_count_and_pages_its_members_in_both_browsers() -
     drop(crowd);
     server.stop().await
 }
+
+/// A token for `sub` that the server counts as valid for `seconds` more (it
+/// adds 30 s of leeway to `exp`).
+fn short_token(secret: &str, sub: &str, seconds: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let claims = serde_json::json!({ "sub": sub, "exp": now + seconds - 30 });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn pages_keep_their_sessions_across_token_expiry_through_the_page_callback() -> Result<()> {
+    const SECRET: &str = "the shared secret of the test issuer, 44 bytes";
+    let root = web_root().to_path_buf();
+    let server = TestServer::start_with(move |c| {
+        c.web_root = root;
+        c.auth_hs256_secret = Some(SECRET.into());
+    })
+    .await;
+    // The app's backend hands out tokens good for ten minutes.
+    let issuer =
+        wtchat_tests::token_issuer::TokenIssuer::start(|| short_token(SECRET, "reader", 600)).await?;
+    let chromium = Driver::start(Browser::Chromium).await?;
+    let firefox = Driver::start(Browser::Firefox).await?;
+    let base = format!("http://{}", server.address);
+    let page = |sub: &str, transport: &str| {
+        format!(
+            "{base}/?name=x&room=tokens&token={}&tokenUrl={}{transport}",
+            short_token(SECRET, sub, 6),
+            issuer.url()
+        )
+    };
+    let ada = page_on(&chromium, &page("reader", ""), "webtransport").await?;
+    let bob = page_on(&firefox, &page("reader", "&transport=websocket"), "websocket").await?;
+    let refreshed = "window.wtchatDemo.events.some(e => e.type === 'token' && e.event === 'refreshed' && e.expiresInMs > 500000)";
+    for page in [&ada, &bob] {
+        page.wait_for_within(refreshed, Duration::from_secs(15)).await?;
+    }
+    assert!(issuer.issued() >= 2, "each page asked the app's backend");
+    // Past the first tokens' expiry (6 s after they were made), both pages
+    // are still on their first connection.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    ada.say("after the first token").await?;
+    bob.wait_for("window.wtchatDemo.messages.some(m => m.body === 'after the first token')").await?;
+    for page in [&ada, &bob] {
+        let connections =
+            page.eval("window.wtchatDemo.events.filter(e => e.type === 'transport').length").await?;
+        assert_eq!(connections, 1, "no reconnect");
+        let closed = page
+            .eval("window.wtchatDemo.events.some(e => e.type === 'error' && e.code === 'CLOSED_BY_SERVER')")
+            .await?;
+        assert_eq!(closed, false);
+    }
+    ada.close().await?;
+    bob.close().await?;
+    server.stop().await
+}

@@ -250,3 +250,57 @@ async fn the_terminal_client_presents_its_token_and_follows_a_refusals_retry_hin
     assert!(status.success(), "{status:?}");
     server.stop().await
 }
+
+#[tokio::test]
+async fn the_terminal_client_rereads_its_token_file_when_the_token_is_about_to_expire() -> Result<()> {
+    let secret = "the test issuer's secret, forty-four bytes!!";
+    let server = TestServer::start_with(|c| c.auth_hs256_secret = Some(secret.into())).await;
+    // Valid for `seconds` more, as the server counts (it adds 30 s of leeway).
+    let token = |seconds: u64| -> Result<String> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let claims = serde_json::json!({"sub": "t", "exp": now + seconds - 30});
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        Ok(jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)?)
+    };
+    let file = wtchat_tests::server::temp_dir("token-file");
+    std::fs::create_dir_all(&file)?;
+    let file = file.join("token");
+    std::fs::write(&file, token(4)?)?;
+    let mut chat = tokio::process::Command::new(wtchat_binary())
+        .args(["chat", "--server", &server.address.to_string(), "--name", "t", "--transport", "ws"])
+        .arg("--token-file")
+        .arg(&file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(chat.stdout.take().context("stdout")?).lines();
+    let mut next_line = async || -> Result<String> {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line()).await??.context("chat ended")?;
+        eprintln!("chat: {line}");
+        Ok(line)
+    };
+    while !next_line().await?.contains("joined lobby") {}
+    // Whatever keeps the file fresh writes a new token before the old one
+    // runs out; the client reads it when the server asks.
+    std::fs::write(&file, token(600)?)?;
+    let told = next_line().await?;
+    assert!(told.contains("the token expires in"), "{told}");
+    let refreshed = next_line().await?;
+    assert!(refreshed.contains("token refreshed; it expires in"), "{refreshed}");
+    // Past the first token's expiry the session goes on.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut stdin = chat.stdin.take().context("stdin")?;
+    stdin.write_all(b"after the first token\n").await?;
+    loop {
+        let line = next_line().await?;
+        assert!(!line.contains("closing"), "{line}");
+        if line.contains("after the first token") {
+            break;
+        }
+    }
+    stdin.write_all(b"/quit\n").await?;
+    let status = tokio::time::timeout(Duration::from_secs(10), chat.wait()).await??;
+    assert!(status.success(), "{status:?}");
+    server.stop().await
+}

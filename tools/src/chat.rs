@@ -4,9 +4,10 @@
 //! serves people and scripts alike.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wtchat_protocol::{ClientFrame, ClientMessage, PresenceChange, ServerMessage, decode, encode};
 
@@ -28,8 +29,27 @@ pub struct ChatArgs {
     #[arg(long, default_value = "lobby")]
     pub room: String,
     /// A token (JWT) for servers that require one.
-    #[arg(long, env = "WTCHAT_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "WTCHAT_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
     pub token: Option<String>,
+    /// A file holding the token, read at connect and read again whenever
+    /// the server says the token is about to expire, so that whatever
+    /// keeps the file fresh keeps the session going.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ChatArgs {
+    /// The token as its source has it now.
+    fn current_token(&self) -> Result<Option<String>> {
+        match &self.token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?;
+                Ok(Some(text.trim().to_owned()))
+            }
+            None => Ok(self.token.clone()),
+        }
+    }
 }
 
 /// How many times the client follows a refusal's retry hint before it
@@ -38,7 +58,7 @@ const REFUSALS_FOLLOWED: u32 = 10;
 
 /// Runs the terminal client until stdin ends, `/quit`, or the server closes.
 pub async fn run(args: ChatArgs) -> Result<()> {
-    let mut dialer = Dialer::new(args.server).await?.with_token(args.token.clone());
+    let mut dialer = Dialer::new(args.server).await?.with_token(args.current_token()?);
     let mut refusals = 0;
     let session = loop {
         match dialer.open(args.transport, "wtchat-chat").await {
@@ -108,6 +128,13 @@ pub async fn run(args: ChatArgs) -> Result<()> {
                     Ok(message) => {
                         if let Some(line) = describe(&message) {
                             println!("{line}");
+                        }
+                        if let ServerMessage::TokenExpiring(_) = message {
+                            match args.token_file.as_ref().map(|_| args.current_token()) {
+                                Some(Ok(Some(token))) => outgoing.send(&frame(ClientMessage::RefreshToken { token })).await?,
+                                Some(Err(error)) => println!("! cannot refresh the token: {error:#}"),
+                                _ => println!("* no --token-file to refresh the token from; the session ends when it expires"),
+                            }
                         }
                         if let ServerMessage::Closing(closing) = message {
                             if !closing.code.should_reconnect() {
@@ -185,6 +212,12 @@ fn describe(message: &ServerMessage) -> Option<String> {
                 c.code,
                 c.retry_after_ms
             )
+        }
+        ServerMessage::TokenExpiring(notice) => {
+            format!("* the token expires in {} s", notice.expires_in_ms.div_ceil(1_000))
+        }
+        ServerMessage::TokenRefreshed(fresh) => {
+            format!("* token refreshed; it expires in {} s", fresh.expires_in_ms.div_ceil(1_000))
         }
         ServerMessage::Welcome(_) | ServerMessage::Pong(_) => return None,
     })

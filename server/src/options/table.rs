@@ -141,6 +141,10 @@ super::options! {
     auth_issuer: String, env "WTCHAT_AUTH_ISSUER", default (none);
     /// The `aud` every token must carry.
     auth_audience: String, env "WTCHAT_AUTH_AUDIENCE", default (none);
+    /// How long before a session's token expires the server tells it to
+    /// send a fresh one (`TokenExpiring`), in ms; at most half the token's
+    /// remaining life, so that a short-lived token is told in time too.
+    token_refresh_notice_ms: u64, env "WTCHAT_TOKEN_REFRESH_NOTICE_MS", default (60_000);
     /// Bearer token (at least 16 characters) for `POST /admin/drain`; the
     /// endpoint is off without it.
     admin_token: String, env "WTCHAT_ADMIN_TOKEN", default (none), secret (true),
@@ -390,6 +394,7 @@ impl Config {
                 interval: ms(self.presence_interval_ms),
                 names_max: self.presence_names_max,
             },
+            token_refresh_notice: ms(self.token_refresh_notice_ms),
         }
     }
 
