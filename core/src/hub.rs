@@ -26,6 +26,7 @@ use crate::config::HubConfig;
 use crate::cool_down::CoolDowns;
 use crate::log_limit::LogLimit;
 use crate::metrics::{Metrics, family};
+use crate::moderation::Moderator;
 use crate::outbox::{Outbox, OutboxStats};
 use crate::party::Party;
 use crate::room::Applied;
@@ -37,6 +38,16 @@ use crate::user::User;
 /// client churning refused connections must not flood the log.
 static REFUSAL_LOG: LogLimit = LogLimit::new();
 static TOKEN_LOG: LogLimit = LogLimit::new();
+
+/// What the application's backend takes part in: the events it is told,
+/// and the review of members' messages. Neither by default.
+#[derive(Debug, Default)]
+pub struct BackendHooks {
+    /// Where events are announced.
+    pub announcer: Option<Announcer>,
+    /// Who reviews messages.
+    pub moderator: Option<Arc<dyn Moderator>>,
+}
 
 /// The broadcast core. A transport opens a
 /// [`Session`](crate::session::Session) per connection through it.
@@ -52,6 +63,8 @@ pub struct Hub {
     /// Where the application's backend hears what happens in the rooms, if
     /// it does.
     announcer: Option<Announcer>,
+    /// Who reviews members' messages before they are published, if anyone.
+    moderator: Option<Arc<dyn Moderator>>,
     /// The outbox of every live session, so that shutdown can reach them. A
     /// std mutex, taken once when a session opens and once when it ends,
     /// never on the message path.
@@ -90,17 +103,18 @@ impl Hub {
         authenticator: Option<Authenticator>,
         broker: Option<Arc<dyn Broker>>,
     ) -> Arc<Self> {
-        Self::announcing(config, authenticator, broker, None)
+        Self::with_backend(config, authenticator, broker, BackendHooks::default())
     }
 
     /// A hub that also tells the application's backend what happens in its
-    /// rooms, through `announcer`.
-    pub fn announcing(
+    /// rooms, or has it review messages, through `hooks`.
+    pub fn with_backend(
         config: HubConfig,
         authenticator: Option<Authenticator>,
         broker: Option<Arc<dyn Broker>>,
-        announcer: Option<Announcer>,
+        hooks: BackendHooks,
     ) -> Arc<Self> {
+        let BackendHooks { announcer, moderator } = hooks;
         Arc::new(Self {
             rooms: RoomRegistry::new(
                 config.max_rooms,
@@ -112,6 +126,7 @@ impl Hub {
             ),
             broker,
             announcer,
+            moderator,
             admission: Admission::new(config.admission),
             authenticator,
             cool_downs: CoolDowns::default(),
@@ -145,6 +160,11 @@ impl Hub {
     /// Where the application's backend hears what happens, if it does.
     pub fn announcer(&self) -> Option<&Announcer> {
         self.announcer.as_ref()
+    }
+
+    /// Who reviews members' messages, if anyone.
+    pub fn moderator(&self) -> Option<&Arc<dyn Moderator>> {
+        self.moderator.as_ref()
     }
 
     /// Whether rooms can order messages now: always without a broker.
@@ -273,6 +293,9 @@ impl Hub {
         }
         if let Some(announcer) = &self.announcer {
             announcer.render_metrics(out);
+        }
+        if let Some(moderator) = &self.moderator {
+            moderator.render_metrics(out);
         }
         family(
             out,

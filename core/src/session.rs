@@ -18,9 +18,7 @@ use wtchat_protocol::{
 };
 
 use crate::admission::Ticket;
-use crate::announcer::Sent;
 use crate::arrival::{Arrival, TransportKind};
-use crate::broker::{BrokerUnavailable, Publish, PublishReply};
 use crate::budgets::{Budgets, MEMBERSHIP_RATE_PER_SEC};
 use crate::closing;
 use crate::frame::Frame;
@@ -28,9 +26,11 @@ use crate::hub::{Hub, unix_millis};
 use crate::name::{validate_display_name, validate_room_name};
 use crate::outbox::Outbox;
 use crate::party::Party;
+use crate::review_line::ReviewLine;
 use crate::room::{Room, RoomMember};
 use crate::room_registry::RoomLimitReached;
 use crate::user::User;
+use outgoing::Outgoing;
 
 /// What arrives from a transport.
 #[derive(Debug)]
@@ -94,6 +94,9 @@ pub struct Session {
     /// The session's place under admission control, given back on drop;
     /// `None` for a session that was turned away at opening.
     ticket: Option<Ticket>,
+    /// Its messages under moderation, in order; made at the first one, so
+    /// that a server without moderation pays a pointer for it.
+    reviews: Option<Arc<ReviewLine>>,
 }
 
 impl Session {
@@ -143,6 +146,7 @@ impl Session {
             transport,
             user: user.map(Box::new),
             ticket,
+            reviews: None,
             hub,
         }
     }
@@ -358,8 +362,10 @@ impl Session {
         if let Some(flow) = self.membership_rate_limited(request_id, now) {
             return flow;
         }
-        // The user is kept only for the events the backend hears of.
-        let user = self.hub.announcer().and(self.user.as_ref()).map(|user| Arc::from(user.id.as_str()));
+        // The user is kept only for what the backend hears of (events,
+        // messages to review).
+        let backend_listens = self.hub.announcer().is_some() || self.hub.moderator().is_some();
+        let user = self.user.as_ref().filter(|_| backend_listens).map(|user| Arc::from(user.id.as_str()));
         let member =
             RoomMember { session_id: self.id, name: display_name, outbox: self.outbox.clone(), user };
         let party = self.party();
@@ -457,45 +463,16 @@ impl Session {
             return Flow::Continue;
         }
         let Membership { room, member } = &self.memberships[index];
-        let announcer = self.hub.announcer();
-        let sent_at_ms = unix_millis();
-        let sender = member.event_member();
-        let user = member.user.as_ref();
-        match self.hub.broker() {
-            None => {
-                let started = std::time::Instant::now();
-                let witness = |sequenced, body: &str| {
-                    if let Some(announcer) = announcer {
-                        announcer.message(
-                            room.name(),
-                            sequenced,
-                            &Sent { sender: &sender, user, sent_at_ms, body },
-                        );
-                    }
-                };
-                let (_, recipients) = room.publish(member.describe(), body, sent_at_ms, witness);
-                self.hub.metrics().published(recipients, started.elapsed());
-            }
-            Some(broker) => {
-                let announce = announcer.map(|announcer| {
-                    announcer.message_to_announce(
-                        room.name(),
-                        &Sent { sender: &sender, user, sent_at_ms, body: &body },
-                    )
-                });
-                let publish = Publish {
-                    sender,
-                    sent_at_ms,
-                    body,
-                    receipt: None,
-                    reply: PublishReply::Session { request_id, outbox: self.outbox.clone() },
-                    announce,
-                };
-                // Not the client's fault, so not charged to its error budget.
-                if let Err(BrokerUnavailable) = broker.publish(room.name(), publish) {
-                    self.send(&BrokerUnavailable::publish_error(request_id));
-                }
-            }
+        let outgoing = Outgoing {
+            room: room.clone(),
+            member: member.clone(),
+            request_id,
+            sent_at_ms: unix_millis(),
+            body,
+        };
+        match self.hub.moderator() {
+            None => outgoing.send(&self.hub),
+            Some(moderator) => return self.review(moderator.clone(), outgoing, now),
         }
         Flow::Continue
     }
@@ -609,6 +586,8 @@ impl Drop for Session {
     }
 }
 
+mod outgoing;
+mod review;
 mod token;
 
 #[cfg(test)]

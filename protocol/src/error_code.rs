@@ -24,6 +24,8 @@
 //! | 15 | `FORBIDDEN` | The session's credentials do not allow this room (joining or publishing). |
 //! | 16 | `BROKER_UNAVAILABLE` | The broker that orders rooms across servers (Redis) cannot be reached; the message was not sent, or the room not joined. Try again. |
 //! | 17 | `INVALID_TOKEN` | A token refresh was refused: the token is invalid or expired, names another user, or the server does not authenticate sessions. The session keeps its token until that expires. |
+//! | 18 | `REJECTED` | The application's moderation refused the message; the text says why. Sending it again gets the same answer. |
+//! | 19 | `MODERATION_UNAVAILABLE` | The message was not sent: the server could not reach the application's moderation, and is configured to refuse messages then. Try again. |
 
 use core::fmt;
 use serde::{Deserialize, Serialize};
@@ -70,6 +72,10 @@ impl ErrorCode {
     pub const BROKER_UNAVAILABLE: Self = Self(16);
     /// A token refresh was refused.
     pub const INVALID_TOKEN: Self = Self(17);
+    /// The application's moderation refused the message.
+    pub const REJECTED: Self = Self(18);
+    /// The application's moderation could not be reached.
+    pub const MODERATION_UNAVAILABLE: Self = Self(19);
 
     /// The code's name as written in the table, or `None` for a code this
     /// version does not know.
@@ -92,6 +98,8 @@ impl ErrorCode {
             Self::FORBIDDEN => "FORBIDDEN",
             Self::BROKER_UNAVAILABLE => "BROKER_UNAVAILABLE",
             Self::INVALID_TOKEN => "INVALID_TOKEN",
+            Self::REJECTED => "REJECTED",
+            Self::MODERATION_UNAVAILABLE => "MODERATION_UNAVAILABLE",
             _ => return None,
         })
     }

@@ -13,9 +13,11 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use wtchat_core::announcer::Announcer;
 use wtchat_core::broker::Broker;
+use wtchat_core::hub::BackendHooks;
 use wtchat_core::hub::Hub;
+use wtchat_core::moderation::Moderator;
 use wtchat_redis::RedisBroker;
-use wtchat_webhooks::Webhooks;
+use wtchat_webhooks::{Moderation, Webhooks};
 
 use crate::handshakes::{HANDSHAKE_TIMEOUT, Handshakes};
 use crate::http::{self, HttpState};
@@ -92,7 +94,12 @@ impl Server {
             None => None,
         };
         let announcer = webhooks.clone().map(|webhooks| Announcer::new(webhooks));
-        let hub = Hub::announcing(config.hub_config(), config.authenticator()?, broker, announcer);
+        let moderator: Option<Arc<dyn Moderator>> = match config.moderation()? {
+            Some(options) => Some(Arc::new(Moderation::new(&options).map_err(ConfigError::Invalid)?)),
+            None => None,
+        };
+        let hooks = BackendHooks { announcer, moderator };
+        let hub = Hub::with_backend(config.hub_config(), config.authenticator()?, broker, hooks);
         Ok(Self { config: Arc::new(config), hub, certificates, webhooks })
     }
 

@@ -11,6 +11,8 @@ pub mod client;
 pub mod dial;
 pub mod h3;
 pub mod http;
+pub mod http_server;
+pub mod moderation_backend;
 pub mod redis;
 pub mod server;
 pub mod token_issuer;

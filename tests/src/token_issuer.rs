@@ -7,11 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Response;
-use hyper_util_client::rt::TokioIo;
 use tokio::net::TcpListener;
+
+use crate::http_server::{Handler, respond, serve};
 
 /// The endpoint; it stops when dropped.
 #[derive(Debug)]
@@ -29,24 +27,15 @@ impl TokenIssuer {
         let address = listener.local_addr()?;
         let issued = Arc::new(AtomicUsize::new(0));
         let (mint, counter) = (Arc::new(mint), issued.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (mint, counter) = (mint.clone(), counter.clone());
-                let service = hyper::service::service_fn(move |_request| {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    let response = Response::builder()
-                        .header("access-control-allow-origin", "*")
-                        .header("cache-control", "no-store")
-                        .body(Full::new(Bytes::from(mint())));
-                    async move { response }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let handler: Handler = Arc::new(move |_request| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let mut response = respond(200, mint());
+            let headers = response.headers_mut();
+            headers.insert("access-control-allow-origin", http::HeaderValue::from_static("*"));
+            headers.insert("cache-control", http::HeaderValue::from_static("no-store"));
+            Box::pin(async move { response })
         });
+        let task = serve(listener, None, handler);
         Ok(Self { address, issued, task })
     }
 

@@ -9,13 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, ensure};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::Full;
 use hyper::{Request, Response};
-use hyper_util_client::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use wtchat_webhooks::signature;
+
+use crate::http_server::{Handler, respond, serve};
 
 /// How far a delivery's timestamp may be from the receiver's clock.
 const TOLERANCE_SECONDS: u64 = 300;
@@ -83,25 +83,11 @@ impl WebhookReceiver {
         let state = Arc::new(State { tls: tls.is_some(), ..State::default() });
         let secret: Arc<[u8]> = secret.as_bytes().into();
         let serving = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (state, secret, tls) = (serving.clone(), secret.clone(), tls.clone());
-                let service = hyper::service::service_fn(move |request| {
-                    let (state, secret) = (state.clone(), secret.clone());
-                    async move { Ok::<_, hyper::Error>(receive(&state, &secret, request).await) }
-                });
-                tokio::spawn(async move {
-                    let http = hyper::server::conn::http1::Builder::new();
-                    let _ = match tls {
-                        None => http.serve_connection(TokioIo::new(stream), service).await,
-                        Some(tls) => match tls.accept(stream).await {
-                            Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
-                            Err(_) => return,
-                        },
-                    };
-                });
-            }
+        let handler: Handler = Arc::new(move |request| {
+            let (state, secret) = (serving.clone(), secret.clone());
+            Box::pin(async move { receive(&state, &secret, request) })
         });
+        let task = serve(listener, tls, handler);
         Ok(Self { address, state, task })
     }
 
@@ -156,27 +142,29 @@ impl Drop for WebhookReceiver {
     }
 }
 
-async fn receive(state: &State, secret: &[u8], request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let answer =
-        |status: u16| Response::builder().status(status).body(Full::new(Bytes::new())).unwrap_or_default();
+fn receive(state: &State, secret: &[u8], request: Request<Bytes>) -> Response<Full<Bytes>> {
     let header = |name: &str| {
         request.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned()
     };
     let (signed, id) = (header(signature::HEADER), header("wtchat-delivery"));
     let json = header("content-type") == "application/json";
-    let Ok(body) = request.into_body().collect().await.map(|body| body.to_bytes()) else {
-        return answer(400);
-    };
+    let body = request.into_body();
     if state.failing.load(Ordering::Relaxed) {
         state.refused.fetch_add(1, Ordering::Relaxed);
-        return answer(503);
+        return respond(503, "");
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if !signature::verify(secret, &signed, &body, now, TOLERANCE_SECONDS) || !json {
+    if !signed_now(secret, &signed, &body) || !json {
         state.badly_signed.fetch_add(1, Ordering::Relaxed);
-        return answer(401);
+        return respond(401, "");
     }
-    let Ok(body) = serde_json::from_slice(&body) else { return answer(400) };
+    let Ok(body) = serde_json::from_slice(&body) else { return respond(400, "") };
     state.accepted.lock().unwrap_or_else(PoisonError::into_inner).push(Delivery { id, body });
-    answer(204)
+    respond(204, "")
+}
+
+/// Whether `header` signs `body` with `secret`, at a time close to now, as
+/// a backend checks it.
+pub fn signed_now(secret: &[u8], header: &str, body: &[u8]) -> bool {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    signature::verify(secret, header, body, now, TOLERANCE_SECONDS)
 }

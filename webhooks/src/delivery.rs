@@ -42,7 +42,7 @@ pub(crate) async fn deliver(receiver: Arc<Receiver>, settings: Arc<Settings>) {
         let mut backoff = FIRST_BACKOFF;
         loop {
             match endpoint.post(body.clone(), &settings.secret, &delivery, settings.timeout).await {
-                Ok(()) => {
+                Ok(_) => {
                     receiver.delivered.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
                     receiver.queue.delivered(&batch);
                     break;

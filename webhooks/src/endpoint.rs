@@ -85,6 +85,9 @@ pub enum Failure {
     Refused(StatusCode),
 }
 
+/// The longest answer read from a receiver.
+const ANSWER_MAX_BYTES: usize = 1 << 20;
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
@@ -108,15 +111,15 @@ impl Endpoint {
     }
 
     /// Posts one signed body, within `timeout` for connecting and answering
-    /// together. A failure closes the connection, so that the next attempt
-    /// starts clean.
+    /// together; answers the body of the receiver's 2xx answer. A failure
+    /// closes the connection, so that the next attempt starts clean.
     pub async fn post(
         &mut self,
         body: Bytes,
         secret: &[u8],
         delivery: &str,
         timeout: Duration,
-    ) -> Result<(), Failure> {
+    ) -> Result<Bytes, Failure> {
         let result = tokio::time::timeout(timeout, self.try_post(body, secret, delivery))
             .await
             .unwrap_or(Err(Failure::TimedOut));
@@ -126,7 +129,7 @@ impl Endpoint {
         result
     }
 
-    async fn try_post(&mut self, body: Bytes, secret: &[u8], delivery: &str) -> Result<(), Failure> {
+    async fn try_post(&mut self, body: Bytes, secret: &[u8], delivery: &str) -> Result<Bytes, Failure> {
         let unreachable = |error: &dyn std::fmt::Display| Failure::Unreachable(error.to_string());
         let mut connection = match self.connection.take() {
             Some(connection) if !connection.is_closed() => connection,
@@ -145,11 +148,15 @@ impl Endpoint {
             .map_err(|error| unreachable(&error))?;
         let response = connection.send_request(request).await.map_err(|error| unreachable(&error))?;
         let status = response.status();
-        // Read the answer to its end, so that the connection can carry the
-        // next request; what it says is not used.
-        response.into_body().collect().await.map_err(|error| unreachable(&error))?;
+        // Read the answer to its end (bounded), so that the connection can
+        // carry the next request.
+        let answer = http_body_util::Limited::new(response.into_body(), ANSWER_MAX_BYTES)
+            .collect()
+            .await
+            .map_err(|error| Failure::Unreachable(format!("reading the answer: {error}")))?
+            .to_bytes();
         self.connection = Some(connection);
-        if status.is_success() { Ok(()) } else { Err(Failure::Refused(status)) }
+        if status.is_success() { Ok(answer) } else { Err(Failure::Refused(status)) }
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, Failure> {

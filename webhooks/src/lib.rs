@@ -9,8 +9,13 @@
 //! receiver answers 2xx. A receiver's queue is bounded in bytes
 //! (`queue.rs`); what does not fit is dropped, counted in `/metrics` and
 //! reported in the next delivery.
+//!
+//! It also implements the core's `Moderator` (`moderation.rs`): each
+//! message a member publishes is posted to the backend, signed the same
+//! way, and its answer accepts, replaces or rejects it.
 
 pub mod endpoint;
+pub mod moderation;
 pub mod payload;
 pub mod queue;
 pub mod signature;
@@ -18,4 +23,5 @@ pub mod signature;
 mod delivery;
 mod webhooks;
 
+pub use moderation::{Moderation, ModerationOptions};
 pub use webhooks::{WebhookOptions, Webhooks};

@@ -12,7 +12,7 @@ use wtchat_core::closing::{RetryHint, RetryHints};
 use wtchat_core::presence::PresencePolicy;
 use wtchat_core::{HubConfig, SessionLimits};
 use wtchat_redis::RedisOptions;
-use wtchat_webhooks::WebhookOptions;
+use wtchat_webhooks::{ModerationOptions, WebhookOptions};
 
 use crate::tls::certificate_store::CertificateSource;
 
@@ -172,8 +172,9 @@ super::options! {
         check (|urls: &Vec<String>| urls.iter().try_for_each(|url| {
             wtchat_webhooks::endpoint::Url::parse(url).map(drop).map_err(|error| error.to_string())
         }));
-    /// The secret webhook deliveries are signed with (HMAC-SHA256, in the
-    /// `wtchat-signature` header); at least 16 characters.
+    /// The secret webhook deliveries and moderation requests are signed
+    /// with (HMAC-SHA256, in the `wtchat-signature` header); at least 16
+    /// characters.
     webhook_secret: String, env "WTCHAT_WEBHOOK_SECRET", default (none), secret (true),
         check (|secret: &Option<String>| match secret {
             Some(secret) if secret.len() < 16 => Err("must be at least 16 characters long".into()),
@@ -186,9 +187,25 @@ super::options! {
     /// before it is retried.
     webhook_timeout_ms: u64, env "WTCHAT_WEBHOOK_TIMEOUT_MS", default (5_000),
         check (|ms: &u64| if *ms == 0 { Err("must be at least 1".into()) } else { Ok(()) });
-    /// A PEM CA certificate that `https://` webhook receivers may be signed
-    /// by, besides the system's roots.
+    /// A PEM CA certificate that `https://` webhook receivers and the
+    /// moderation URL may be signed by, besides the system's roots.
     webhook_ca_file: PathBuf, env "WTCHAT_WEBHOOK_CA_FILE", default (none);
+    /// URL (`http://` or `https://`) that reviews each message a member
+    /// publishes before it is accepted: it may accept, replace or reject
+    /// it; needs `webhook_secret`, which signs each request.
+    moderation_url: String, env "WTCHAT_MODERATION_URL", default (none),
+        check (|url: &Option<String>| match url {
+            Some(url) => wtchat_webhooks::endpoint::Url::parse(url).map(drop).map_err(|error| error.to_string()),
+            None => Ok(()),
+        });
+    /// How long a review may take, in ms; past it, or when the moderation
+    /// URL fails, `moderation_fail_open` decides.
+    moderation_timeout_ms: u64, env "WTCHAT_MODERATION_TIMEOUT_MS", default (1_000),
+        check (|ms: &u64| if *ms == 0 { Err("must be at least 1".into()) } else { Ok(()) });
+    /// Publish a message that got no verdict (moderation down or late)
+    /// instead of refusing it with `MODERATION_UNAVAILABLE`.
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    moderation_fail_open: bool, env "WTCHAT_MODERATION_FAIL_OPEN", default (false);
     /// `redis://host:port/db` of the Redis that spreads rooms over several
     /// servers; without it rooms live in this process.
     redis_url: String, env "WTCHAT_REDIS_URL", default (none), secret (true),
@@ -290,6 +307,9 @@ impl Config {
         if !self.webhook_url.is_empty() && self.webhook_secret.is_none() {
             return fail("webhook_url needs webhook_secret, which signs every delivery".into());
         }
+        if self.moderation_url.is_some() && self.webhook_secret.is_none() {
+            return fail("moderation_url needs webhook_secret, which signs every request".into());
+        }
         self.authenticator()?;
         Ok(())
     }
@@ -299,18 +319,35 @@ impl Config {
         let Some(secret) = self.webhook_secret.clone().filter(|_| !self.webhook_url.is_empty()) else {
             return Ok(None);
         };
-        let ca_pem = match &self.webhook_ca_file {
-            Some(path) => {
-                Some(std::fs::read(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?)
-            }
-            None => None,
-        };
+        let ca_pem = self.webhook_ca()?;
         Ok(Some(WebhookOptions {
             urls: self.webhook_url.clone(),
             secret,
             queue_bytes: self.webhook_queue_bytes,
             timeout: Duration::from_millis(self.webhook_timeout_ms),
             ca_pem,
+        }))
+    }
+
+    /// The webhook CA file's PEM, when one is configured.
+    fn webhook_ca(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        self.webhook_ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|source| ConfigError::Read { path: path.clone(), source })
+            })
+            .transpose()
+    }
+
+    /// The moderation's options, when a moderation URL is configured.
+    pub fn moderation(&self) -> Result<Option<ModerationOptions>, ConfigError> {
+        let (Some(url), Some(secret)) = (&self.moderation_url, &self.webhook_secret) else { return Ok(None) };
+        Ok(Some(ModerationOptions {
+            url: url.clone(),
+            secret: secret.clone(),
+            timeout: Duration::from_millis(self.moderation_timeout_ms),
+            fail_open: self.moderation_fail_open,
+            ca_pem: self.webhook_ca()?,
         }))
     }
 
@@ -460,6 +497,8 @@ mod tests {
             ("webhook_url = [\"ftp://x/\"]", "webhook_url"),
             ("webhook_secret = \"short\"", "webhook_secret"),
             ("webhook_url = [\"http://127.0.0.1:9/\"]", "webhook_secret"),
+            ("moderation_url = \"http://127.0.0.1:9/\"", "webhook_secret"),
+            ("moderation_url = \"gopher://x/\"", "moderation_url"),
             ("redis_node_timeout_ms = 1000", "redis_node_timeout_ms"),
         ] {
             let settings: Settings = toml::from_str(toml).unwrap();
