@@ -133,6 +133,15 @@ pub struct RoomSummary {
     pub member_count: usize,
 }
 
+/// A page of the room list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomsPage {
+    /// The rooms, by name.
+    pub rooms: Vec<RoomSummary>,
+    /// Where the next page starts, when there may be one.
+    pub next_after: Option<String>,
+}
+
 /// The backend's door into the core.
 #[derive(Debug)]
 pub struct Backend {
@@ -345,19 +354,44 @@ impl Backend {
         closed
     }
 
-    /// Every room open on this server, by name, with its member count.
-    pub fn rooms(&self) -> Vec<RoomSummary> {
-        let mut rooms: Vec<RoomSummary> = self
-            .hub
-            .rooms()
-            .all()
-            .iter()
-            .map(|room| RoomSummary {
-                name: room.name().to_string(),
-                member_count: room.total_member_count(),
-            })
-            .collect();
-        rooms.sort_by(|a, b| a.name.cmp(&b.name));
-        rooms
+    /// A page of the rooms with members, by name: those after `after`
+    /// (from the first when empty), at most `limit`, each with its members
+    /// on every server. With a broker the list spans every server; without
+    /// one it is this server's.
+    pub async fn rooms(&self, after: &str, limit: usize) -> Result<RoomsPage, BackendError> {
+        let rooms: Vec<RoomSummary> = match self.hub.broker() {
+            None => {
+                let mut rooms: Vec<RoomSummary> = self
+                    .hub
+                    .rooms()
+                    .all()
+                    .iter()
+                    .filter(|room| &**room.name() > after)
+                    .map(|room| RoomSummary {
+                        name: room.name().to_string(),
+                        member_count: room.total_member_count(),
+                    })
+                    .collect();
+                rooms.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                rooms.truncate(limit);
+                rooms
+            }
+            Some(broker) => {
+                let (reply, answer) = oneshot::channel();
+                broker.rooms(after, limit, reply);
+                match tokio::time::timeout(BROKER_ANSWER, answer).await {
+                    Ok(Ok(Ok(page))) => page
+                        .into_iter()
+                        .map(|(name, members)| RoomSummary {
+                            name: name.to_string(),
+                            member_count: usize::try_from(members).unwrap_or(usize::MAX),
+                        })
+                        .collect(),
+                    _ => return Err(BackendError::BrokerUnavailable),
+                }
+            }
+        };
+        let next_after = rooms.last().filter(|_| rooms.len() == limit).map(|room| room.name.clone());
+        Ok(RoomsPage { rooms, next_after })
     }
 }

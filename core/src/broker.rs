@@ -182,6 +182,16 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// `None` for a room it does not know.
     fn peek(&self, room: &Arc<str>, reply: oneshot::Sender<Result<Option<Snapshot>, BrokerUnavailable>>);
 
+    /// Reads a page of the rooms with members on any server, by name:
+    /// those after `after` (from the first when empty), at most `limit`,
+    /// each with its members on every server.
+    fn rooms(
+        &self,
+        after: &str,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<(Arc<str>, u64)>, BrokerUnavailable>>,
+    );
+
     /// Tells every server that `member` is typing in `room`.
     fn typing(&self, room: &Arc<str>, member: EventMember);
 

@@ -559,6 +559,14 @@ mod tests {
         ) {
             let _ = reply.send(Ok(None));
         }
+        fn rooms(
+            &self,
+            _after: &str,
+            _limit: usize,
+            reply: tokio::sync::oneshot::Sender<Result<Vec<(Arc<str>, u64)>, BrokerUnavailable>>,
+        ) {
+            let _ = reply.send(Ok(Vec::new()));
+        }
         fn disconnect(&self, _target: &Disconnect, _reason: Option<&str>) {}
         fn status(&self) -> BrokerStatus {
             BrokerStatus::default()

@@ -29,6 +29,7 @@ use wtchat_core::broker::{
 use wtchat_core::room_event::{EventMember, Snapshot};
 use wtchat_protocol::PresenceChange;
 
+use crate::directory::RoomsPage;
 use crate::link::{Command, Link, NODE_SHIFT, Shared};
 use crate::scripts::Scripts;
 
@@ -142,6 +143,14 @@ impl Broker for RedisBroker {
     fn peek(&self, room: &Arc<str>, reply: oneshot::Sender<Result<Option<Snapshot>, BrokerUnavailable>>) {
         if self.is_available() {
             self.send(Command::Peek(room.clone(), reply));
+        } else {
+            let _ = reply.send(Err(BrokerUnavailable));
+        }
+    }
+
+    fn rooms(&self, after: &str, limit: usize, reply: oneshot::Sender<Result<RoomsPage, BrokerUnavailable>>) {
+        if self.is_available() {
+            self.send(Command::Rooms(after.to_owned(), limit, reply));
         } else {
             let _ = reply.send(Err(BrokerUnavailable));
         }

@@ -184,11 +184,14 @@ pub fn node_field(room: &str, session_id: u64) -> String {
 
 /// What the heartbeat script does for a member of a server that died: the
 /// members hash to remove it from, the channel to announce it on, its
-/// session id, and the event, one per line (the event last, since a name
-/// may hold anything).
+/// session id and the room's name (to take the room off the list of rooms
+/// when it empties), and the event, one per line (the event last, since a
+/// name may hold anything; a room's name holds no line break). Records
+/// written before they named the room have the session id alone on its
+/// line, and are still read.
 pub fn reap_record(room: &str, member: &EventMember) -> Vec<u8> {
     let mut record = format!(
-        "{}\n{}\n{}\n",
+        "{}\n{}\n{} {room}\n",
         crate::keys::room_members(room),
         crate::keys::room_events(room),
         member.session_id

@@ -10,6 +10,7 @@
 //! | `wtchat:room:{r}:members` | hash | session id → member record (`feed::member_record`) |
 //! | `wtchat:room:{r}:events` | channel | the room's feed (`feed.rs`) |
 //! | `wtchat:room:{r}:receipt:{k}` | string | `{epoch} {seq}` of the post made with idempotency key `{k}`, for 10 minutes |
+//! | `wtchat:rooms` | sorted set | the name of every room with members on any server (score 0, so names page in order) |
 //! | `wtchat:control` | channel | orders for every server (`control.rs`) |
 //! | `wtchat:node:{n}` | hash | node field → reap record (`feed::reap_record`): what to remove if `{n}` dies |
 //! | `wtchat:nodes` | sorted set | node id → when it was last heard of (Redis's clock) |
@@ -46,6 +47,11 @@ pub fn room_receipt(room: &str, key: &str) -> String {
 /// A room's feed channel.
 pub fn room_events(room: &str) -> String {
     format!("{PREFIX}room:{room}:events")
+}
+
+/// The rooms with members on any server.
+pub fn rooms() -> String {
+    format!("{PREFIX}rooms")
 }
 
 /// The channel of orders for every server.

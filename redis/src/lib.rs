@@ -9,6 +9,7 @@
 mod announcements;
 mod broker;
 pub mod control;
+mod directory;
 pub mod feed;
 pub mod keys;
 mod link;

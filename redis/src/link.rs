@@ -21,6 +21,7 @@ use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
 use wtchat_protocol::PresenceChange;
 
 use crate::announcements::Announcements;
+use crate::directory::{self, RoomsPage};
 use crate::pipeline::{Answer, Pipeline};
 use crate::scripts::{
     HeartbeatScript, PeekScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
@@ -57,6 +58,9 @@ pub(crate) enum Command {
     Disconnect(Disconnect, Option<String>),
     /// Read a room without opening it, after the writes before it.
     Peek(Arc<str>, oneshot::Sender<Result<Option<Snapshot>, BrokerUnavailable>>),
+    /// Read a page of the rooms with members on any server: after this
+    /// name, at most this many.
+    Rooms(String, usize, oneshot::Sender<Result<RoomsPage, BrokerUnavailable>>),
 }
 
 /// What the link and the broker handle both see.
@@ -295,6 +299,25 @@ impl Link {
                         }
                     }
                 }
+                Some(Command::Rooms(after, limit, reply)) => {
+                    let read = tokio::time::timeout(LINK_TIMEOUT, directory::page(connection, &after, limit))
+                        .await
+                        .map_err(|_| timed_out())
+                        .and_then(|read| read);
+                    match read {
+                        Ok(page) => {
+                            let _ = reply.send(Ok(page));
+                        }
+                        // As for a peek: an answer that does not parse
+                        // fails the read, not the link.
+                        Err(error) => {
+                            let _ = reply.send(Err(BrokerUnavailable));
+                            if error.kind() != redis::ErrorKind::TypeError {
+                                return Err(error);
+                            }
+                        }
+                    }
+                }
                 Some(Command::Close(name)) => {
                     let reopened = host.upgrade().is_some_and(|host| host.is_open(&name));
                     if !reopened {
@@ -345,7 +368,7 @@ impl Link {
                 command.arg(keys::control()).arg(control::order(node_id, &target, reason.as_deref()));
                 pipeline.push(command, None);
             }
-            Command::Open(_) | Command::Close(_) | Command::Peek(..) => {
+            Command::Open(_) | Command::Close(_) | Command::Peek(..) | Command::Rooms(..) => {
                 debug_assert!(false, "a subscription change or a read is not a write");
             }
         }
@@ -414,6 +437,9 @@ fn discard(queued_publishes: &AtomicUsize, commands: impl IntoIterator<Item = Co
             Command::Peek(_, reply) => {
                 let _ = reply.send(Err(BrokerUnavailable));
             }
+            Command::Rooms(_, _, reply) => {
+                let _ = reply.send(Err(BrokerUnavailable));
+            }
             _ => {}
         }
     }
@@ -443,7 +469,7 @@ fn rounds(batch: impl IntoIterator<Item = Command>) -> Vec<Round> {
     let mut writes = Vec::new();
     for command in batch {
         match command {
-            Command::Open(_) | Command::Close(_) | Command::Peek(..) => {
+            Command::Open(_) | Command::Close(_) | Command::Peek(..) | Command::Rooms(..) => {
                 rounds.push(Round { writes: std::mem::take(&mut writes), then: Some(command) });
             }
             write => writes.push(write),

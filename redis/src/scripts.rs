@@ -122,14 +122,17 @@ pub struct PresenceScript<'a> {
 impl PresenceScript<'_> {
     /// The command.
     pub fn command(&self, scripts: &Scripts) -> Cmd {
-        let mut command =
-            evalsha(&scripts.presence, &[keys::room_members(self.room), keys::node(self.node_id)]);
+        let mut command = evalsha(
+            &scripts.presence,
+            &[keys::room_members(self.room), keys::node(self.node_id), keys::rooms()],
+        );
         command
             .arg(self.member.session_id)
             .arg(feed::member_record(self.node_id, &self.member.name))
             .arg(feed::node_field(self.room, self.member.session_id))
             .arg(feed::reap_record(self.room, self.member))
-            .arg(if self.change == PresenceChange::Joined { "1" } else { "0" });
+            .arg(if self.change == PresenceChange::Joined { "1" } else { "0" })
+            .arg(self.room);
         command
     }
 }
@@ -259,7 +262,8 @@ impl HeartbeatScript {
             .arg(self.node_id)
             .arg(self.node_timeout_ms)
             .arg(if self.reap_self { "1" } else { "0" })
-            .arg(keys::node_prefix());
+            .arg(keys::node_prefix())
+            .arg(keys::rooms());
         command
     }
 }

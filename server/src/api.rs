@@ -144,7 +144,7 @@ impl Api {
                 serde_json::from_str(OPENAPI).map_err(|e| internal(&e.to_string()))
             }
             (&Method::GET, ["info"]) => Ok(self.info()),
-            (&Method::GET, ["rooms"]) => Ok(self.rooms()),
+            (&Method::GET, ["rooms"]) => self.rooms(&query).await,
             (&Method::POST, ["rooms", room, "messages"]) => {
                 let post: PostBody = self.body(request).await?;
                 if post.rooms.is_some() {
@@ -199,14 +199,21 @@ impl Api {
         })
     }
 
-    fn rooms(&self) -> Value {
-        let rooms: Vec<Value> = self
-            .backend
-            .rooms()
-            .into_iter()
+    async fn rooms(&self, query: &str) -> Answer {
+        let after =
+            match query.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == "after") {
+                Some((_, after)) => {
+                    percent_decode(after).ok_or_else(|| invalid("after is a percent-encoded room name"))?
+                }
+                None => String::new(),
+            };
+        let page = self.backend.rooms(&after, page_limit(query)?).await?;
+        let rooms: Vec<Value> = page
+            .rooms
+            .iter()
             .map(|room| json!({ "room": room.name, "member_count": room.member_count }))
             .collect();
-        json!({ "rooms": rooms })
+        Ok(json!({ "rooms": rooms, "next_after": page.next_after }))
     }
 
     async fn publish_many(&self, post: PostBody) -> Answer {

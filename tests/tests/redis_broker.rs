@@ -49,7 +49,10 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     // it at once; the link announces it later, in a batch, which reads back
     // as the changes it holds.
     let joined = PresenceScript { room, node_id: 7, member: &member, change: PresenceChange::Joined };
-    let () = joined.command(&scripts).query_async(&mut connection).await?;
+    let members: u64 = joined.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(members, 1, "the answer is the room's members on every server");
+    let listed: Vec<String> = connection.zrange(keys::rooms(), 0, -1).await?;
+    assert_eq!(listed, [room], "a room with members is listed");
     let recorded: Vec<(Vec<u8>, Vec<u8>)> = connection.hgetall(keys::room_members(room)).await?;
     let recorded: Vec<EventMember> =
         recorded.iter().filter_map(|(id, record)| feed::parse_member(id, record)).collect();
@@ -122,8 +125,12 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     // The server comes back after losing its link: the heartbeat removes
     // what it left behind and tells the room the member disconnected.
     let heartbeat = HeartbeatScript { node_id: 7, node_timeout_ms: 10_000, reap_self: true };
-    let dead: u64 = heartbeat.command(&scripts).query_async(&mut connection).await?;
-    assert_eq!(dead, 0, "no other server was silent");
+    let reply: Vec<redis::Value> = heartbeat.command(&scripts).query_async(&mut connection).await?;
+    let reaped = heartbeat.decode(&reply);
+    assert_eq!(reaped.servers, 0, "no other server was silent");
+    assert_eq!(reaped.members, [(Arc::from(room), member.clone(), 0)], "what was removed, as Rust reads it");
+    let listed: Vec<String> = connection.zrange(keys::rooms(), 0, -1).await?;
+    assert!(listed.is_empty(), "an emptied room leaves the list of rooms");
     assert_eq!(
         next_events().await?,
         [RoomEvent::Presence { change: PresenceChange::Disconnected, member: member.clone() }]
@@ -136,16 +143,37 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     // A server that falls silent is reaped by another's heartbeat.
     let other = EventMember { session_id: (8 << 32) + 5, name: Arc::from("Far") };
     let joined = PresenceScript { room, node_id: 8, member: &other, change: PresenceChange::Joined };
-    let () = joined.command(&scripts).query_async(&mut connection).await?;
+    let _: u64 = joined.command(&scripts).query_async(&mut connection).await?;
     let alive = HeartbeatScript { node_id: 8, node_timeout_ms: 3_000, reap_self: false };
-    let _: u64 = alive.command(&scripts).query_async(&mut connection).await?;
+    let _: Vec<redis::Value> = alive.command(&scripts).query_async(&mut connection).await?;
     tokio::time::sleep(Duration::from_millis(10)).await;
     let reaper = HeartbeatScript { node_id: 9, node_timeout_ms: 1, reap_self: false };
-    let dead: u64 = reaper.command(&scripts).query_async(&mut connection).await?;
-    assert!(dead >= 1, "the silent server was found dead");
+    let reply: Vec<redis::Value> = reaper.command(&scripts).query_async(&mut connection).await?;
+    let reaped = reaper.decode(&reply);
+    assert!(reaped.servers >= 1, "the silent server was found dead");
+    assert_eq!(reaped.members, [(Arc::from(room), other.clone(), 0)]);
+    let listed: Vec<String> = connection.zrange(keys::rooms(), 0, -1).await?;
+    assert!(listed.is_empty());
     assert_eq!(
         next_events().await?,
         [RoomEvent::Presence { change: PresenceChange::Disconnected, member: other }]
+    );
+
+    // A record written before records named their room is reaped too.
+    let old = EventMember { session_id: (10 << 32) + 1, name: Arc::from("Old") };
+    let mut record =
+        format!("{}\n{}\n{}\n", keys::room_members(room), keys::room_events(room), old.session_id)
+            .into_bytes();
+    record.extend(feed::presence_event(PresenceChange::Disconnected, &old));
+    let () =
+        connection.hset(keys::room_members(room), old.session_id, feed::member_record(10, &old.name)).await?;
+    let () = connection.hset(keys::node(10), "old", record).await?;
+    let () = connection.zadd(keys::nodes(), 10, 1).await?;
+    let reply: Vec<redis::Value> = reaper.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(reaper.decode(&reply).members, [(Arc::from(room), old.clone(), 0)]);
+    assert_eq!(
+        next_events().await?,
+        [RoomEvent::Presence { change: PresenceChange::Disconnected, member: old }]
     );
     Ok(())
 }

@@ -167,6 +167,16 @@ async fn members_history_and_rooms_answer_what_the_rooms_hold() -> Result<()> {
         rooms["rooms"],
         json!([{ "room": "kitchen", "member_count": 1 }, { "room": "lobby", "member_count": 3 }])
     );
+    // In pages, by name.
+    let (_, first) = call(server.address, "GET", "/api/rooms?limit=1", &Value::Null).await?;
+    assert_eq!(
+        (first["rooms"][0]["room"].as_str(), first["next_after"].as_str()),
+        (Some("kitchen"), Some("kitchen"))
+    );
+    let (_, second) = call(server.address, "GET", "/api/rooms?limit=1&after=kitchen", &Value::Null).await?;
+    assert_eq!(second["rooms"], json!([{ "room": "lobby", "member_count": 3 }]));
+    let (_, last) = call(server.address, "GET", "/api/rooms?limit=1&after=lobby", &Value::Null).await?;
+    assert_eq!((last["rooms"].as_array().map(Vec::len), &last["next_after"]), (Some(0), &Value::Null));
 
     let many =
         json!({ "rooms": ["kitchen", "attic", "lobby"], "sender": "ops", "body": "maintenance at noon" });
@@ -390,6 +400,49 @@ async fn with_redis_a_post_through_one_server_reaches_members_on_another_in_orde
     }
     let (status, answer) = call(servers[0].address, "GET", "/api/rooms/attic/members", &Value::Null).await?;
     assert_eq!((status, code(&answer)), (404, "unknown_room"), "a room Redis does not know");
+    drop(redis);
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_redis_the_room_list_spans_every_server() -> Result<()> {
+    let (redis, servers) = cluster(&[]).await?;
+    let connect = async |server: usize| -> Result<WsClient> {
+        let mut client = WsClient::connect_to(servers[server].address, "/ws", None, None).await?;
+        client.hello().await?;
+        Ok(client)
+    };
+    // "attic" lives on the first server only, "cellar" on the second only,
+    // "lobby" on both.
+    let mut ann = connect(0).await?;
+    ann.join("attic", "ann").await?;
+    ann.join("lobby", "ann").await?;
+    let mut bob = connect(1).await?;
+    bob.join("cellar", "bob").await?;
+    bob.join("lobby", "bob").await?;
+    let expected = json!([
+        { "room": "attic", "member_count": 1 },
+        { "room": "cellar", "member_count": 1 },
+        { "room": "lobby", "member_count": 2 },
+    ]);
+    for server in &servers {
+        let (_, rooms) = call(server.address, "GET", "/api/rooms", &Value::Null).await?;
+        assert_eq!(rooms["rooms"], expected, "every server lists every room");
+        let (_, page) = call(server.address, "GET", "/api/rooms?limit=2", &Value::Null).await?;
+        assert_eq!(page["next_after"], "cellar");
+        let (_, rest) = call(server.address, "GET", "/api/rooms?limit=2&after=cellar", &Value::Null).await?;
+        assert_eq!(rest["rooms"], json!([{ "room": "lobby", "member_count": 2 }]));
+    }
+    // A room whose last member leaves is off the list.
+    bob.send(wtchat_protocol::ClientMessage::Leave { room: "cellar".into() }).await?;
+    bob.until(|message| matches!(message, ServerMessage::Left(_)).then_some(())).await?;
+    let address = servers[0].address;
+    eventually_async(std::time::Duration::from_secs(5), || async move {
+        let listed =
+            call(address, "GET", "/api/rooms", &Value::Null).await.map(|(_, rooms)| rooms["rooms"].clone());
+        listed.is_ok_and(|rooms| rooms.as_array().is_some_and(|rooms| rooms.len() == 2))
+    })
+    .await?;
     drop(redis);
     Ok(())
 }
