@@ -114,6 +114,9 @@ impl PublishReply {
     }
 }
 
+/// Rooms by name, each with its members on every server.
+pub type RoomCounts = Vec<(Arc<str>, u64)>;
+
 /// Whose sessions the application's backend disconnects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disconnect {
@@ -185,12 +188,7 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// Reads a page of the rooms with members on any server, by name:
     /// those after `after` (from the first when empty), at most `limit`,
     /// each with its members on every server.
-    fn rooms(
-        &self,
-        after: &str,
-        limit: usize,
-        reply: oneshot::Sender<Result<Vec<(Arc<str>, u64)>, BrokerUnavailable>>,
-    );
+    fn rooms(&self, after: &str, limit: usize, reply: oneshot::Sender<Result<RoomCounts, BrokerUnavailable>>);
 
     /// Tells every server that `member` is typing in `room`.
     fn typing(&self, room: &Arc<str>, member: EventMember);

@@ -563,7 +563,7 @@ mod tests {
             &self,
             _after: &str,
             _limit: usize,
-            reply: tokio::sync::oneshot::Sender<Result<Vec<(Arc<str>, u64)>, BrokerUnavailable>>,
+            reply: tokio::sync::oneshot::Sender<Result<crate::broker::RoomCounts, BrokerUnavailable>>,
         ) {
             let _ = reply.send(Ok(Vec::new()));
         }

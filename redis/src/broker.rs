@@ -24,12 +24,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use wtchat_core::announcer::PresenceToAnnounce;
 use wtchat_core::broker::{
-    Broker, BrokerHost, BrokerStatus, BrokerUnavailable, Disconnect, Publish, RoomHandle,
+    Broker, BrokerHost, BrokerStatus, BrokerUnavailable, Disconnect, Publish, RoomCounts, RoomHandle,
 };
 use wtchat_core::room_event::{EventMember, Snapshot};
 use wtchat_protocol::PresenceChange;
 
-use crate::directory::RoomsPage;
 use crate::link::{Command, Link, NODE_SHIFT, Shared};
 use crate::scripts::Scripts;
 
@@ -148,7 +147,12 @@ impl Broker for RedisBroker {
         }
     }
 
-    fn rooms(&self, after: &str, limit: usize, reply: oneshot::Sender<Result<RoomsPage, BrokerUnavailable>>) {
+    fn rooms(
+        &self,
+        after: &str,
+        limit: usize,
+        reply: oneshot::Sender<Result<RoomCounts, BrokerUnavailable>>,
+    ) {
         if self.is_available() {
             self.send(Command::Rooms(after.to_owned(), limit, reply));
         } else {

@@ -9,8 +9,7 @@ use redis::aio::ConnectionLike;
 
 use crate::keys;
 
-/// A page of rooms by name, each with its member count.
-pub type RoomsPage = Vec<(Arc<str>, u64)>;
+use wtchat_core::broker::RoomCounts;
 
 /// The rooms after `after` (all from the first when it is empty), at most
 /// `limit`, with their member counts: one read of the names, one pipeline
@@ -19,7 +18,7 @@ pub async fn page(
     connection: &mut impl ConnectionLike,
     after: &str,
     limit: usize,
-) -> redis::RedisResult<RoomsPage> {
+) -> redis::RedisResult<RoomCounts> {
     let from = if after.is_empty() { "-".to_owned() } else { format!("({after}") };
     let names: Vec<String> = redis::cmd("ZRANGEBYLEX")
         .arg(keys::rooms())

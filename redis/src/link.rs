@@ -16,12 +16,12 @@ use redis::AsyncConnectionConfig;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 use wtchat_core::announcer::PresenceToAnnounce;
-use wtchat_core::broker::{BrokerHost, BrokerUnavailable, Disconnect, Publish, RoomHandle};
+use wtchat_core::broker::{BrokerHost, BrokerUnavailable, Disconnect, Publish, RoomCounts, RoomHandle};
 use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
 use wtchat_protocol::PresenceChange;
 
 use crate::announcements::Announcements;
-use crate::directory::{self, RoomsPage};
+use crate::directory;
 use crate::pipeline::{Answer, Pipeline};
 use crate::scripts::{
     HeartbeatScript, PeekScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
@@ -60,7 +60,7 @@ pub(crate) enum Command {
     Peek(Arc<str>, oneshot::Sender<Result<Option<Snapshot>, BrokerUnavailable>>),
     /// Read a page of the rooms with members on any server: after this
     /// name, at most this many.
-    Rooms(String, usize, oneshot::Sender<Result<RoomsPage, BrokerUnavailable>>),
+    Rooms(String, usize, oneshot::Sender<Result<RoomCounts, BrokerUnavailable>>),
 }
 
 /// What the link and the broker handle both see.
