@@ -463,18 +463,14 @@ impl Session {
             return Flow::Continue;
         }
         let Membership { room, member } = &self.memberships[index];
-        let outgoing = Outgoing {
-            room: room.clone(),
-            member: member.clone(),
-            request_id,
-            sent_at_ms: unix_millis(),
-            body,
+        let sent_at_ms = unix_millis();
+        let Some(moderator) = self.hub.moderator() else {
+            outgoing::deliver(&self.hub, room, member, request_id, sent_at_ms, body);
+            return Flow::Continue;
         };
-        match self.hub.moderator() {
-            None => outgoing.send(&self.hub),
-            Some(moderator) => return self.review(moderator.clone(), outgoing, now),
-        }
-        Flow::Continue
+        // Only a message under review needs its own copy of where it goes.
+        let outgoing = Outgoing { room: room.clone(), member: member.clone(), request_id, sent_at_ms, body };
+        self.review(moderator.clone(), outgoing, now)
     }
 
     fn typing(&mut self, request_id: u32, room: &str, now: Instant) -> Flow {

@@ -10,7 +10,8 @@ use crate::frame::Frame;
 use crate::hub::Hub;
 use crate::room::{Room, RoomMember};
 
-/// The message.
+/// The message, held while it waits (for moderation).
+#[derive(Debug)]
 pub(crate) struct Outgoing {
     /// The room, held directly so that publishing needs no registry look-up.
     pub(crate) room: Arc<Room>,
@@ -28,44 +29,47 @@ impl Outgoing {
     /// Numbers and delivers the message.
     pub(crate) fn send(self, hub: &Hub) {
         let Self { room, member, request_id, sent_at_ms, body } = self;
-        let announcer = hub.announcer();
-        let sender = member.event_member();
-        let user = member.user.as_ref();
-        match hub.broker() {
-            None => {
-                let started = std::time::Instant::now();
-                let witness = |sequenced, body: &str| {
-                    if let Some(announcer) = announcer {
-                        announcer.message(
-                            room.name(),
-                            sequenced,
-                            &Sent { sender: &sender, user, sent_at_ms, body },
-                        );
-                    }
-                };
-                let (_, recipients) = room.publish(member.describe(), body, sent_at_ms, witness);
-                hub.metrics().published(recipients, started.elapsed());
+        deliver(hub, &room, &member, request_id, sent_at_ms, body);
+    }
+}
+
+/// Numbers and delivers a message `member` sent to `room`.
+pub(crate) fn deliver(
+    hub: &Hub,
+    room: &Arc<Room>,
+    member: &RoomMember,
+    request_id: u32,
+    sent_at_ms: u64,
+    body: String,
+) {
+    let announcer = hub.announcer();
+    let user = member.user.as_ref();
+    let Some(broker) = hub.broker() else {
+        let started = std::time::Instant::now();
+        let witness = |sequenced, body: &str| {
+            if let Some(announcer) = announcer {
+                let sender = member.event_member();
+                announcer.message(room.name(), sequenced, &Sent { sender: &sender, user, sent_at_ms, body });
             }
-            Some(broker) => {
-                let announce = announcer.map(|announcer| {
-                    announcer.message_to_announce(
-                        room.name(),
-                        &Sent { sender: &sender, user, sent_at_ms, body: &body },
-                    )
-                });
-                let publish = Publish {
-                    sender,
-                    sent_at_ms,
-                    body,
-                    receipt: None,
-                    reply: PublishReply::Session { request_id, outbox: member.outbox.clone() },
-                    announce,
-                };
-                // Not the client's fault, so not charged to its error budget.
-                if let Err(BrokerUnavailable) = broker.publish(room.name(), publish) {
-                    member.outbox.push(&Frame::encode(&BrokerUnavailable::publish_error(request_id)));
-                }
-            }
-        }
+        };
+        let (_, recipients) = room.publish(member.describe(), body, sent_at_ms, witness);
+        hub.metrics().published(recipients, started.elapsed());
+        return;
+    };
+    let sender = member.event_member();
+    let announce = announcer.map(|announcer| {
+        announcer.message_to_announce(room.name(), &Sent { sender: &sender, user, sent_at_ms, body: &body })
+    });
+    let publish = Publish {
+        sender,
+        sent_at_ms,
+        body,
+        receipt: None,
+        reply: PublishReply::Session { request_id, outbox: member.outbox.clone() },
+        announce,
+    };
+    // Not the client's fault, so not charged to its error budget.
+    if let Err(BrokerUnavailable) = broker.publish(room.name(), publish) {
+        member.outbox.push(&Frame::encode(&BrokerUnavailable::publish_error(request_id)));
     }
 }

@@ -71,12 +71,3 @@ fn decide(hub: &crate::hub::Hub, mut outgoing: Outgoing, verdict: Verdict, max_m
         Verdict::Unavailable(why) => refuse(&outgoing, ErrorCode::MODERATION_UNAVAILABLE, why),
     }
 }
-
-impl std::fmt::Debug for Outgoing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outgoing")
-            .field("room", self.room.name())
-            .field("request_id", &self.request_id)
-            .finish()
-    }
-}
