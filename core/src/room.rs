@@ -516,6 +516,11 @@ impl Room {
     /// Starts a follower room from the broker's snapshot: the history and
     /// members it holds, then the events that arrived while it was taken
     /// (skipping those already in it), then the joins that waited.
+    ///
+    /// A room whose members stayed through a lost link (the broker's grace)
+    /// is caught up instead (`catch_up.rs`): its members get what they
+    /// missed, in order, or are closed to resume when the snapshot no
+    /// longer covers it.
     pub fn synced(&self, snapshot: Snapshot) {
         let mut state = self.lock();
         let state = &mut *state;
@@ -526,19 +531,26 @@ impl Room {
         let waiting: std::collections::HashSet<u64> =
             syncing.joiners.iter().map(|(m, ..)| m.session_id).collect();
         let local: std::collections::HashSet<u64> = state.members.iter().map(|m| m.session_id).collect();
-        feed.remote = snapshot
+        let remote: BTreeMap<u64, Arc<str>> = snapshot
             .members
             .into_iter()
             .filter(|m| !local.contains(&m.session_id) && !waiting.contains(&m.session_id))
             .map(|m| (m.session_id, m.name))
             .collect();
-        state.epoch = snapshot.epoch;
-        state.next_seq = snapshot.last_seq + 1;
-        state.history.clear();
-        for event in snapshot.history {
-            if let RoomEvent::Message { epoch, seq, sender, sent_at_ms, body } = event {
-                if epoch == snapshot.epoch && seq <= snapshot.last_seq {
-                    state.history.push(seq, self.message_frame(seq, sender.describe(), sent_at_ms, body));
+        let caught_up = !state.members.is_empty()
+            && self.catch_up(state, &remote, &snapshot.history, snapshot.epoch, snapshot.last_seq);
+        if let Sequencing::Follows(feed) = &mut state.sequencing {
+            feed.remote = remote;
+        }
+        if !caught_up {
+            state.epoch = snapshot.epoch;
+            state.next_seq = snapshot.last_seq + 1;
+            state.history.clear();
+            for event in snapshot.history {
+                if let RoomEvent::Message { epoch, seq, sender, sent_at_ms, body } = event {
+                    if epoch == snapshot.epoch && seq <= snapshot.last_seq {
+                        state.history.push(seq, self.message_frame(seq, sender.describe(), sent_at_ms, body));
+                    }
                 }
             }
         }
@@ -622,8 +634,14 @@ impl Room {
     /// whoever joins meanwhile.
     fn break_feed(&self, state: &mut RoomState) {
         let Sequencing::Follows(feed) = &mut state.sequencing else { return };
-        let notice = closing::feed_broke(&self.name);
         feed.syncing = Some(Syncing::default());
+        self.close_to_resume(state);
+    }
+
+    /// Closes every member of this server so that each resumes from its
+    /// last number and is told exactly what it missed.
+    fn close_to_resume(&self, state: &RoomState) {
+        let notice = closing::feed_broke(&self.name);
         for member in &state.members {
             member.outbox.close(notice.clone());
         }
@@ -669,6 +687,7 @@ impl Room {
     }
 }
 
+mod catch_up;
 mod reading;
 mod roster;
 

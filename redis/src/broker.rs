@@ -29,7 +29,8 @@ use wtchat_core::broker::{
 use wtchat_core::room_event::{EventMember, Snapshot};
 use wtchat_protocol::PresenceChange;
 
-use crate::link::{Command, Link, NODE_SHIFT, Shared};
+use crate::command::Command;
+use crate::link::{Link, NODE_SHIFT, Shared};
 use crate::scripts::Scripts;
 
 /// Publishes waiting for Redis beyond which new ones are refused with
@@ -49,6 +50,9 @@ pub struct RedisOptions {
     /// How often this server announces its members' arrivals and
     /// departures on each room's feed.
     pub presence_interval: Duration,
+    /// How long a lost link may stay lost before the sessions are closed;
+    /// a link back within it resyncs the rooms instead.
+    pub grace: Duration,
 }
 
 /// The broker of a server that shares its rooms through Redis.
@@ -84,6 +88,7 @@ impl RedisBroker {
             history_len: options.history_len,
             node_timeout: options.node_timeout,
             presence_interval: options.presence_interval,
+            grace: options.grace,
             scripts: Scripts::default(),
         };
         Ok(Self { commands, link: Mutex::new(Some(link)), shared })

@@ -8,12 +8,15 @@
 
 mod announcements;
 mod broker;
+mod command;
 pub mod control;
 mod directory;
 pub mod feed;
 pub mod keys;
 mod link;
+mod outage;
 mod pipeline;
+mod round;
 pub mod scripts;
 
 pub use broker::{RedisBroker, RedisOptions};

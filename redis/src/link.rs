@@ -14,15 +14,16 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use tokio::sync::{mpsc, oneshot};
-use wtchat_core::announcer::PresenceToAnnounce;
-use wtchat_core::broker::{BrokerHost, BrokerUnavailable, Disconnect, Publish, RoomCounts, RoomHandle};
-use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
-use wtchat_protocol::PresenceChange;
+use tokio::sync::mpsc;
+use wtchat_core::broker::{BrokerHost, BrokerUnavailable, RoomHandle};
+use wtchat_core::room_event::RoomEvent;
 
 use crate::announcements::Announcements;
+use crate::command::{Command, discard};
 use crate::directory;
+use crate::outage::{Outage, retry_delay};
 use crate::pipeline::{Answer, Pipeline};
+use crate::round::{Round, rounds};
 use crate::scripts::{
     HeartbeatScript, PeekScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
     new_epoch,
@@ -39,29 +40,6 @@ const MAX_BATCH: usize = 512;
 /// A session id's high bits are its server's node id, so that ids are
 /// unique across servers and a server knows its own members' events.
 pub(crate) const NODE_SHIFT: u32 = 32;
-
-/// What sessions ask of Redis, in order.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Subscribe to a room and start it from a snapshot.
-    Open(RoomHandle),
-    /// Unsubscribe from a room this server no longer has members in.
-    Close(Arc<str>),
-    /// Publish a message.
-    Publish(Arc<str>, Publish),
-    /// Record a member's arrival or departure, and announce it with the
-    /// interval's other changes.
-    Presence(Arc<str>, EventMember, PresenceChange, Option<PresenceToAnnounce>),
-    /// Announce that a member is typing.
-    Typing(Arc<str>, EventMember),
-    /// Tell every other server to close these sessions.
-    Disconnect(Disconnect, Option<String>),
-    /// Read a room without opening it, after the writes before it.
-    Peek(Arc<str>, oneshot::Sender<Result<Option<Snapshot>, BrokerUnavailable>>),
-    /// Read a page of the rooms with members on any server: after this
-    /// name, at most this many.
-    Rooms(String, usize, oneshot::Sender<Result<RoomCounts, BrokerUnavailable>>),
-}
 
 /// What the link and the broker handle both see.
 #[derive(Debug, Default)]
@@ -93,6 +71,8 @@ pub(crate) struct Link {
     pub(crate) node_timeout: Duration,
     /// How often this server announces its members' changes.
     pub(crate) presence_interval: Duration,
+    /// How long a lost link may stay lost before the sessions are closed.
+    pub(crate) grace: Duration,
     /// The scripts.
     pub(crate) scripts: Scripts,
 }
@@ -108,30 +88,66 @@ impl Link {
     /// Connects, reconnects after every loss, and serves each link, until
     /// the host is gone.
     pub(crate) async fn run(mut self, host: Weak<dyn BrokerHost>) {
+        let queued = self.shared.clone();
+        let queued = &queued.queued_publishes;
+        // `None` before the first link; see `outage.rs`.
+        let mut outage: Option<Outage> = None;
         loop {
             if host.strong_count() == 0 {
                 return;
             }
-            match self.connect(&host).await {
+            // A server whose sessions stayed open keeps its members in Redis.
+            let reap_self = outage.as_ref().is_none_or(Outage::sessions_closed);
+            match self.connect(&host, reap_self).await {
                 Ok(connections) => {
-                    tracing::info!(node = self.shared.node_id.load(Ordering::Relaxed), "linked to Redis");
+                    let node = self.shared.node_id.load(Ordering::Relaxed);
+                    match &outage {
+                        Some(lost) if !lost.sessions_closed() => {
+                            tracing::info!(
+                                node,
+                                "linked to Redis again within the grace; resyncing every room"
+                            );
+                        }
+                        _ => tracing::info!(node, "linked to Redis"),
+                    }
                     self.shared.available.store(true, Ordering::Release);
-                    let why = self.serve(connections, &host).await;
+                    let carried = outage.take().map(Outage::into_carried).unwrap_or_default();
+                    let (why, unsent) = self.serve(connections, &host, carried).await;
                     self.shared.available.store(false, Ordering::Release);
                     let Some(host) = host.upgrade() else { return };
                     if self.queue.is_closed() {
                         return;
                     }
                     self.shared.link_losses.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%why, "lost the link to Redis; closing every session until it is back");
-                    host.link_lost();
+                    let mut lost = Outage::begun();
+                    lost.carry(unsent, queued);
+                    if self.grace.is_zero() {
+                        tracing::warn!(%why, "lost the link to Redis; closing every session until it is back");
+                        host.link_lost();
+                        lost.close_sessions(queued);
+                    } else {
+                        let grace_ms = self.grace.as_millis() as u64;
+                        tracing::warn!(%why, grace_ms, "lost the link to Redis; sessions stay open for the grace");
+                    }
+                    outage = Some(lost);
                 }
                 Err(error) => tracing::warn!(%error, "cannot link to Redis; trying again"),
             }
-            // What was asked while the link was down cannot be run.
+            // What was asked while the link was down: see `Outage::carry`.
             let stale: Vec<Command> = std::iter::from_fn(|| self.queue.try_recv().ok()).collect();
-            self.discard(stale);
-            tokio::time::sleep(Duration::from_millis(500 + fastrand::u64(0..500))).await;
+            match &mut outage {
+                Some(lost) => lost.carry(stale, queued),
+                None => self.discard(stale),
+            }
+            if let Some(lost) = outage.as_mut().filter(|lost| lost.grace_over(self.grace)) {
+                let Some(host) = host.upgrade() else { return };
+                tracing::warn!(
+                    "the link to Redis stayed lost past the grace; closing every session until it is back"
+                );
+                host.link_lost();
+                lost.close_sessions(queued);
+            }
+            tokio::time::sleep(retry_delay(outage.as_ref())).await;
         }
     }
 
@@ -140,7 +156,11 @@ impl Link {
         discard(&self.shared.queued_publishes, commands);
     }
 
-    async fn connect(&mut self, host: &Weak<dyn BrokerHost>) -> redis::RedisResult<Connections> {
+    async fn connect(
+        &mut self,
+        host: &Weak<dyn BrokerHost>,
+        reap_self: bool,
+    ) -> redis::RedisResult<Connections> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(LINK_TIMEOUT)
             .set_response_timeout(LINK_TIMEOUT);
@@ -162,19 +182,28 @@ impl Link {
             self.shared.node_id.store(id, Ordering::Relaxed);
         }
         // A server coming back removes what its closed sessions left behind.
-        self.heartbeat(&mut commands, true, host).await?;
+        self.heartbeat(&mut commands, reap_self, host).await?;
         Ok(Connections { commands, subscriptions, feed })
     }
 
-    /// Serves one link until it fails or the hub is gone; returns why.
-    async fn serve(&mut self, connections: Connections, host: &Weak<dyn BrokerHost>) -> String {
+    /// Serves one link until it fails or the hub is gone, running
+    /// `carried` (from a lost link) first; returns why it ended and what it
+    /// could not send.
+    async fn serve(
+        &mut self,
+        connections: Connections,
+        host: &Weak<dyn BrokerHost>,
+        carried: Vec<Command>,
+    ) -> (String, Vec<Command>) {
         let Connections { mut commands, mut subscriptions, feed } = connections;
         // Rooms that outlived a lost link have missed their feed; they start
-        // again from a snapshot, before anything asked since.
-        let mut batch: Vec<Command> = match host.upgrade() {
-            Some(host) => host.rooms_to_resync().into_iter().map(Command::Open).collect(),
-            None => return "the hub is gone".into(),
-        };
+        // again from a snapshot, before anything asked since, and after the
+        // changes carried from the lost link, which the snapshot must hold.
+        let mut batch = carried;
+        match host.upgrade() {
+            Some(host) => batch.extend(host.rooms_to_resync().into_iter().map(Command::Open)),
+            None => return ("the hub is gone".into(), batch),
+        }
         let node_id = self.shared.node_id.load(Ordering::Relaxed);
         let reader = read_feed(feed, host.clone(), self.requeue.clone(), node_id);
         let mut reader = AbortOnDrop(tokio::spawn(reader));
@@ -194,14 +223,14 @@ impl Link {
                     }
                 }
                 if let Err(error) = self.execute(&mut batch, &mut commands, &mut subscriptions, host).await {
-                    return format!("a command failed: {error}");
+                    return (format!("a command failed: {error}"), batch);
                 }
             }
             tokio::select! {
-                _ = &mut reader.0 => return "the subscription connection closed".into(),
+                _ = &mut reader.0 => return ("the subscription connection closed".into(), batch),
                 _ = heartbeat.tick() => {
                     if let Err(error) = self.heartbeat(&mut commands, false, host).await {
-                        return format!("the heartbeat failed: {error}");
+                        return (format!("the heartbeat failed: {error}"), batch);
                     }
                 }
                 // After a quiet spell the tick is already due, so that a
@@ -209,7 +238,7 @@ impl Link {
                 // within the interval waits.
                 _ = announce.tick(), if !announcements.is_empty() => {
                     if let Err(error) = self.announce(&mut announcements, &mut commands).await {
-                        return format!("an announcement failed: {error}");
+                        return (format!("an announcement failed: {error}"), batch);
                     }
                 }
                 received = self.queue.recv_many(&mut batch, MAX_BATCH) => {
@@ -217,7 +246,7 @@ impl Link {
                         // The last departures of a server shutting down are
                         // still worth telling the others.
                         let _ = self.announce(&mut announcements, &mut commands).await;
-                        return "the hub is gone".into();
+                        return ("the hub is gone".into(), batch);
                     }
                 }
             }
@@ -250,11 +279,10 @@ impl Link {
         let mut rounds = rounds(batch.drain(..)).into_iter();
         let result = self.run_rounds(&mut rounds, connection, subscriptions, host).await;
         if result.is_err() {
-            // The link failed partway: what was not sent is answered and
-            // uncounted here (a failed pipeline answers its own), so that no
-            // publish waits for an answer that will not come and the queue
-            // bound stays true.
-            self.discard(rounds.flat_map(Round::into_commands));
+            // The link failed partway: what was not sent goes back into the
+            // batch, for the outage to answer or carry (a failed pipeline
+            // answers its own).
+            batch.extend(rounds.flat_map(Round::into_commands));
         }
         result
     }
@@ -425,62 +453,6 @@ impl Link {
     }
 }
 
-/// Drops commands that cannot be run: each publish among them is answered
-/// with `BROKER_UNAVAILABLE` and leaves the count of queued publishes.
-fn discard(queued_publishes: &AtomicUsize, commands: impl IntoIterator<Item = Command>) {
-    for command in commands {
-        match command {
-            Command::Publish(_, publish) => {
-                queued_publishes.fetch_sub(1, Ordering::Relaxed);
-                publish.reply.refused();
-            }
-            Command::Peek(_, reply) => {
-                let _ = reply.send(Err(BrokerUnavailable));
-            }
-            Command::Rooms(_, _, reply) => {
-                let _ = reply.send(Err(BrokerUnavailable));
-            }
-            _ => {}
-        }
-    }
-}
-
-/// One round trip's worth of a batch: writes that go out as one pipeline,
-/// then, if one follows them, a subscription change (`Open` or `Close`),
-/// which must wait for the writes before it.
-#[derive(Debug)]
-pub(crate) struct Round {
-    /// Publishes, presence and typing, in order.
-    writes: Vec<Command>,
-    /// The subscription change that ends the round.
-    then: Option<Command>,
-}
-
-impl Round {
-    fn into_commands(self) -> impl Iterator<Item = Command> {
-        self.writes.into_iter().chain(self.then)
-    }
-}
-
-/// Splits a batch into rounds, keeping its order: consecutive writes share
-/// one pipeline, and each subscription change closes a round.
-fn rounds(batch: impl IntoIterator<Item = Command>) -> Vec<Round> {
-    let mut rounds = Vec::new();
-    let mut writes = Vec::new();
-    for command in batch {
-        match command {
-            Command::Open(_) | Command::Close(_) | Command::Peek(..) | Command::Rooms(..) => {
-                rounds.push(Round { writes: std::mem::take(&mut writes), then: Some(command) });
-            }
-            write => writes.push(write),
-        }
-    }
-    if !writes.is_empty() {
-        rounds.push(Round { writes, then: None });
-    }
-    rounds
-}
-
 /// Aborts the feed reader when the link ends, whichever way.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -545,112 +517,4 @@ async fn read_feed(
 
 fn timed_out() -> redis::RedisError {
     redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use wtchat_core::broker::RoomHandle;
-    use wtchat_core::room_event::EventMember;
-    use wtchat_protocol::PresenceChange;
-
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use wtchat_core::broker::{Publish, PublishReply};
-    use wtchat_core::outbox::Outbox;
-    use wtchat_protocol::{ErrorCode, ServerMessage};
-
-    use super::{Command, discard, rounds};
-
-    fn typing(room: &str) -> Command {
-        Command::Typing(Arc::from(room), EventMember { session_id: 1, name: Arc::from("t") })
-    }
-
-    fn open(room: &str) -> Command {
-        Command::Open(RoomHandle { name: Arc::from(room), incarnation: 1 })
-    }
-
-    /// A round as letters: `w` per write, then `O` or `C` for the change.
-    fn shapes(batch: Vec<Command>) -> Vec<String> {
-        rounds(batch)
-            .into_iter()
-            .map(|round| {
-                let mut shape = "w".repeat(round.writes.len());
-                shape.push_str(match round.then {
-                    Some(Command::Open(_)) => "O",
-                    Some(Command::Close(_)) => "C",
-                    _ => "",
-                });
-                shape
-            })
-            .collect()
-    }
-
-    #[test]
-    fn consecutive_writes_share_a_pipeline_and_subscriptions_wait_for_them() {
-        let presence = Command::Presence(
-            Arc::from("a"),
-            EventMember { session_id: 2, name: Arc::from("p") },
-            PresenceChange::Joined,
-            None,
-        );
-        let batch =
-            vec![typing("a"), presence, open("b"), typing("b"), Command::Close(Arc::from("a")), typing("c")];
-        assert_eq!(shapes(batch), ["wwO", "wC", "w"]);
-        assert_eq!(shapes(vec![open("a"), open("b")]), ["O", "O"], "each change is its own round");
-        assert_eq!(
-            shapes((0..512).map(|_| typing("a")).collect()),
-            ["w".repeat(512)],
-            "a full batch is one pipeline"
-        );
-        assert!(shapes(Vec::new()).is_empty());
-    }
-
-    #[test]
-    fn rounds_keep_the_order_of_the_batch() {
-        let batch: Vec<Command> = ["a", "b", "c", "d"].into_iter().map(typing).collect();
-        let order: Vec<Arc<str>> = rounds(batch)
-            .into_iter()
-            .flat_map(|round| round.into_commands())
-            .map(|command| match command {
-                Command::Typing(room, _) => room,
-                _ => unreachable!(),
-            })
-            .collect();
-        assert_eq!(order, ["a", "b", "c", "d"].map(Arc::from));
-    }
-
-    #[tokio::test]
-    async fn abandoned_publishes_are_answered_and_uncounted() {
-        let outbox = Arc::new(Outbox::new(1 << 16));
-        let publish = |request_id| {
-            Command::Publish(
-                Arc::from("a"),
-                Publish {
-                    sender: EventMember { session_id: 1, name: Arc::from("t") },
-                    sent_at_ms: 0,
-                    body: "lost".into(),
-                    receipt: None,
-                    reply: PublishReply::Session { request_id, outbox: outbox.clone() },
-                    announce: None,
-                },
-            )
-        };
-        let queued = AtomicUsize::new(5);
-        // The link failed before these rounds ran.
-        let unsent = rounds(vec![publish(1), open("b"), typing("b"), publish(2)]);
-        discard(&queued, unsent.into_iter().flat_map(|round| round.into_commands()));
-        assert_eq!(queued.load(Ordering::Relaxed), 3, "two publishes left the queue");
-        let mut batch = Vec::new();
-        outbox.next(&mut batch).await;
-        let answers: Vec<_> = batch
-            .iter()
-            .map(|frame| match wtchat_protocol::decode(&frame.body(), usize::MAX).unwrap() {
-                ServerMessage::Error(error) => (error.request_id, error.code),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(answers, [1, 2].map(|id| (Some(id), ErrorCode::BROKER_UNAVAILABLE)));
-    }
 }

@@ -86,6 +86,43 @@ impl RedisServer {
         }
     }
 
+    /// Stops Redis without closing anything (SIGSTOP): its connections stay
+    /// open and go silent, as a stalled or overloaded Redis would.
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a paused Redis go on (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.child.as_ref().context("redis is not running")?.id();
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill {signal} {pid} failed");
+        Ok(())
+    }
+
+    /// Closes every client connection but the one asking (`CLIENT KILL`),
+    /// as a failover or a proxy restart would; returns how many.
+    pub fn kill_clients(&self) -> Result<u64> {
+        let client = redis::Client::open(self.url())?;
+        let mut connection = client.get_connection()?;
+        let mut killed = 0;
+        for kind in ["normal", "pubsub"] {
+            let count: u64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg(kind)
+                .arg("SKIPME")
+                .arg("yes")
+                .query(&mut connection)?;
+            killed += count;
+        }
+        Ok(killed)
+    }
+
     /// Starts Redis again on the same port, empty.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();

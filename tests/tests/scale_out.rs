@@ -43,7 +43,7 @@ impl Cluster {
             let mut args = vec!["--listen", "127.0.0.1:0", "--redis-url", &url, "--cert-dir"];
             let certs = certs.to_str().unwrap_or_default().to_owned();
             args.push(&certs);
-            args.extend_from_slice(&["--redis-node-timeout-ms", "3000"]);
+            args.extend_from_slice(&["--redis-node-timeout-ms", "3000", "--redis-grace-ms", "1500"]);
             args.extend_from_slice(extra);
             servers.push(Binary::start(&args)?);
         }

@@ -307,7 +307,8 @@ async fn with_redis_each_event_is_delivered_once_for_the_cluster() -> Result<()>
 #[tokio::test]
 async fn with_redis_the_members_of_a_dead_server_are_announced_by_a_survivor() -> Result<()> {
     let receiver = WebhookReceiver::start(SIGNING).await?;
-    let (redis, mut servers) = cluster(&receiver, &["--redis-node-timeout-ms", "3000"]).await?;
+    let (redis, mut servers) =
+        cluster(&receiver, &["--redis-node-timeout-ms", "3000", "--redis-grace-ms", "1500"]).await?;
     let mut ann = connect_to(&servers[0]).await?;
     ann.join("lobby", "ann").await?;
     let mut bob = connect_to(&servers[1]).await?;

@@ -219,3 +219,48 @@ async fn a_room_told_counts_tells_one_slice_of_its_members_each_interval() {
     room.join(member(7, "late"), 1, None).unwrap();
     assert!(!room.flush_presence(&policy));
 }
+
+#[tokio::test]
+async fn members_that_stayed_through_a_lost_link_get_what_they_missed_in_order_once() {
+    let room = follower("r");
+    let ann = member(1, "Ann");
+    room.join(ann.clone(), 1, None).unwrap();
+    let far = EventMember { session_id: 99, name: "Far".into() };
+    let snapshot = |last_seq, history: Vec<RoomEvent>, members: Vec<EventMember>| Snapshot {
+        epoch: 5,
+        last_seq,
+        history,
+        members,
+    };
+    room.synced(snapshot(0, Vec::new(), vec![far.clone()]));
+    assert_eq!(room.apply(message(5, 1)), Applied::Delivered(1));
+    flush(&room);
+    received(&ann).await;
+
+    // The link is lost; numbers 2 and 3 are given out meanwhile, and the
+    // other server's member leaves while a new one comes.
+    room.resync();
+    assert_eq!(room.apply(message(5, 4)), Applied::Noted, "what the new link brings waits for the snapshot");
+    let near = EventMember { session_id: 98, name: "Near".into() };
+    room.synced(snapshot(3, (1..=3).map(|seq| message(5, seq)).collect(), vec![near.clone()]));
+    assert_eq!(seqs(&received(&ann).await), [2, 3, 4], "the missed ones, then the held one, each once");
+    assert!(ann.outbox.is_open());
+    flush(&room);
+    assert_eq!(changes(&ann).await, [(PresenceChange::Disconnected, 99), (PresenceChange::Joined, 98)]);
+
+    // A history that no longer reaches back to what was missed: the members
+    // are closed to resume, and told of the gap then.
+    room.resync();
+    room.synced(snapshot(20, (15..=20).map(|seq| message(5, seq)).collect(), Vec::new()));
+    assert!(!ann.outbox.is_open());
+    assert_eq!(ann.outbox.stats().close_code, Some(ReasonCode::BROKER_UNAVAILABLE));
+
+    // So is a new epoch (Redis came back empty).
+    let room = follower("s");
+    let bob = member(2, "Bob");
+    room.join(bob.clone(), 1, None).unwrap();
+    room.synced(snapshot(0, Vec::new(), Vec::new()));
+    room.resync();
+    room.synced(Snapshot { epoch: 6, last_seq: 0, history: Vec::new(), members: Vec::new() });
+    assert_eq!(bob.outbox.stats().close_code, Some(ReasonCode::BROKER_UNAVAILABLE));
+}

@@ -217,6 +217,12 @@ super::options! {
     /// its members from every room, in ms (at least 3000).
     redis_node_timeout_ms: u64, env "WTCHAT_REDIS_NODE_TIMEOUT_MS", default (10_000),
         check (|ms: &u64| if *ms < 3_000 { Err("must be at least 3000".into()) } else { Ok(()) });
+    /// How long the link to Redis may be lost before every session is
+    /// closed, in ms: a link back sooner resyncs each room and delivers
+    /// what its members missed, so that a blip closes nothing; 0 closes at
+    /// once. At most half of `redis_node_timeout_ms`, so that the other
+    /// servers never remove the members of a server that kept them.
+    redis_grace_ms: u64, env "WTCHAT_REDIS_GRACE_MS", default (5_000);
 }
 
 /// A top-level folder (`web`, `certs`) under the working directory when it
@@ -307,6 +313,12 @@ impl Config {
         if !self.webhook_url.is_empty() && self.webhook_secret.is_none() {
             return fail("webhook_url needs webhook_secret, which signs every delivery".into());
         }
+        if self.redis_grace_ms > self.redis_node_timeout_ms / 2 {
+            return fail(format!(
+                "redis_grace_ms ({}) must be at most half of redis_node_timeout_ms ({})",
+                self.redis_grace_ms, self.redis_node_timeout_ms
+            ));
+        }
         if self.moderation_url.is_some() && self.webhook_secret.is_none() {
             return fail("moderation_url needs webhook_secret, which signs every request".into());
         }
@@ -382,6 +394,7 @@ impl Config {
             history_len: self.history_len,
             node_timeout: Duration::from_millis(self.redis_node_timeout_ms),
             presence_interval: Duration::from_millis(self.presence_interval_ms),
+            grace: Duration::from_millis(self.redis_grace_ms),
         })
     }
 
@@ -500,6 +513,7 @@ mod tests {
             ("moderation_url = \"http://127.0.0.1:9/\"", "webhook_secret"),
             ("moderation_url = \"gopher://x/\"", "moderation_url"),
             ("redis_node_timeout_ms = 1000", "redis_node_timeout_ms"),
+            ("redis_grace_ms = 6000", "redis_grace_ms"),
         ] {
             let settings: Settings = toml::from_str(toml).unwrap();
             let error = Config::default().apply(&settings).validate().unwrap_err().to_string();

@@ -1,0 +1,241 @@
+//! Blips of the Redis that servers share, while a publisher keeps sending:
+//! a Redis paused for longer than the link's timeout, and every server's
+//! connection killed, are absorbed within the grace: no session closes,
+//! publishes in the outage are refused (never accepted and lost), and
+//! every member ends with every accepted message exactly once, in one
+//! order. A Redis that comes back empty takes the resume path, which tells
+//! members of the gap.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use wtchat_protocol::{ErrorCode, ReasonCode, Resume, ServerMessage};
+use wtchat_tests::binary::Binary;
+use wtchat_tests::redis::RedisServer;
+use wtchat_tests::server::{eventually_async, temp_dir};
+use wtchat_tests::webtransport::published_hashes_at;
+use wtchat_tests::{Client, Wire, WsClient, WtClient, http_get, metric, scrape_metrics};
+
+/// Redis and two servers with a grace longer than the blips below.
+async fn cluster() -> Result<(RedisServer, Vec<Binary>)> {
+    let redis = RedisServer::start()?;
+    let url = redis.url();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let certs = temp_dir("blip-certs");
+        let certs = certs.to_str().unwrap_or_default().to_owned();
+        servers.push(Binary::start(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            &url,
+            "--cert-dir",
+            &certs,
+            "--redis-node-timeout-ms",
+            "16000",
+            "--redis-grace-ms",
+            "8000",
+            "--publish-rate-per-sec",
+            "100",
+        ])?);
+    }
+    for server in &servers {
+        let address = server.address;
+        eventually_async(Duration::from_secs(15), || async move {
+            http_get(address, "/healthz", &[]).await.is_ok_and(|(status, _)| status == 200)
+        })
+        .await?;
+    }
+    Ok((redis, servers))
+}
+
+async fn ws(server: &Binary) -> Result<WsClient> {
+    let mut client = WsClient::connect_at(server.address, None, None).await?;
+    client.hello().await?;
+    Ok(client)
+}
+
+async fn wt(server: &Binary) -> Result<WtClient> {
+    let hashes = published_hashes_at(server.address).await?;
+    let url = server.webtransport_url.clone().context("no WebTransport URL")?;
+    let mut client = WtClient::open(&url, &hashes, None).await?;
+    client.hello().await?;
+    Ok(client)
+}
+
+/// What a member received until the message `last`: the numbers and
+/// bodies, failing on a closing notice.
+async fn until_body<W: Wire>(client: &mut Client<W>, last: &str) -> Result<Vec<(u64, String)>> {
+    let mut seen = Vec::new();
+    loop {
+        match client.next_message().await? {
+            ServerMessage::Message(message) => {
+                let done = message.body == last;
+                seen.push((message.seq, message.body));
+                if done {
+                    return Ok(seen);
+                }
+            }
+            ServerMessage::Closing(closing) => bail!("a session closed in the blip: {closing:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Publishes a message every 100 ms for `count` messages while `blip`
+/// runs beside them; once both servers are linked again, one last message
+/// ("end"). Returns what the publisher was told was refused (by body), and
+/// what it heard of the room.
+async fn publish_through<W: Wire>(
+    publisher: &mut Client<W>,
+    servers: &[Binary],
+    count: usize,
+    blip: impl Future<Output = Result<()>>,
+) -> Result<(HashSet<String>, Vec<(u64, String)>)> {
+    let sending = async {
+        let mut bodies = std::collections::HashMap::new();
+        for n in 0..count {
+            let body = format!("p{n}");
+            bodies.insert(publisher.publish("hall", &body).await?, body);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(bodies)
+    };
+    let (bodies, ()) = tokio::try_join!(sending, blip)?;
+    for server in servers {
+        let address = server.address;
+        eventually_async(Duration::from_secs(15), || async move {
+            http_get(address, "/healthz", &[]).await.is_ok_and(|(status, _)| status == 200)
+        })
+        .await?;
+    }
+    publisher.publish("hall", "end").await?;
+    let mut refused = HashSet::new();
+    let mut heard = Vec::new();
+    loop {
+        match publisher.next_message().await? {
+            ServerMessage::Error(error) => {
+                ensure!(error.code == ErrorCode::BROKER_UNAVAILABLE, "{error:?}");
+                let body = error.request_id.and_then(|id| bodies.get(&id)).context("an unknown request")?;
+                refused.insert(body.clone());
+            }
+            ServerMessage::Message(message) => {
+                let done = message.body == "end";
+                heard.push((message.seq, message.body));
+                if done {
+                    return Ok((refused, heard));
+                }
+            }
+            ServerMessage::Closing(closing) => bail!("the publisher was closed: {closing:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// What every member must hold after a blip: the same messages in one
+/// order, numbered without a gap or a repeat, every accepted one among
+/// them. A publish refused when the link failed under it may still have
+/// reached Redis (its answer was lost, not the command), so a refused one
+/// may appear too, once.
+fn check(members: &[Vec<(u64, String)>], sent: usize, refused: &HashSet<String>) -> Result<()> {
+    let first = &members[0];
+    for other in members {
+        ensure!(other == first, "members disagree:\n{first:?}\n{other:?}");
+    }
+    let seqs: Vec<u64> = first.iter().map(|(seq, _)| *seq).collect();
+    let start = seqs[0];
+    ensure!(
+        seqs == (start..start + seqs.len() as u64).collect::<Vec<_>>(),
+        "numbers with a gap or a repeat: {seqs:?}"
+    );
+    let bodies: HashSet<&String> = first.iter().map(|(_, body)| body).collect();
+    ensure!(bodies.len() == first.len(), "a message twice");
+    for n in 0..sent {
+        let body = format!("p{n}");
+        ensure!(bodies.contains(&body) || refused.contains(&body), "{body} was accepted and lost");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_paused_past_the_link_timeout_closes_no_session_and_loses_no_message() -> Result<()> {
+    let (redis, servers) = cluster().await?;
+    let mut ann = ws(&servers[0]).await?;
+    ann.join("hall", "Ann").await?;
+    let mut bob = wt(&servers[1]).await?;
+    bob.join("hall", "Bob").await?;
+    let mut publisher = ws(&servers[1]).await?;
+    publisher.join("hall", "Pub").await?;
+    let sent = 70;
+    // Paused for 4 s, twice the link's 2 s timeout.
+    let blip = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        redis.pause()?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        redis.resume()
+    };
+    let (refused, heard) = publish_through(&mut publisher, &servers, sent, blip).await?;
+    ensure!(!refused.is_empty(), "publishes during the pause are refused");
+    let (ann_seen, bob_seen) = tokio::try_join!(until_body(&mut ann, "end"), until_body(&mut bob, "end"))?;
+    check(&[ann_seen, bob_seen, heard], sent, &refused)?;
+    let mut losses = 0.0;
+    for server in &servers {
+        losses +=
+            metric(&scrape_metrics(server.address).await?, "wtchat_broker_link_losses_total").unwrap_or(0.0);
+    }
+    ensure!(losses >= 1.0, "the pause was long enough to lose a link");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_under_the_servers_close_no_session_and_lose_no_message() -> Result<()> {
+    let (redis, servers) = cluster().await?;
+    let mut ann = wt(&servers[0]).await?;
+    ann.join("hall", "Ann").await?;
+    let mut bob = ws(&servers[1]).await?;
+    bob.join("hall", "Bob").await?;
+    let mut publisher = ws(&servers[1]).await?;
+    publisher.join("hall", "Pub").await?;
+    let sent = 40;
+    let blip = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let killed = redis.kill_clients()?;
+        ensure!(killed >= 4, "each server has a command and a subscription connection: {killed}");
+        Ok(())
+    };
+    let (refused, heard) = publish_through(&mut publisher, &servers, sent, blip).await?;
+    let (ann_seen, bob_seen) = tokio::try_join!(until_body(&mut ann, "end"), until_body(&mut bob, "end"))?;
+    check(&[ann_seen, bob_seen, heard], sent, &refused)?;
+    for server in &servers {
+        let scrape = scrape_metrics(server.address).await?;
+        ensure!(metric(&scrape, "wtchat_broker_link_losses_total").is_some_and(|n| n >= 1.0));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_back_empty_within_the_grace_closes_members_to_resume_with_the_gap_told() -> Result<()> {
+    let (mut redis, servers) = cluster().await?;
+    let mut ann = ws(&servers[0]).await?;
+    let (joined, _) = ann.join("hall", "Ann").await?;
+    let mut bob = ws(&servers[1]).await?;
+    bob.join("hall", "Bob").await?;
+    ann.publish("hall", "before").await?;
+    let before = bob.chat(1).await?;
+    redis.restart()?;
+    // The room's history is gone with Redis: the members are closed to
+    // resume, which tells them so.
+    for client in [&mut ann, &mut bob] {
+        let (notice, code) = client.until_closed().await?;
+        let notice = notice.context("a closing notice")?;
+        ensure!(
+            notice.code == ReasonCode::BROKER_UNAVAILABLE && code == Some(ReasonCode::BROKER_UNAVAILABLE.0)
+        );
+    }
+    let mut ann = ws(&servers[0]).await?;
+    let resume = Resume { epoch: joined.epoch, last_seq: before[0].seq };
+    let (rejoined, history) = ann.join_from("hall", "Ann", Some(resume)).await?;
+    ensure!(rejoined.epoch != joined.epoch && rejoined.history.gap && history.is_empty(), "{rejoined:?}");
+    Ok(())
+}
