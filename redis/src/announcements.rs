@@ -17,7 +17,8 @@ use wtchat_core::presence::PendingPresence;
 use wtchat_core::room_event::EventMember;
 use wtchat_protocol::PresenceChange;
 
-use crate::{feed, keys};
+use crate::feed;
+use crate::keys::Keys;
 
 /// What waits for the next announcement.
 #[derive(Debug, Default)]
@@ -38,7 +39,7 @@ impl Announcements {
 
     /// Everything gathered, as `PUBLISH` commands: one per room (more for a
     /// room with more changes than a batch holds).
-    pub(crate) fn take(&mut self) -> Vec<redis::Cmd> {
+    pub(crate) fn take(&mut self, keys: &Keys) -> Vec<redis::Cmd> {
         let mut commands = Vec::new();
         for (room, pending) in self.rooms.drain() {
             let changes: Vec<(PresenceChange, EventMember)> = pending
@@ -47,7 +48,7 @@ impl Announcements {
                 .collect();
             for batch in feed::presence_batches(&changes) {
                 let mut command = redis::cmd("PUBLISH");
-                command.arg(keys::room_events(&room)).arg(batch);
+                command.arg(keys.room_events(&room)).arg(batch);
                 commands.push(command);
             }
         }
@@ -73,7 +74,7 @@ mod tests {
         announcements.note(&a, &member(2), PresenceChange::Disconnected);
         announcements.note(&b, &member(9), PresenceChange::Joined);
         announcements.note(&b, &member(9), PresenceChange::Left);
-        let commands = announcements.take();
+        let commands = announcements.take(&Keys::default());
         assert!(announcements.is_empty());
         // Room b's join and leave cancelled out: an empty batch is not sent.
         assert_eq!(commands.len(), 1);
@@ -84,7 +85,7 @@ mod tests {
                 redis::Arg::Cursor => Vec::new(),
             })
             .collect();
-        assert_eq!(args[1], keys::room_events("a").into_bytes());
+        assert_eq!(args[1], Keys::default().room_events("a").into_bytes());
         let events = feed::parse_feed(&args[2]).unwrap();
         let ids: Vec<u64> = events
             .iter()

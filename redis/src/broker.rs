@@ -30,6 +30,7 @@ use wtchat_core::room_event::{EventMember, Snapshot};
 use wtchat_protocol::PresenceChange;
 
 use crate::command::Command;
+use crate::keys::Keys;
 use crate::link::{Link, NODE_SHIFT, Shared};
 use crate::scripts::Scripts;
 
@@ -53,6 +54,10 @@ pub struct RedisOptions {
     /// How long a lost link may stay lost before the sessions are closed;
     /// a link back within it resyncs the rooms instead.
     pub grace: Duration,
+    /// What every key and channel's name starts with.
+    pub key_prefix: String,
+    /// How long a room's history and numbering outlive its last message.
+    pub history_retention: Duration,
 }
 
 /// The broker of a server that shares its rooms through Redis.
@@ -89,7 +94,7 @@ impl RedisBroker {
             node_timeout: options.node_timeout,
             presence_interval: options.presence_interval,
             grace: options.grace,
-            scripts: Scripts::default(),
+            scripts: Scripts::new(Keys::new(&options.key_prefix), options.history_retention.as_secs()),
         };
         Ok(Self { commands, link: Mutex::new(Some(link)), shared })
     }

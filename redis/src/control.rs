@@ -1,5 +1,5 @@
 //! Orders for every server sharing the Redis, on one channel all of them
-//! follow (`keys::control`): the application's backend disconnecting a
+//! follow (`Keys::control`): the application's backend disconnecting a
 //! user's sessions, or one session, wherever they are connected.
 //!
 //! An order is `{kind} {node} {reason length} {reason}{target}`: `u` for a

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redis::aio::ConnectionLike;
 
-use crate::keys;
+use crate::keys::Keys;
 
 use wtchat_core::broker::RoomCounts;
 
@@ -15,13 +15,14 @@ use wtchat_core::broker::RoomCounts;
 /// `limit`, with their member counts: one read of the names, one pipeline
 /// of counts.
 pub async fn page(
+    keys: &Keys,
     connection: &mut impl ConnectionLike,
     after: &str,
     limit: usize,
 ) -> redis::RedisResult<RoomCounts> {
     let from = if after.is_empty() { "-".to_owned() } else { format!("({after}") };
     let names: Vec<String> = redis::cmd("ZRANGEBYLEX")
-        .arg(keys::rooms())
+        .arg(keys.rooms())
         .arg(from)
         .arg("+")
         .arg("LIMIT")
@@ -34,7 +35,7 @@ pub async fn page(
     }
     let mut counts = redis::pipe();
     for name in &names {
-        counts.cmd("HLEN").arg(keys::room_members(name));
+        counts.cmd("HLEN").arg(keys.room_members(name));
     }
     let counts: Vec<u64> = counts.query_async(connection).await?;
     Ok(names.into_iter().map(Arc::from).zip(counts).collect())

@@ -189,14 +189,10 @@ pub fn node_field(room: &str, session_id: u64) -> String {
 /// name may hold anything; a room's name holds no line break). Records
 /// written before they named the room have the session id alone on its
 /// line, and are still read.
-pub fn reap_record(room: &str, member: &EventMember) -> Vec<u8> {
-    let mut record = format!(
-        "{}\n{}\n{} {room}\n",
-        crate::keys::room_members(room),
-        crate::keys::room_events(room),
-        member.session_id
-    )
-    .into_bytes();
+pub fn reap_record(keys: &crate::keys::Keys, room: &str, member: &EventMember) -> Vec<u8> {
+    let mut record =
+        format!("{}\n{}\n{} {room}\n", keys.room_members(room), keys.room_events(room), member.session_id)
+            .into_bytes();
     record.extend(presence_event(PresenceChange::Disconnected, member));
     record
 }

@@ -1,4 +1,5 @@
-//! Every key and channel wtchat uses in Redis, named here and nowhere else:
+//! Every key and channel wtchat uses in Redis, named here and nowhere else
+//! (under `redis_key_prefix`, `wtchat:` by default, as the table shows):
 //! the Lua scripts receive them as `KEYS` and `ARGV` (or, for a dead
 //! server's leftovers, inside records written by `feed.rs`), and never
 //! build one themselves.
@@ -16,72 +17,94 @@
 //! | `wtchat:nodes` | sorted set | node id → when it was last heard of (Redis's clock) |
 //! | `wtchat:node-ids` | counter | hands out node ids |
 
-/// What every key starts with.
-const PREFIX: &str = "wtchat:";
+use std::sync::Arc;
 
-/// A room's meta hash.
-pub fn room_meta(room: &str) -> String {
-    format!("{PREFIX}room:{room}:meta")
+/// What every key starts with unless the operator chose another prefix.
+pub const DEFAULT_PREFIX: &str = "wtchat:";
+
+/// The names of the keys and channels, under one prefix (so that several
+/// deployments, or other applications, can share a Redis).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: Arc<str>,
 }
 
-/// A room's history stream.
-pub fn room_history(room: &str) -> String {
-    format!("{PREFIX}room:{room}:history")
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX)
+    }
 }
 
-/// A room's members hash.
-pub fn room_members(room: &str) -> String {
-    format!("{PREFIX}room:{room}:members")
-}
+impl Keys {
+    /// Keys under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: Arc::from(prefix) }
+    }
 
-/// The room whose members hash a key is, if it is one.
-pub fn room_of_members(key: &str) -> Option<&str> {
-    key.strip_prefix(PREFIX)?.strip_prefix("room:")?.strip_suffix(":members")
-}
+    /// A room's meta hash.
+    pub fn room_meta(&self, room: &str) -> String {
+        format!("{}room:{room}:meta", self.prefix)
+    }
 
-/// What a post to a room with an idempotency key got.
-pub fn room_receipt(room: &str, key: &str) -> String {
-    format!("{PREFIX}room:{room}:receipt:{key}")
-}
+    /// A room's history stream.
+    pub fn room_history(&self, room: &str) -> String {
+        format!("{}room:{room}:history", self.prefix)
+    }
 
-/// A room's feed channel.
-pub fn room_events(room: &str) -> String {
-    format!("{PREFIX}room:{room}:events")
-}
+    /// A room's members hash.
+    pub fn room_members(&self, room: &str) -> String {
+        format!("{}room:{room}:members", self.prefix)
+    }
 
-/// The rooms with members on any server.
-pub fn rooms() -> String {
-    format!("{PREFIX}rooms")
-}
+    /// The room whose members hash a key is, if it is one.
+    pub fn room_of_members<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(&*self.prefix)?.strip_prefix("room:")?.strip_suffix(":members")
+    }
 
-/// The channel of orders for every server.
-pub fn control() -> String {
-    format!("{PREFIX}control")
-}
+    /// What a post to a room with an idempotency key got.
+    pub fn room_receipt(&self, room: &str, key: &str) -> String {
+        format!("{}room:{room}:receipt:{key}", self.prefix)
+    }
 
-/// The room whose feed a channel is, if it is one.
-pub fn room_of_events(channel: &str) -> Option<&str> {
-    channel.strip_prefix(PREFIX)?.strip_prefix("room:")?.strip_suffix(":events")
-}
+    /// A room's feed channel.
+    pub fn room_events(&self, room: &str) -> String {
+        format!("{}room:{room}:events", self.prefix)
+    }
 
-/// What a node's hash is named after: the prefix, then the node id.
-pub fn node_prefix() -> String {
-    format!("{PREFIX}node:")
-}
+    /// The rooms with members on any server.
+    pub fn rooms(&self) -> String {
+        format!("{}rooms", self.prefix)
+    }
 
-/// A node's hash of what it leaves behind if it dies.
-pub fn node(node_id: u64) -> String {
-    format!("{}{node_id}", node_prefix())
-}
+    /// The channel of orders for every server.
+    pub fn control(&self) -> String {
+        format!("{}control", self.prefix)
+    }
 
-/// The sorted set of live nodes.
-pub fn nodes() -> String {
-    format!("{PREFIX}nodes")
-}
+    /// The room whose feed a channel is, if it is one.
+    pub fn room_of_events<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel.strip_prefix(&*self.prefix)?.strip_prefix("room:")?.strip_suffix(":events")
+    }
 
-/// The counter that hands out node ids.
-pub fn node_ids() -> String {
-    format!("{PREFIX}node-ids")
+    /// What a node's hash is named after: the prefix, then the node id.
+    pub fn node_prefix(&self) -> String {
+        format!("{}node:", self.prefix)
+    }
+
+    /// A node's hash of what it leaves behind if it dies.
+    pub fn node(&self, node_id: u64) -> String {
+        format!("{}{node_id}", self.node_prefix())
+    }
+
+    /// The sorted set of live nodes.
+    pub fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    /// The counter that hands out node ids.
+    pub fn node_ids(&self) -> String {
+        format!("{}node-ids", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -90,8 +113,16 @@ mod tests {
 
     #[test]
     fn a_feed_channel_names_its_room() {
-        assert_eq!(room_of_events(&room_events("team:a b")), Some("team:a b"));
-        assert_eq!(room_of_events(&room_members("x")), None);
-        assert_eq!(node(7), "wtchat:node:7");
+        let keys = Keys::default();
+        assert_eq!(keys.room_of_events(&keys.room_events("team:a b")), Some("team:a b"));
+        assert_eq!(keys.room_of_events(&keys.room_members("x")), None);
+        assert_eq!(keys.node(7), "wtchat:node:7");
+        let other = Keys::new("app2:chat:");
+        assert_eq!(other.room_members("x"), "app2:chat:room:x:members");
+        assert_eq!(
+            keys.room_of_events(&other.room_events("x")),
+            None,
+            "another prefix's channel is not ours"
+        );
     }
 }

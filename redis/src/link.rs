@@ -21,6 +21,7 @@ use wtchat_core::room_event::RoomEvent;
 use crate::announcements::Announcements;
 use crate::command::{Command, discard};
 use crate::directory;
+use crate::keys::Keys;
 use crate::outage::{Outage, retry_delay};
 use crate::pipeline::{Answer, Pipeline};
 use crate::round::{Round, rounds};
@@ -28,7 +29,7 @@ use crate::scripts::{
     HeartbeatScript, PeekScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
     new_epoch,
 };
-use crate::{control, feed, keys};
+use crate::{control, feed};
 
 /// How long a connection attempt or a command may take before the link is
 /// considered lost.
@@ -171,14 +172,15 @@ impl Link {
         let (mut subscriptions, feed) = pubsub.split();
         // Orders for every server come on one channel, followed from the
         // start of each link.
-        tokio::time::timeout(LINK_TIMEOUT, subscriptions.subscribe(keys::control()))
+        tokio::time::timeout(LINK_TIMEOUT, subscriptions.subscribe(self.scripts.keys.control()))
             .await
             .map_err(|_| timed_out())??;
         for script in self.scripts.all() {
             script.prepare_invoke().load_async(&mut commands).await?;
         }
         if self.shared.node_id.load(Ordering::Relaxed) == 0 {
-            let id: u64 = redis::cmd("INCR").arg(keys::node_ids()).query_async(&mut commands).await?;
+            let id: u64 =
+                redis::cmd("INCR").arg(self.scripts.keys.node_ids()).query_async(&mut commands).await?;
             self.shared.node_id.store(id, Ordering::Relaxed);
         }
         // A server coming back removes what its closed sessions left behind.
@@ -205,7 +207,7 @@ impl Link {
             None => return ("the hub is gone".into(), batch),
         }
         let node_id = self.shared.node_id.load(Ordering::Relaxed);
-        let reader = read_feed(feed, host.clone(), self.requeue.clone(), node_id);
+        let reader = read_feed(feed, host.clone(), self.requeue.clone(), node_id, self.scripts.keys.clone());
         let mut reader = AbortOnDrop(tokio::spawn(reader));
         let mut heartbeat = tokio::time::interval(self.node_timeout / 4);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -262,7 +264,7 @@ impl Link {
         connection: &mut MultiplexedConnection,
     ) -> redis::RedisResult<()> {
         let mut pipeline = Pipeline::default();
-        for command in announcements.take() {
+        for command in announcements.take(&self.scripts.keys) {
             pipeline.push(command, None);
         }
         pipeline.flush(connection, &self.shared.queued_publishes).await
@@ -328,10 +330,13 @@ impl Link {
                     }
                 }
                 Some(Command::Rooms(after, limit, reply)) => {
-                    let read = tokio::time::timeout(LINK_TIMEOUT, directory::page(connection, &after, limit))
-                        .await
-                        .map_err(|_| timed_out())
-                        .and_then(|read| read);
+                    let read = tokio::time::timeout(
+                        LINK_TIMEOUT,
+                        directory::page(&self.scripts.keys, connection, &after, limit),
+                    )
+                    .await
+                    .map_err(|_| timed_out())
+                    .and_then(|read| read);
                     match read {
                         Ok(page) => {
                             let _ = reply.send(Ok(page));
@@ -351,7 +356,7 @@ impl Link {
                     if !reopened {
                         tokio::time::timeout(
                             LINK_TIMEOUT,
-                            subscriptions.unsubscribe(keys::room_events(&name)),
+                            subscriptions.unsubscribe(self.scripts.keys.room_events(&name)),
                         )
                         .await
                         .map_err(|_| timed_out())??;
@@ -388,12 +393,16 @@ impl Link {
             }
             Command::Typing(room, member) => {
                 let mut command = redis::cmd("PUBLISH");
-                command.arg(keys::room_events(&room)).arg(feed::typing_event(&member));
+                command.arg(self.scripts.keys.room_events(&room)).arg(feed::typing_event(&member));
                 pipeline.push(command, None);
             }
             Command::Disconnect(target, reason) => {
                 let mut command = redis::cmd("PUBLISH");
-                command.arg(keys::control()).arg(control::order(node_id, &target, reason.as_deref()));
+                command.arg(self.scripts.keys.control()).arg(control::order(
+                    node_id,
+                    &target,
+                    reason.as_deref(),
+                ));
                 pipeline.push(command, None);
             }
             Command::Open(_) | Command::Close(_) | Command::Peek(..) | Command::Rooms(..) => {
@@ -413,9 +422,12 @@ impl Link {
         subscriptions: &mut PubSubSink,
         host: &Weak<dyn BrokerHost>,
     ) -> redis::RedisResult<()> {
-        tokio::time::timeout(LINK_TIMEOUT, subscriptions.subscribe(keys::room_events(&room.name)))
-            .await
-            .map_err(|_| timed_out())??;
+        tokio::time::timeout(
+            LINK_TIMEOUT,
+            subscriptions.subscribe(self.scripts.keys.room_events(&room.name)),
+        )
+        .await
+        .map_err(|_| timed_out())??;
         let script =
             SnapshotScript { room: &room.name, new_epoch: new_epoch(), history_len: self.history_len };
         let reply: SnapshotReply = script.command(&self.scripts).query_async(connection).await?;
@@ -440,7 +452,7 @@ impl Link {
             reap_self,
         };
         let reply: Vec<redis::Value> = script.command(&self.scripts).query_async(connection).await?;
-        let reaped = script.decode(&reply);
+        let reaped = script.decode(&self.scripts, &reply);
         if reaped.servers > 0 {
             tracing::info!(servers = reaped.servers, "removed the members of silent servers");
         }
@@ -473,8 +485,9 @@ async fn read_feed(
     host: Weak<dyn BrokerHost>,
     requeue: mpsc::WeakUnboundedSender<Command>,
     node_id: u64,
+    keys: Keys,
 ) {
-    let control = keys::control();
+    let control = keys.control();
     while let Some(message) = feed.next().await {
         let Some(host) = host.upgrade() else { return };
         let channel = message.get_channel_name();
@@ -489,7 +502,7 @@ async fn read_feed(
             }
             continue;
         }
-        let Some(room) = keys::room_of_events(channel) else { continue };
+        let Some(room) = keys.room_of_events(channel) else { continue };
         let events = match feed::parse_feed(message.get_payload_bytes()) {
             Ok(events) => events,
             Err(error) => {

@@ -12,9 +12,12 @@ use redis::{Cmd, Script};
 use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
 use wtchat_protocol::PresenceChange;
 
-use crate::{feed, keys};
+use crate::feed;
+use crate::keys::Keys;
 
-/// The scripts, loaded into Redis on every new link.
+/// The scripts, loaded into Redis on every new link, and what every
+/// command of theirs is built with: the keys' names and how long a room's
+/// history outlives its last message.
 #[derive(Debug)]
 pub struct Scripts {
     publish: Script,
@@ -22,28 +25,42 @@ pub struct Scripts {
     peek: Script,
     presence: Script,
     heartbeat: Script,
+    /// The keys' names.
+    pub keys: Keys,
+    /// How long a room's history and numbering outlive its last message,
+    /// in seconds.
+    pub room_ttl_secs: u64,
 }
 
 impl Default for Scripts {
     fn default() -> Self {
+        Self::new(Keys::default(), ROOM_TTL_SECS)
+    }
+}
+
+impl Scripts {
+    /// The scripts, with keys named by `keys` and rooms kept for
+    /// `room_ttl_secs` after their last message.
+    pub fn new(keys: Keys, room_ttl_secs: u64) -> Self {
         Self {
             publish: Script::new(include_str!("lua/publish.lua")),
             snapshot: Script::new(include_str!("lua/snapshot.lua")),
             peek: Script::new(include_str!("lua/peek.lua")),
             presence: Script::new(include_str!("lua/presence.lua")),
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+            keys,
+            room_ttl_secs,
         }
     }
-}
 
-impl Scripts {
     /// Every script, to load.
     pub fn all(&self) -> [&Script; 5] {
         [&self.publish, &self.snapshot, &self.peek, &self.presence, &self.heartbeat]
     }
 }
 
-/// How long a room's history and numbering outlive its last message.
+/// How long a room's history and numbering outlive its last message unless
+/// the operator chose otherwise: a week.
 pub const ROOM_TTL_SECS: u64 = 7 * 24 * 3600;
 
 /// How long a post's idempotency key is remembered: as long as a server
@@ -89,14 +106,16 @@ impl PublishScript<'_> {
     /// The command; Redis answers with the room's epoch and the message's
     /// number.
     pub fn command(&self, scripts: &Scripts) -> Cmd {
-        let receipt = keys::room_receipt(self.room, self.receipt.unwrap_or_default());
-        let mut command =
-            evalsha(&scripts.publish, &[keys::room_meta(self.room), keys::room_history(self.room), receipt]);
+        let receipt = scripts.keys.room_receipt(self.room, self.receipt.unwrap_or_default());
+        let mut command = evalsha(
+            &scripts.publish,
+            &[scripts.keys.room_meta(self.room), scripts.keys.room_history(self.room), receipt],
+        );
         command
-            .arg(keys::room_events(self.room))
+            .arg(scripts.keys.room_events(self.room))
             .arg(self.new_epoch)
             .arg(self.history_len)
-            .arg(ROOM_TTL_SECS)
+            .arg(scripts.room_ttl_secs)
             .arg(feed::message_tail(self.sender, self.sent_at_ms, self.body))
             .arg(if self.receipt.is_some() { "1" } else { "0" })
             .arg(RECEIPT_TTL_SECS);
@@ -124,13 +143,13 @@ impl PresenceScript<'_> {
     pub fn command(&self, scripts: &Scripts) -> Cmd {
         let mut command = evalsha(
             &scripts.presence,
-            &[keys::room_members(self.room), keys::node(self.node_id), keys::rooms()],
+            &[scripts.keys.room_members(self.room), scripts.keys.node(self.node_id), scripts.keys.rooms()],
         );
         command
             .arg(self.member.session_id)
             .arg(feed::member_record(self.node_id, &self.member.name))
             .arg(feed::node_field(self.room, self.member.session_id))
-            .arg(feed::reap_record(self.room, self.member))
+            .arg(feed::reap_record(&scripts.keys, self.room, self.member))
             .arg(if self.change == PresenceChange::Joined { "1" } else { "0" })
             .arg(self.room);
         command
@@ -157,9 +176,13 @@ impl SnapshotScript<'_> {
     pub fn command(&self, scripts: &Scripts) -> Cmd {
         let mut command = evalsha(
             &scripts.snapshot,
-            &[keys::room_meta(self.room), keys::room_history(self.room), keys::room_members(self.room)],
+            &[
+                scripts.keys.room_meta(self.room),
+                scripts.keys.room_history(self.room),
+                scripts.keys.room_members(self.room),
+            ],
         );
-        command.arg(self.new_epoch).arg(self.history_len).arg(ROOM_TTL_SECS);
+        command.arg(self.new_epoch).arg(self.history_len).arg(scripts.room_ttl_secs);
         command
     }
 
@@ -201,7 +224,11 @@ impl PeekScript<'_> {
     pub fn command(&self, scripts: &Scripts) -> Cmd {
         let mut command = evalsha(
             &scripts.peek,
-            &[keys::room_meta(self.room), keys::room_history(self.room), keys::room_members(self.room)],
+            &[
+                scripts.keys.room_meta(self.room),
+                scripts.keys.room_history(self.room),
+                scripts.keys.room_members(self.room),
+            ],
         );
         command.arg(self.history_len);
         command
@@ -238,7 +265,7 @@ pub struct Reaped {
 impl HeartbeatScript {
     /// Reads the script's answer; a removal it cannot read is skipped
     /// (Redis wrote what `feed.rs` wrote, so there is none).
-    pub fn decode(&self, reply: &[redis::Value]) -> Reaped {
+    pub fn decode(&self, scripts: &Scripts, reply: &[redis::Value]) -> Reaped {
         let mut reaped = Reaped::default();
         let Some((servers, removed)) = reply.split_first() else { return reaped };
         reaped.servers = redis::from_redis_value(servers).unwrap_or(0);
@@ -246,7 +273,7 @@ impl HeartbeatScript {
             let key: Vec<u8> = redis::from_redis_value(&removal[0]).unwrap_or_default();
             let event: Vec<u8> = redis::from_redis_value(&removal[1]).unwrap_or_default();
             let left: u64 = redis::from_redis_value(&removal[2]).unwrap_or(u64::MAX);
-            let room = std::str::from_utf8(&key).ok().and_then(keys::room_of_members);
+            let room = std::str::from_utf8(&key).ok().and_then(|key| scripts.keys.room_of_members(key));
             if let (Some(room), Ok(RoomEvent::Presence { member, .. })) = (room, feed::parse(&event)) {
                 reaped.members.push((Arc::from(room), member, left));
             }
@@ -257,13 +284,13 @@ impl HeartbeatScript {
     /// The command; Redis answers with how many servers it found dead,
     /// then what it removed (see [`HeartbeatScript::decode`]).
     pub fn command(&self, scripts: &Scripts) -> Cmd {
-        let mut command = evalsha(&scripts.heartbeat, &[keys::nodes()]);
+        let mut command = evalsha(&scripts.heartbeat, &[scripts.keys.nodes()]);
         command
             .arg(self.node_id)
             .arg(self.node_timeout_ms)
             .arg(if self.reap_self { "1" } else { "0" })
-            .arg(keys::node_prefix())
-            .arg(keys::rooms());
+            .arg(scripts.keys.node_prefix())
+            .arg(scripts.keys.rooms());
         command
     }
 }

@@ -11,10 +11,11 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
 use wtchat_protocol::PresenceChange;
+use wtchat_redis::feed;
+use wtchat_redis::keys::Keys;
 use wtchat_redis::scripts::{
     HeartbeatScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
 };
-use wtchat_redis::{feed, keys};
 use wtchat_server::{Config, Server};
 use wtchat_tests::redis::RedisServer;
 use wtchat_tests::server::{PATIENCE, temp_dir};
@@ -29,18 +30,22 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     let redis = RedisServer::start()?;
     let client = redis::Client::open(redis.url())?;
     let mut connection = client.get_multiplexed_async_connection().await?;
-    let scripts = Scripts::default();
+    // Under a prefix of its own, as an operator sharing a Redis sets it:
+    // every key the scripts touch, and every one Rust reads, carries it.
+    // And with an hour of retention rather than a week.
+    let scripts = Scripts::new(Keys::new("other-app:chat:"), 3_600);
+    let keys = scripts.keys.clone();
     for script in scripts.all() {
         script.prepare_invoke().load_async(&mut connection).await?;
     }
     let room = "team: one";
     let mut feed_of_room = client.get_async_pubsub().await?;
-    feed_of_room.subscribe(keys::room_events(room)).await?;
+    feed_of_room.subscribe(keys.room_events(room)).await?;
     let mut events = feed_of_room.into_on_message();
     // The events of the feed's next message: one, or a batch's changes.
     let mut next_events = async || -> Result<Vec<RoomEvent>> {
         let message = tokio::time::timeout(PATIENCE, events.next()).await?.context("the feed ended")?;
-        ensure!(keys::room_of_events(message.get_channel_name()) == Some(room));
+        ensure!(keys.room_of_events(message.get_channel_name()) == Some(room));
         Ok(feed::parse_feed(message.get_payload_bytes())?)
     };
     let member = EventMember { session_id: (7 << 32) + 1, name: Arc::from(NAME) };
@@ -51,16 +56,16 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     let joined = PresenceScript { room, node_id: 7, member: &member, change: PresenceChange::Joined };
     let members: u64 = joined.command(&scripts).query_async(&mut connection).await?;
     assert_eq!(members, 1, "the answer is the room's members on every server");
-    let listed: Vec<String> = connection.zrange(keys::rooms(), 0, -1).await?;
+    let listed: Vec<String> = connection.zrange(keys.rooms(), 0, -1).await?;
     assert_eq!(listed, [room], "a room with members is listed");
-    let recorded: Vec<(Vec<u8>, Vec<u8>)> = connection.hgetall(keys::room_members(room)).await?;
+    let recorded: Vec<(Vec<u8>, Vec<u8>)> = connection.hgetall(keys.room_members(room)).await?;
     let recorded: Vec<EventMember> =
         recorded.iter().filter_map(|(id, record)| feed::parse_member(id, record)).collect();
     assert_eq!(recorded, vec![member.clone()], "the members hash holds the member as Rust reads it");
     let gone = EventMember { session_id: (7 << 32) + 2, name: Arc::from("Ünö") };
     let changes = [(PresenceChange::Joined, member.clone()), (PresenceChange::Left, gone.clone())];
     for batch in feed::presence_batches(&changes) {
-        let () = connection.publish(keys::room_events(room), batch).await?;
+        let () = connection.publish(keys.room_events(room), batch).await?;
     }
     assert_eq!(
         next_events().await?,
@@ -82,6 +87,10 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     };
     let numbered: (u64, u64) = publish.command(&scripts).query_async(&mut connection).await?;
     assert_eq!(numbered, (4242, 1), "the answer is the epoch and the number");
+    for key in [keys.room_meta(room), keys.room_history(room)] {
+        let ttl: i64 = connection.ttl(&key).await?;
+        assert!((3_590..=3_600).contains(&ttl), "{key} is kept for the retention: {ttl} s");
+    }
     let message = RoomEvent::Message {
         epoch: 4242,
         seq: 1,
@@ -119,25 +128,25 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     assert!(matches!(&next_events().await?[..], [RoomEvent::Message { seq: 3, .. }]));
 
     // Typing is published from Rust alone.
-    let () = connection.publish(keys::room_events(room), feed::typing_event(&member)).await?;
+    let () = connection.publish(keys.room_events(room), feed::typing_event(&member)).await?;
     assert_eq!(next_events().await?, [RoomEvent::Typing { member: member.clone() }]);
 
     // The server comes back after losing its link: the heartbeat removes
     // what it left behind and tells the room the member disconnected.
     let heartbeat = HeartbeatScript { node_id: 7, node_timeout_ms: 10_000, reap_self: true };
     let reply: Vec<redis::Value> = heartbeat.command(&scripts).query_async(&mut connection).await?;
-    let reaped = heartbeat.decode(&reply);
+    let reaped = heartbeat.decode(&scripts, &reply);
     assert_eq!(reaped.servers, 0, "no other server was silent");
     assert_eq!(reaped.members, [(Arc::from(room), member.clone(), 0)], "what was removed, as Rust reads it");
-    let listed: Vec<String> = connection.zrange(keys::rooms(), 0, -1).await?;
+    let listed: Vec<String> = connection.zrange(keys.rooms(), 0, -1).await?;
     assert!(listed.is_empty(), "an emptied room leaves the list of rooms");
     assert_eq!(
         next_events().await?,
         [RoomEvent::Presence { change: PresenceChange::Disconnected, member: member.clone() }]
     );
-    let left: Vec<Vec<u8>> = connection.hgetall(keys::room_members(room)).await?;
+    let left: Vec<Vec<u8>> = connection.hgetall(keys.room_members(room)).await?;
     assert!(left.is_empty(), "the member is gone from the room");
-    let leftovers: Vec<Vec<u8>> = connection.hgetall(keys::node(7)).await?;
+    let leftovers: Vec<Vec<u8>> = connection.hgetall(keys.node(7)).await?;
     assert!(leftovers.is_empty(), "and from the node's leftovers");
 
     // A server that falls silent is reaped by another's heartbeat.
@@ -149,10 +158,10 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(10)).await;
     let reaper = HeartbeatScript { node_id: 9, node_timeout_ms: 1, reap_self: false };
     let reply: Vec<redis::Value> = reaper.command(&scripts).query_async(&mut connection).await?;
-    let reaped = reaper.decode(&reply);
+    let reaped = reaper.decode(&scripts, &reply);
     assert!(reaped.servers >= 1, "the silent server was found dead");
     assert_eq!(reaped.members, [(Arc::from(room), other.clone(), 0)]);
-    let listed: Vec<String> = connection.zrange(keys::rooms(), 0, -1).await?;
+    let listed: Vec<String> = connection.zrange(keys.rooms(), 0, -1).await?;
     assert!(listed.is_empty());
     assert_eq!(
         next_events().await?,
@@ -162,15 +171,14 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     // A record written before records named their room is reaped too.
     let old = EventMember { session_id: (10 << 32) + 1, name: Arc::from("Old") };
     let mut record =
-        format!("{}\n{}\n{}\n", keys::room_members(room), keys::room_events(room), old.session_id)
-            .into_bytes();
+        format!("{}\n{}\n{}\n", keys.room_members(room), keys.room_events(room), old.session_id).into_bytes();
     record.extend(feed::presence_event(PresenceChange::Disconnected, &old));
     let () =
-        connection.hset(keys::room_members(room), old.session_id, feed::member_record(10, &old.name)).await?;
-    let () = connection.hset(keys::node(10), "old", record).await?;
-    let () = connection.zadd(keys::nodes(), 10, 1).await?;
+        connection.hset(keys.room_members(room), old.session_id, feed::member_record(10, &old.name)).await?;
+    let () = connection.hset(keys.node(10), "old", record).await?;
+    let () = connection.zadd(keys.nodes(), 10, 1).await?;
     let reply: Vec<redis::Value> = reaper.command(&scripts).query_async(&mut connection).await?;
-    assert_eq!(reaper.decode(&reply).members, [(Arc::from(room), old.clone(), 0)]);
+    assert_eq!(reaper.decode(&scripts, &reply).members, [(Arc::from(room), old.clone(), 0)]);
     assert_eq!(
         next_events().await?,
         [RoomEvent::Presence { change: PresenceChange::Disconnected, member: old }]

@@ -15,7 +15,8 @@ use wtchat_core::room_event::RoomEvent;
 use wtchat_protocol::{
     ChatMessage, ClientMessage, Member, PresenceChange, ReasonCode, Resume, ServerMessage,
 };
-use wtchat_redis::{feed, keys};
+use wtchat_redis::feed;
+use wtchat_redis::keys::Keys;
 use wtchat_tests::bench::short_bench;
 use wtchat_tests::binary::Binary;
 use wtchat_tests::redis::RedisServer;
@@ -179,7 +180,7 @@ async fn a_servers_changes_reach_the_others_in_one_event_per_interval() -> Resul
     .await?;
     let redis = redis::Client::open(cluster.redis.url())?;
     let mut watch = redis.get_async_pubsub().await?;
-    watch.subscribe(keys::room_events("crowd")).await?;
+    watch.subscribe(Keys::default().room_events("crowd")).await?;
     let mut feed = watch.into_on_message();
     let started = std::time::Instant::now();
 

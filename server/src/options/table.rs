@@ -223,6 +223,22 @@ super::options! {
     /// once. At most half of `redis_node_timeout_ms`, so that the other
     /// servers never remove the members of a server that kept them.
     redis_grace_ms: u64, env "WTCHAT_REDIS_GRACE_MS", default (5_000);
+    /// What the name of every key and channel wtchat uses in Redis starts
+    /// with, so that deployments (or other applications) can share a Redis.
+    redis_key_prefix: String, env "WTCHAT_REDIS_KEY_PREFIX", default (wtchat_redis::keys::DEFAULT_PREFIX.into()),
+        check (|prefix: &String| {
+            if prefix.len() > 64 || prefix.chars().any(|c| c.is_whitespace() || c.is_control() || c == '{' || c == '}') {
+                Err("at most 64 bytes, without spaces, control characters or braces".into())
+            } else {
+                Ok(())
+            }
+        });
+    /// How long Redis keeps a room's history and numbering after its last
+    /// message, in seconds (a week by default); a member resuming later is
+    /// told of the gap.
+    redis_history_retention_secs: u64, env "WTCHAT_REDIS_HISTORY_RETENTION_SECS",
+        default (wtchat_redis::scripts::ROOM_TTL_SECS),
+        check (|secs: &u64| if *secs == 0 { Err("must be at least 1".into()) } else { Ok(()) });
 }
 
 /// A top-level folder (`web`, `certs`) under the working directory when it
@@ -395,6 +411,8 @@ impl Config {
             node_timeout: Duration::from_millis(self.redis_node_timeout_ms),
             presence_interval: Duration::from_millis(self.presence_interval_ms),
             grace: Duration::from_millis(self.redis_grace_ms),
+            key_prefix: self.redis_key_prefix.clone(),
+            history_retention: Duration::from_secs(self.redis_history_retention_secs),
         })
     }
 
@@ -514,6 +532,8 @@ mod tests {
             ("moderation_url = \"gopher://x/\"", "moderation_url"),
             ("redis_node_timeout_ms = 1000", "redis_node_timeout_ms"),
             ("redis_grace_ms = 6000", "redis_grace_ms"),
+            ("redis_key_prefix = \"a b\"", "redis_key_prefix"),
+            ("redis_history_retention_secs = 0", "redis_history_retention_secs"),
         ] {
             let settings: Settings = toml::from_str(toml).unwrap();
             let error = Config::default().apply(&settings).validate().unwrap_err().to_string();
