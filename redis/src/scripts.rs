@@ -22,7 +22,6 @@ use crate::keys::Keys;
 pub struct Scripts {
     publish: Script,
     snapshot: Script,
-    peek: Script,
     presence: Script,
     heartbeat: Script,
     /// The keys' names.
@@ -45,7 +44,6 @@ impl Scripts {
         Self {
             publish: Script::new(include_str!("lua/publish.lua")),
             snapshot: Script::new(include_str!("lua/snapshot.lua")),
-            peek: Script::new(include_str!("lua/peek.lua")),
             presence: Script::new(include_str!("lua/presence.lua")),
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
             keys,
@@ -54,8 +52,8 @@ impl Scripts {
     }
 
     /// Every script, to load.
-    pub fn all(&self) -> [&Script; 5] {
-        [&self.publish, &self.snapshot, &self.peek, &self.presence, &self.heartbeat]
+    pub fn all(&self) -> [&Script; 4] {
+        [&self.publish, &self.snapshot, &self.presence, &self.heartbeat]
     }
 }
 
@@ -174,22 +172,25 @@ pub type SnapshotReply = (u64, u64, Vec<Vec<u8>>, Vec<Vec<u8>>);
 impl SnapshotScript<'_> {
     /// The command; its answer is a [`SnapshotReply`].
     pub fn command(&self, scripts: &Scripts) -> Cmd {
-        let mut command = evalsha(
-            &scripts.snapshot,
-            &[
-                scripts.keys.room_meta(self.room),
-                scripts.keys.room_history(self.room),
-                scripts.keys.room_members(self.room),
-            ],
-        );
-        command.arg(self.new_epoch).arg(self.history_len).arg(scripts.room_ttl_secs);
-        command
+        snapshot_command(scripts, self.room, Some(self.new_epoch), self.history_len)
     }
 
     /// Reads the answer, skipping (and logging) entries that do not parse.
     pub fn decode(&self, reply: SnapshotReply) -> Snapshot {
         decode_snapshot(self.room, reply)
     }
+}
+
+/// `snapshot.lua` for `room`: taking `new_epoch` if the room has none, or
+/// only reading when there is none to give.
+fn snapshot_command(scripts: &Scripts, room: &str, new_epoch: Option<u64>, history_len: usize) -> Cmd {
+    let mut command = evalsha(
+        &scripts.snapshot,
+        &[scripts.keys.room_meta(room), scripts.keys.room_history(room), scripts.keys.room_members(room)],
+    );
+    let epoch = new_epoch.map(|epoch| epoch.to_string()).unwrap_or_default();
+    command.arg(epoch).arg(history_len).arg(scripts.room_ttl_secs);
+    command
 }
 
 /// A snapshot's answer read, skipping (and logging) entries that do not
@@ -209,7 +210,8 @@ fn decode_snapshot(room: &str, (epoch, last_seq, history, members): SnapshotRepl
     Snapshot { epoch, last_seq, history, members }
 }
 
-/// `peek.lua`: what Redis holds of a room, read without touching it.
+/// `snapshot.lua` as a read: what Redis holds of a room, without touching
+/// it.
 #[derive(Debug)]
 pub struct PeekScript<'a> {
     /// The room.
@@ -222,16 +224,7 @@ impl PeekScript<'_> {
     /// The command; its answer is a [`SnapshotReply`], or nil for a room
     /// Redis does not know.
     pub fn command(&self, scripts: &Scripts) -> Cmd {
-        let mut command = evalsha(
-            &scripts.peek,
-            &[
-                scripts.keys.room_meta(self.room),
-                scripts.keys.room_history(self.room),
-                scripts.keys.room_members(self.room),
-            ],
-        );
-        command.arg(self.history_len);
-        command
+        snapshot_command(scripts, self.room, None, self.history_len)
     }
 
     /// Reads the answer.

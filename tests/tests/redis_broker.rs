@@ -14,7 +14,7 @@ use wtchat_protocol::PresenceChange;
 use wtchat_redis::feed;
 use wtchat_redis::keys::Keys;
 use wtchat_redis::scripts::{
-    HeartbeatScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
+    HeartbeatScript, PeekScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
 };
 use wtchat_server::{Config, Server};
 use wtchat_tests::redis::RedisServer;
@@ -118,6 +118,16 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     assert_eq!(history.len(), 2);
     assert_eq!(history[0], message, "the history keeps the message as the feed carried it");
     assert_eq!(members, vec![member.clone()]);
+    // The server API's read of a room gives the same, and of a room Redis
+    // does not know, nothing, without creating it.
+    let peek = PeekScript { room, history_len: 10 };
+    let read: Option<SnapshotReply> = peek.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(peek.decode(read).map(|s| (s.epoch, s.last_seq, s.history.len())), Some((4242, 2, 2)));
+    let unknown = PeekScript { room: "nobody here", history_len: 10 };
+    let read: Option<SnapshotReply> = unknown.command(&scripts).query_async(&mut connection).await?;
+    assert!(read.is_none());
+    let created: bool = connection.exists(keys.room_meta("nobody here")).await?;
+    assert!(!created, "a read creates nothing");
 
     // A post with an idempotency key, repeated: the first number again, and
     // one message on the feed (the next event read is the typing below).
