@@ -139,6 +139,22 @@ pub struct BrokerStatus {
     pub link_losses: u64,
     /// Publishes waiting to be handed over.
     pub queued_publishes: u64,
+    /// Each store the broker spreads rooms over (one for a single Redis),
+    /// the home one first; the figures above sum or join them.
+    pub shards: Vec<ShardStatus>,
+}
+
+/// What a broker reports of one of its stores.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ShardStatus {
+    /// Whether its rooms can order messages now.
+    pub available: bool,
+    /// This server's id in that store.
+    pub node_id: u64,
+    /// How many times its link was lost.
+    pub link_losses: u64,
+    /// Publishes waiting for it.
+    pub queued_publishes: u64,
 }
 
 /// Orders room events across servers. Every method returns at once: a
@@ -152,6 +168,10 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// Whether the broker can order messages now. A server whose broker is
     /// down turns new sessions away, because it could not serve them.
     fn is_available(&self) -> bool;
+
+    /// Whether the broker can order this room's messages now: a broker that
+    /// spreads rooms over several stores may have lost one of them only.
+    fn room_available(&self, room: &str) -> bool;
 
     /// Added to this server's session ids, so that ids stay unique across
     /// the servers sharing a broker.
@@ -203,10 +223,10 @@ pub trait Broker: Send + Sync + fmt::Debug {
 
 /// What the core does for a broker. Implemented by the hub.
 pub trait BrokerHost: Send + Sync {
-    /// Every room open on this server, each now waiting for a fresh
-    /// snapshot: called after the link came back, since the rooms missed
-    /// their feed meanwhile.
-    fn rooms_to_resync(&self) -> Vec<RoomHandle>;
+    /// Every room open on this server that `which` names, each now waiting
+    /// for a fresh snapshot: called after a link came back, since those
+    /// rooms missed their feed meanwhile.
+    fn rooms_to_resync(&self, which: &dyn Fn(&str) -> bool) -> Vec<RoomHandle>;
 
     /// Whether a room of that name is open on this server (its feed is
     /// still wanted).
@@ -221,8 +241,9 @@ pub trait BrokerHost: Send + Sync {
     /// broke (a skipped number, a new epoch) and it must be opened again.
     fn apply(&self, room: &str, event: RoomEvent) -> Option<RoomHandle>;
 
-    /// The link was lost: the feed of every room may have gaps.
-    fn link_lost(&self);
+    /// A link was lost for good: the feed of the rooms `which` names may
+    /// have gaps, so their members are closed to resume.
+    fn link_lost(&self, which: &dyn Fn(&str) -> bool);
 
     /// Another server was asked to disconnect these sessions: close those
     /// on this server.

@@ -167,6 +167,11 @@ impl Hub {
         self.moderator.as_ref()
     }
 
+    /// Whether this room can order messages now: always without a broker.
+    pub fn room_available(&self, room: &str) -> bool {
+        self.broker.as_ref().is_none_or(|broker| broker.room_available(room))
+    }
+
     /// Whether rooms can order messages now: always without a broker.
     pub fn broker_available(&self) -> bool {
         self.broker.as_ref().is_none_or(|broker| broker.is_available())
@@ -283,13 +288,26 @@ impl Hub {
         let status = self.broker_status();
         gauge(
             "wtchat_broker_available",
-            "1 while the broker (in memory, or the link to Redis) can order messages.",
+            "1 while the broker (in memory, or the links to every Redis) can order messages.",
             u64::from(status.as_ref().is_none_or(|status| status.available)),
         );
         gauge("wtchat_uptime_seconds", "Seconds since the server started.", self.uptime().as_secs());
         if let Some(status) = status {
             family(out, "wtchat_broker_link_losses_total", "counter", "Times the link to Redis was lost.");
             let _ = writeln!(out, "wtchat_broker_link_losses_total {}", status.link_losses);
+            family(
+                out,
+                "wtchat_broker_shard_available",
+                "gauge",
+                "1 while the link to each Redis (shard) is up.",
+            );
+            for (index, shard) in status.shards.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "wtchat_broker_shard_available{{shard=\"{index}\"}} {}",
+                    u8::from(shard.available)
+                );
+            }
         }
         if let Some(announcer) = &self.announcer {
             announcer.render_metrics(out);
@@ -381,15 +399,6 @@ impl Hub {
         self.close_all(|| closing::shutdown(&self.config.retry_hints));
     }
 
-    /// Closes every session after the broker's link was lost: a member can
-    /// no longer be sure to see every message of its rooms, so each client
-    /// reconnects after its hint and resumes from its last sequence number,
-    /// which tells it exactly what it missed. New sessions are turned away
-    /// with the same notice until the link is back.
-    pub fn broker_lost(&self) {
-        self.close_all(|| closing::broker_unavailable(&self.config.retry_hints));
-    }
-
     fn close_all(&self, notice: impl Fn() -> Closing) {
         let outboxes: Vec<Arc<Outbox>> = self.sessions().values().cloned().collect();
         for outbox in outboxes {
@@ -429,8 +438,8 @@ impl Hub {
 /// What the hub does for its broker: rooms are found by name, and a
 /// snapshot reaches only the incarnation of the room it was taken for.
 impl BrokerHost for Hub {
-    fn rooms_to_resync(&self) -> Vec<RoomHandle> {
-        let rooms = self.rooms.all();
+    fn rooms_to_resync(&self, which: &dyn Fn(&str) -> bool) -> Vec<RoomHandle> {
+        let rooms: Vec<_> = self.rooms.all().into_iter().filter(|room| which(room.name())).collect();
         for room in &rooms {
             room.resync();
         }
@@ -474,8 +483,11 @@ impl BrokerHost for Hub {
         }
     }
 
-    fn link_lost(&self) {
-        self.broker_lost();
+    fn link_lost(&self, which: &dyn Fn(&str) -> bool) {
+        let notice = closing::broker_unavailable(&self.config.retry_hints);
+        for room in self.rooms.all().into_iter().filter(|room| which(room.name())) {
+            room.close_members(&notice);
+        }
     }
 
     fn disconnect(&self, target: &Disconnect, reason: Option<&str>) {
@@ -529,6 +541,9 @@ mod tests {
     impl Broker for RecordingBroker {
         fn start(&self, _host: std::sync::Weak<dyn BrokerHost>) {}
         fn is_available(&self) -> bool {
+            true
+        }
+        fn room_available(&self, _room: &str) -> bool {
             true
         }
         fn session_id_base(&self) -> u64 {

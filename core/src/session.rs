@@ -354,7 +354,7 @@ impl Session {
                 now,
             );
         }
-        if !self.hub.broker_available() {
+        if !self.hub.room_available(&room_name) {
             let text = "cannot join now: the server cannot reach its message broker; try again".into();
             self.send_error(Some(request_id), ErrorCode::BROKER_UNAVAILABLE, text);
             return Flow::Continue;

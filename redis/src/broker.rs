@@ -9,13 +9,14 @@
 //! `keys.rs`; how it is written, in `feed.rs`; the scripts' arguments, in
 //! `scripts.rs`.
 //!
-//! All Redis work happens on one task (`link.rs`), in the order sessions
-//! asked for it, with consecutive writes sent as one pipeline; sessions only
-//! queue commands and never wait. When the link fails (a connection drops, a
-//! heartbeat times out), the host closes every session with
-//! `BROKER_UNAVAILABLE` and a retry hint, new sessions are turned away the
-//! same way, and the task reconnects by itself; clients then resume from
-//! their last sequence number on whichever server they reach.
+//! All work with one Redis happens on one task (`link.rs`), in the order
+//! sessions asked for it, with consecutive writes sent as one pipeline;
+//! sessions only queue commands and never wait. With several Redis (shards,
+//! `shard.rs`) each room lives on one, and each has its own link. When a
+//! link fails it gets a grace (`outage.rs`); past it, the host closes the
+//! members of that link's rooms with `BROKER_UNAVAILABLE` and a retry hint,
+//! and the task reconnects by itself; clients then resume from their last
+//! sequence number on whichever server they reach.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use wtchat_core::announcer::PresenceToAnnounce;
 use wtchat_core::broker::{
     Broker, BrokerHost, BrokerStatus, BrokerUnavailable, Disconnect, Publish, RoomCounts, RoomHandle,
+    ShardStatus,
 };
 use wtchat_core::room_event::{EventMember, Snapshot};
 use wtchat_protocol::PresenceChange;
@@ -33,6 +35,7 @@ use crate::command::Command;
 use crate::keys::Keys;
 use crate::link::{Link, NODE_SHIFT, Shared};
 use crate::scripts::Scripts;
+use crate::shard::{Shard, shard_of};
 
 /// Publishes waiting for Redis beyond which new ones are refused with
 /// `BROKER_UNAVAILABLE` rather than queued without bound.
@@ -41,8 +44,9 @@ const MAX_QUEUED_PUBLISHES: usize = 100_000;
 /// What the broker needs to know.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://host:port/db`.
-    pub url: String,
+    /// `redis://host:port/db` of each Redis; rooms are spread over them by
+    /// a stable hash of their names (`shard.rs`).
+    pub urls: Vec<String>,
     /// How many messages rooms keep.
     pub history_len: usize,
     /// How long a server may stay silent before the others remove its
@@ -62,6 +66,12 @@ pub struct RedisOptions {
 
 /// The broker of a server that shares its rooms through Redis.
 pub struct RedisBroker {
+    /// One link per Redis, the home shard first.
+    shards: Vec<ShardLink>,
+}
+
+/// One Redis and the task that links to it.
+struct ShardLink {
     /// Commands for the link task: the one strong sender, so that the task
     /// ends when this broker (and with it the hub) is dropped.
     commands: mpsc::UnboundedSender<Command>,
@@ -73,60 +83,105 @@ pub struct RedisBroker {
 
 impl std::fmt::Debug for RedisBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisBroker").field("shared", &self.shared).finish_non_exhaustive()
+        let shared: Vec<&Shared> = self.shards.iter().map(|shard| &*shard.shared).collect();
+        f.debug_struct("RedisBroker").field("shards", &shared).finish_non_exhaustive()
     }
 }
 
 impl RedisBroker {
-    /// A broker for the Redis at the options' URL; nothing connects until
+    /// A broker for the Redis at the options' URLs; nothing connects until
     /// [`Broker::start`].
     pub fn new(options: &RedisOptions) -> Result<Self, String> {
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|error| format!("redis_url {:?} is not usable: {error}", options.url))?;
-        let (commands, queue) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::default());
-        let link = Link {
-            client,
-            queue,
-            requeue: commands.downgrade(),
-            shared: shared.clone(),
-            history_len: options.history_len,
-            node_timeout: options.node_timeout,
-            presence_interval: options.presence_interval,
-            grace: options.grace,
-            scripts: Scripts::new(Keys::new(&options.key_prefix), options.history_retention.as_secs()),
-        };
-        Ok(Self { commands, link: Mutex::new(Some(link)), shared })
+        if options.urls.is_empty() {
+            return Err("redis_url names no Redis".into());
+        }
+        let count = options.urls.len();
+        let home = Arc::new(Shared::default());
+        let shards = options
+            .urls
+            .iter()
+            .enumerate()
+            .map(|(index, url)| {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|error| format!("redis_url {url:?} is not usable: {error}"))?;
+                let (commands, queue) = mpsc::unbounded_channel();
+                let shared = if index == 0 { home.clone() } else { Arc::new(Shared::default()) };
+                let link = Link {
+                    client,
+                    queue,
+                    requeue: commands.downgrade(),
+                    shared: shared.clone(),
+                    shard: Shard { index, count },
+                    home: home.clone(),
+                    history_len: options.history_len,
+                    node_timeout: options.node_timeout,
+                    presence_interval: options.presence_interval,
+                    grace: options.grace,
+                    scripts: Scripts::new(
+                        Keys::new(&options.key_prefix),
+                        options.history_retention.as_secs(),
+                    ),
+                };
+                Ok(ShardLink { commands, link: Mutex::new(Some(link)), shared })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { shards })
     }
 
+    /// The home shard: session ids and the backend's orders.
+    fn home(&self) -> &ShardLink {
+        &self.shards[0]
+    }
+
+    /// The shard that holds `room`.
+    fn shard(&self, room: &str) -> &ShardLink {
+        &self.shards[shard_of(room, self.shards.len())]
+    }
+}
+
+impl ShardLink {
     fn send(&self, command: Command) {
         // The receiver lives as long as the link task, which ends only after
         // this sender is dropped; a send before the start is queued.
         let _ = self.commands.send(command);
     }
-}
-
-impl Broker for RedisBroker {
-    fn start(&self, host: Weak<dyn BrokerHost>) {
-        let Some(link) = self.link.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
-        tokio::spawn(link.run(host));
-    }
 
     fn is_available(&self) -> bool {
         self.shared.available.load(Ordering::Acquire)
     }
+}
+
+impl Broker for RedisBroker {
+    fn start(&self, host: Weak<dyn BrokerHost>) {
+        for shard in &self.shards {
+            let Some(link) = shard.link.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+                continue;
+            };
+            tokio::spawn(link.run(host.clone()));
+        }
+    }
+
+    /// Whether the home shard is linked: new sessions need its node id, and
+    /// a room on a shard that is down refuses only its own joins.
+    fn is_available(&self) -> bool {
+        self.home().is_available()
+    }
+
+    fn room_available(&self, room: &str) -> bool {
+        self.shard(room).is_available()
+    }
 
     fn session_id_base(&self) -> u64 {
         // Node ids stay far below 2^21, so ids stay below 2^53.
-        self.shared.node_id.load(Ordering::Relaxed) << NODE_SHIFT
+        self.home().shared.node_id.load(Ordering::Relaxed) << NODE_SHIFT
     }
 
     fn room_opened(&self, room: RoomHandle) {
-        self.send(Command::Open(room));
+        self.shard(&room.name).send(Command::Open(room));
     }
 
     fn room_closed(&self, room: &Arc<str>) {
-        self.send(Command::Close(room.clone()));
+        self.shard(room).send(Command::Close(room.clone()));
     }
 
     fn presence(
@@ -136,59 +191,98 @@ impl Broker for RedisBroker {
         change: PresenceChange,
         announce: Option<PresenceToAnnounce>,
     ) {
-        self.send(Command::Presence(room.clone(), member, change, announce));
+        self.shard(room).send(Command::Presence(room.clone(), member, change, announce));
     }
 
     fn publish(&self, room: &Arc<str>, publish: Publish) -> Result<(), BrokerUnavailable> {
-        let queued = &self.shared.queued_publishes;
-        if !self.is_available() || queued.load(Ordering::Relaxed) >= MAX_QUEUED_PUBLISHES {
+        let shard = self.shard(room);
+        let queued = &shard.shared.queued_publishes;
+        if !shard.is_available() || queued.load(Ordering::Relaxed) >= MAX_QUEUED_PUBLISHES {
             return Err(BrokerUnavailable);
         }
         queued.fetch_add(1, Ordering::Relaxed);
-        self.send(Command::Publish(room.clone(), publish));
+        shard.send(Command::Publish(room.clone(), publish));
         Ok(())
     }
 
     fn peek(&self, room: &Arc<str>, reply: oneshot::Sender<Result<Option<Snapshot>, BrokerUnavailable>>) {
-        if self.is_available() {
-            self.send(Command::Peek(room.clone(), reply));
+        let shard = self.shard(room);
+        if shard.is_available() {
+            shard.send(Command::Peek(room.clone(), reply));
         } else {
             let _ = reply.send(Err(BrokerUnavailable));
         }
     }
 
+    /// Each shard's page, merged by name: the first `limit` of them all.
     fn rooms(
         &self,
         after: &str,
         limit: usize,
         reply: oneshot::Sender<Result<RoomCounts, BrokerUnavailable>>,
     ) {
-        if self.is_available() {
-            self.send(Command::Rooms(after.to_owned(), limit, reply));
-        } else {
+        if !self.shards.iter().all(ShardLink::is_available) {
             let _ = reply.send(Err(BrokerUnavailable));
+            return;
         }
+        let pages: Vec<_> = self
+            .shards
+            .iter()
+            .map(|shard| {
+                let (page, answer) = oneshot::channel();
+                shard.send(Command::Rooms(after.to_owned(), limit, page));
+                answer
+            })
+            .collect();
+        tokio::spawn(async move {
+            let mut rooms = RoomCounts::new();
+            for page in pages {
+                match page.await {
+                    Ok(Ok(page)) => rooms.extend(page),
+                    _ => {
+                        let _ = reply.send(Err(BrokerUnavailable));
+                        return;
+                    }
+                }
+            }
+            rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            rooms.truncate(limit);
+            let _ = reply.send(Ok(rooms));
+        });
     }
 
     fn disconnect(&self, target: &Disconnect, reason: Option<&str>) {
-        if self.is_available() {
-            self.send(Command::Disconnect(target.clone(), reason.map(str::to_owned)));
+        let home = self.home();
+        if home.is_available() {
+            home.send(Command::Disconnect(target.clone(), reason.map(str::to_owned)));
         }
     }
 
     fn typing(&self, room: &Arc<str>, member: EventMember) {
-        if self.is_available() {
-            self.send(Command::Typing(room.clone(), member));
+        let shard = self.shard(room);
+        if shard.is_available() {
+            shard.send(Command::Typing(room.clone(), member));
         }
     }
 
     fn status(&self) -> BrokerStatus {
+        let shards: Vec<ShardStatus> = self
+            .shards
+            .iter()
+            .map(|shard| ShardStatus {
+                available: shard.is_available(),
+                node_id: shard.shared.node_id.load(Ordering::Relaxed),
+                link_losses: shard.shared.link_losses.load(Ordering::Relaxed),
+                queued_publishes: shard.shared.queued_publishes.load(Ordering::Relaxed) as u64,
+            })
+            .collect();
         BrokerStatus {
             kind: "redis",
-            available: self.is_available(),
-            node_id: self.shared.node_id.load(Ordering::Relaxed),
-            link_losses: self.shared.link_losses.load(Ordering::Relaxed),
-            queued_publishes: self.shared.queued_publishes.load(Ordering::Relaxed) as u64,
+            available: shards.iter().all(|shard| shard.available),
+            node_id: shards[0].node_id,
+            link_losses: shards.iter().map(|shard| shard.link_losses).sum(),
+            queued_publishes: shards.iter().map(|shard| shard.queued_publishes).sum(),
+            shards,
         }
     }
 }

@@ -18,5 +18,6 @@ mod outage;
 mod pipeline;
 mod round;
 pub mod scripts;
+pub mod shard;
 
 pub use broker::{RedisBroker, RedisOptions};

@@ -29,6 +29,7 @@ use crate::scripts::{
     HeartbeatScript, PeekScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
     new_epoch,
 };
+use crate::shard::Shard;
 use crate::{control, feed};
 
 /// How long a connection attempt or a command may take before the link is
@@ -66,6 +67,11 @@ pub(crate) struct Link {
     pub(crate) requeue: mpsc::WeakUnboundedSender<Command>,
     /// What the broker handle reads.
     pub(crate) shared: Arc<Shared>,
+    /// Which Redis of the configured ones this is.
+    pub(crate) shard: Shard,
+    /// What the home shard's link reports (this link's own, on the home
+    /// shard): its node id is in this server's session ids.
+    pub(crate) home: Arc<Shared>,
     /// How many messages rooms keep.
     pub(crate) history_len: usize,
     /// How long a silent server keeps its members.
@@ -124,7 +130,7 @@ impl Link {
                     lost.carry(unsent, queued);
                     if self.grace.is_zero() {
                         tracing::warn!(%why, "lost the link to Redis; closing every session until it is back");
-                        host.link_lost();
+                        host.link_lost(&|room| self.shard.holds(room));
                         lost.close_sessions(queued);
                     } else {
                         let grace_ms = self.grace.as_millis() as u64;
@@ -145,7 +151,7 @@ impl Link {
                 tracing::warn!(
                     "the link to Redis stayed lost past the grace; closing every session until it is back"
                 );
-                host.link_lost();
+                host.link_lost(&|room| self.shard.holds(room));
                 lost.close_sessions(queued);
             }
             tokio::time::sleep(retry_delay(outage.as_ref())).await;
@@ -172,9 +178,11 @@ impl Link {
         let (mut subscriptions, feed) = pubsub.split();
         // Orders for every server come on one channel, followed from the
         // start of each link.
-        tokio::time::timeout(LINK_TIMEOUT, subscriptions.subscribe(self.scripts.keys.control()))
-            .await
-            .map_err(|_| timed_out())??;
+        if self.shard.is_home() {
+            tokio::time::timeout(LINK_TIMEOUT, subscriptions.subscribe(self.scripts.keys.control()))
+                .await
+                .map_err(|_| timed_out())??;
+        }
         for script in self.scripts.all() {
             script.prepare_invoke().load_async(&mut commands).await?;
         }
@@ -203,11 +211,14 @@ impl Link {
         // changes carried from the lost link, which the snapshot must hold.
         let mut batch = carried;
         match host.upgrade() {
-            Some(host) => batch.extend(host.rooms_to_resync().into_iter().map(Command::Open)),
+            Some(host) => {
+                let shard = self.shard;
+                batch.extend(host.rooms_to_resync(&|room| shard.holds(room)).into_iter().map(Command::Open));
+            }
             None => return ("the hub is gone".into(), batch),
         }
-        let node_id = self.shared.node_id.load(Ordering::Relaxed);
-        let reader = read_feed(feed, host.clone(), self.requeue.clone(), node_id, self.scripts.keys.clone());
+        let reader =
+            read_feed(feed, host.clone(), self.requeue.clone(), self.home.clone(), self.scripts.keys.clone());
         let mut reader = AbortOnDrop(tokio::spawn(reader));
         let mut heartbeat = tokio::time::interval(self.node_timeout / 4);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -484,7 +495,7 @@ async fn read_feed(
     mut feed: PubSubStream,
     host: Weak<dyn BrokerHost>,
     requeue: mpsc::WeakUnboundedSender<Command>,
-    node_id: u64,
+    home: Arc<Shared>,
     keys: Keys,
 ) {
     let control = keys.control();
@@ -494,7 +505,7 @@ async fn read_feed(
         if channel == control {
             match control::parse(message.get_payload_bytes()) {
                 // The server that sent it closed its own already.
-                Some((from, target, reason)) if from != node_id => {
+                Some((from, target, reason)) if from != home.node_id.load(Ordering::Relaxed) => {
                     host.disconnect(&target, reason.as_deref())
                 }
                 Some(_) => {}
@@ -512,7 +523,10 @@ async fn read_feed(
         };
         for event in events {
             if let RoomEvent::Presence { member, .. } = &event {
-                if member.session_id >> NODE_SHIFT == node_id {
+                // Session ids carry the home shard's node id, whichever
+                // shard the room is on; read at each event, since the home
+                // shard may link after this one.
+                if member.session_id >> NODE_SHIFT == home.node_id.load(Ordering::Relaxed) {
                     continue;
                 }
             }

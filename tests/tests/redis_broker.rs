@@ -209,7 +209,7 @@ async fn a_dropped_hub_ends_its_redis_link() -> Result<()> {
     let mut watcher = client.get_multiplexed_async_connection().await?;
     let own: u64 = redis::cmd("CLIENT").arg("ID").query_async(&mut watcher).await?;
     let cert_dir = temp_dir("certs");
-    let config = Config { redis_url: Some(redis.url()), cert_dir: cert_dir.clone(), ..Config::default() };
+    let config = Config { redis_url: vec![redis.url()], cert_dir: cert_dir.clone(), ..Config::default() };
     let server = Server::new(config)?;
     server.hub().start();
     let deadline = tokio::time::Instant::now() + PATIENCE;

@@ -13,10 +13,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use wtchat_protocol::Closing;
+
 use super::{Room, RoomState, Sequencing};
 use crate::room_event::RoomEvent;
 
 impl Room {
+    /// Closes this server's members with `closing`: the broker lost the
+    /// room's link for good (past its grace), and with it the certainty
+    /// that they see every message. Each resumes from its last number.
+    pub fn close_members(&self, closing: &Closing) {
+        for member in &self.lock().members {
+            member.outbox.close(closing.clone());
+        }
+    }
+
     /// Delivers what the members missed and notes the other servers'
     /// changes; returns `false` when the snapshot cannot cover the gap,
     /// after closing the members (the caller then starts the room afresh

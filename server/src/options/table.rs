@@ -207,11 +207,15 @@ super::options! {
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     moderation_fail_open: bool, env "WTCHAT_MODERATION_FAIL_OPEN", default (false);
     /// `redis://host:port/db` of the Redis that spreads rooms over several
-    /// servers; without it rooms live in this process.
-    redis_url: String, env "WTCHAT_REDIS_URL", default (none), secret (true),
-        check (|url: &Option<String>| match url {
-            Some(url) if !url.starts_with("redis://") => Err("must be a redis:// URL".into()),
-            _ => Ok(()),
+    /// servers; several, comma-separated, spread the rooms over them too
+    /// (each room on one, by a stable hash of its name: give every server
+    /// the same list, in the same order). Without one rooms live in this
+    /// process.
+    #[arg(value_delimiter = ',')]
+    redis_url: Vec<String>, env "WTCHAT_REDIS_URL", default (Vec::new()), secret (true),
+        check (|urls: &Vec<String>| match urls.iter().find(|url| !url.starts_with("redis://")) {
+            Some(_) => Err("each must be a redis:// URL".into()),
+            None => Ok(()),
         });
     /// How long a server may be silent in Redis before the others remove
     /// its members from every room, in ms (at least 3000).
@@ -406,7 +410,7 @@ impl Config {
     /// The Redis broker's options, when a Redis is configured.
     pub fn redis(&self) -> Option<RedisOptions> {
         Some(RedisOptions {
-            url: self.redis_url.clone()?,
+            urls: Some(self.redis_url.clone()).filter(|urls| !urls.is_empty())?,
             history_len: self.history_len,
             node_timeout: Duration::from_millis(self.redis_node_timeout_ms),
             presence_interval: Duration::from_millis(self.presence_interval_ms),
@@ -524,7 +528,7 @@ mod tests {
             ("webtransport_path = \"wt\"", "webtransport_path"),
             ("admin_token = \"short\"", "admin_token"),
             ("api_keys = [\"short\"]", "api_keys"),
-            ("redis_url = \"http://127.0.0.1\"", "redis_url"),
+            ("redis_url = [\"http://127.0.0.1\"]", "redis_url"),
             ("webhook_url = [\"ftp://x/\"]", "webhook_url"),
             ("webhook_secret = \"short\"", "webhook_secret"),
             ("webhook_url = [\"http://127.0.0.1:9/\"]", "webhook_secret"),

@@ -1,0 +1,187 @@
+//! Rooms spread over several Redis (client-side sharding): each room on one
+//! of them by a stable hash of its name, every server agreeing. One order
+//! per room, presence and resume across servers work as with one Redis,
+//! the room list spans the shards, and a shard that goes down closes the
+//! members of its own rooms only.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+use wtchat_protocol::{ErrorCode, PresenceChange, ReasonCode, Resume, ServerMessage};
+use wtchat_redis::keys::Keys;
+use wtchat_redis::shard::shard_of;
+use wtchat_tests::binary::Binary;
+use wtchat_tests::redis::RedisServer;
+use wtchat_tests::server::{eventually_async, temp_dir};
+use wtchat_tests::webtransport::published_hashes_at;
+use wtchat_tests::{WsClient, WtClient, http_get, metric, scrape_metrics};
+
+const KEY: &str = "the backend's API key that is long enough";
+
+/// `shards` Redis and `servers` wtchat servers given all of them.
+async fn sharded(shards: usize, servers: usize, extra: &[&str]) -> Result<(Vec<RedisServer>, Vec<Binary>)> {
+    let redis: Vec<RedisServer> = (0..shards).map(|_| RedisServer::start()).collect::<Result<_>>()?;
+    let urls = redis.iter().map(RedisServer::url).collect::<Vec<_>>().join(",");
+    let mut started = Vec::new();
+    for _ in 0..servers {
+        let certs = temp_dir("shard-certs");
+        let certs = certs.to_str().unwrap_or_default().to_owned();
+        let mut args =
+            vec!["--listen", "127.0.0.1:0", "--redis-url", &urls, "--cert-dir", &certs, "--api-keys", KEY];
+        args.extend_from_slice(extra);
+        started.push(Binary::start(&args)?);
+    }
+    for server in &started {
+        wait_health(server, 200).await?;
+    }
+    Ok((redis, started))
+}
+
+async fn wait_health(server: &Binary, code: u16) -> Result<()> {
+    let address = server.address;
+    eventually_async(Duration::from_secs(15), || async move {
+        http_get(address, "/healthz", &[]).await.is_ok_and(|(got, _)| got == code)
+    })
+    .await
+}
+
+/// A room name for each of `count` shards.
+fn one_room_per_shard(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|shard| {
+            (0..).map(|n| format!("room-{n}")).find(|room| shard_of(room, count) == shard).unwrap_or_default()
+        })
+        .collect()
+}
+
+async fn ws(server: &Binary) -> Result<WsClient> {
+    let mut client = WsClient::connect_at(server.address, None, None).await?;
+    client.hello().await?;
+    Ok(client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_over_three_redis_keep_one_order_presence_and_resume_across_servers() -> Result<()> {
+    let (redis, servers) = sharded(3, 2, &[]).await?;
+    let rooms = one_room_per_shard(3);
+    let mut ann = ws(&servers[0]).await?;
+    let hashes = published_hashes_at(servers[1].address).await?;
+    let url = servers[1].webtransport_url.clone().context("no WebTransport URL")?;
+    let mut bob = WtClient::open(&url, &hashes, None).await?;
+    bob.hello().await?;
+    let mut epochs = Vec::new();
+    for room in &rooms {
+        epochs.push(ann.join(room, "Ann").await?.0.epoch);
+        bob.join(room, "Bob").await?;
+        ann.until_presence(|change| {
+            (change.member.name == "Bob" && change.change == PresenceChange::Joined).then_some(())
+        })
+        .await?;
+    }
+    // Each room lives in its own Redis, and only there.
+    let keys = Keys::default();
+    for (shard, store) in redis.iter().enumerate() {
+        let mut connection = redis::Client::open(store.url())?.get_connection()?;
+        for (index, room) in rooms.iter().enumerate() {
+            let held: bool = redis::cmd("EXISTS").arg(keys.room_meta(room)).query(&mut connection)?;
+            ensure!(held == (index == shard), "{room} in Redis {shard}: {held}");
+        }
+    }
+    for round in 0..3 {
+        for room in &rooms {
+            ann.publish(room, &format!("ann {round}")).await?;
+            bob.publish(room, &format!("bob {round}")).await?;
+        }
+    }
+    let order = |messages: Vec<wtchat_protocol::ChatMessage>| {
+        let mut by_room: Vec<(String, u64, String)> =
+            messages.into_iter().map(|m| (m.room, m.seq, m.body)).collect();
+        by_room.sort();
+        by_room
+    };
+    let (seen_by_ann, seen_by_bob) = tokio::try_join!(ann.chat(18), bob.chat(18))?;
+    let (seen_by_ann, seen_by_bob) = (order(seen_by_ann), order(seen_by_bob));
+    ensure!(seen_by_ann == seen_by_bob, "one order per room on both servers");
+    for room in &rooms {
+        let seqs: Vec<u64> = seen_by_ann.iter().filter(|m| &m.0 == room).map(|m| m.1).collect();
+        ensure!(seqs == (1..=6).collect::<Vec<_>>(), "{room}: {seqs:?}");
+    }
+    // The room list spans the shards.
+    let bearer = format!("Bearer {KEY}");
+    let (_, listed) = http_get(servers[0].address, "/api/rooms", &[("Authorization", &bearer)]).await?;
+    let listed: Value = serde_json::from_str(&listed)?;
+    let names: Vec<&str> =
+        listed["rooms"].as_array().into_iter().flatten().filter_map(|r| r["room"].as_str()).collect();
+    let mut expected: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    ensure!(names == expected, "{listed}");
+    // Ann leaves; Bob goes on in the last room; Ann resumes it on the other
+    // server and gets exactly what she missed.
+    ann.vanish();
+    let last = rooms.last().context("a room")?;
+    for n in 0..3 {
+        bob.publish(last, &format!("missed {n}")).await?;
+    }
+    bob.chat(3).await?;
+    let mut ann = ws(&servers[1]).await?;
+    let resume = Resume { epoch: epochs[2], last_seq: 6 };
+    let (rejoined, history) = ann.join_from(last, "Ann", Some(resume)).await?;
+    ensure!(!rejoined.history.gap && rejoined.epoch == epochs[2]);
+    let missed: Vec<(u64, String)> = history.into_iter().map(|m| (m.seq, m.body)).collect();
+    ensure!(missed == [(7, "missed 0".into()), (8, "missed 1".into()), (9, "missed 2".into())], "{missed:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_goes_down_closes_the_members_of_its_own_rooms_only() -> Result<()> {
+    let extra = ["--redis-node-timeout-ms", "3000", "--redis-grace-ms", "1000"];
+    let (mut redis, servers) = sharded(2, 1, &extra).await?;
+    let rooms = one_room_per_shard(2);
+    let mut ann = ws(&servers[0]).await?;
+    ann.join(&rooms[0], "Ann").await?;
+    let mut carl = ws(&servers[0]).await?;
+    carl.join(&rooms[1], "Carl").await?;
+    redis[1].kill();
+    let (notice, code) = carl.until_closed().await?;
+    ensure!(
+        notice.is_some_and(|n| n.code == ReasonCode::BROKER_UNAVAILABLE)
+            && code == Some(ReasonCode::BROKER_UNAVAILABLE.0)
+    );
+    // The home shard's rooms go on, and new sessions are admitted.
+    ann.publish(&rooms[0], "still here").await?;
+    ensure!(ann.chat(1).await?[0].body == "still here");
+    let mut dana = ws(&servers[0]).await?;
+    dana.join(&rooms[0], "Dana").await?;
+    let id = dana
+        .send(wtchat_protocol::ClientMessage::Join {
+            room: rooms[1].clone(),
+            display_name: "Dana".into(),
+            resume: None,
+        })
+        .await?;
+    let refused = dana
+        .until(|message| match message {
+            ServerMessage::Error(error) => Some((error.request_id, error.code)),
+            _ => None,
+        })
+        .await?;
+    ensure!(refused == (Some(id), ErrorCode::BROKER_UNAVAILABLE), "{refused:?}");
+    let scrape = scrape_metrics(servers[0].address).await?;
+    ensure!(metric(&scrape, "wtchat_broker_shard_available{shard=\"0\"}") == Some(1.0));
+    ensure!(metric(&scrape, "wtchat_broker_shard_available{shard=\"1\"}") == Some(0.0));
+    wait_health(&servers[0], 200).await?;
+    // The shard comes back (empty) and its rooms serve again.
+    redis[1].restart()?;
+    let address = servers[0].address;
+    eventually_async(Duration::from_secs(15), || async move {
+        let scrape = scrape_metrics(address).await.unwrap_or_default();
+        metric(&scrape, "wtchat_broker_shard_available{shard=\"1\"}") == Some(1.0)
+    })
+    .await?;
+    let mut carl = ws(&servers[0]).await?;
+    carl.join(&rooms[1], "Carl").await?;
+    carl.publish(&rooms[1], "back").await?;
+    ensure!(carl.chat(1).await?[0].body == "back");
+    Ok(())
+}
