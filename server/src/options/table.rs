@@ -221,8 +221,8 @@ super::options! {
     /// its members from every room, in ms (at least 3000).
     redis_node_timeout_ms: u64, env "WTCHAT_REDIS_NODE_TIMEOUT_MS", default (10_000),
         check (|ms: &u64| if *ms < 3_000 { Err("must be at least 3000".into()) } else { Ok(()) });
-    /// How long the link to Redis may be lost before every session is
-    /// closed, in ms: a link back sooner resyncs each room and delivers
+    /// How long the link to a Redis may be lost before the sessions in its
+    /// rooms are closed, in ms: a link back sooner resyncs each room and delivers
     /// what its members missed, so that a blip closes nothing; 0 closes at
     /// once. At most half of `redis_node_timeout_ms`, so that the other
     /// servers never remove the members of a server that kept them.
