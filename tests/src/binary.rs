@@ -110,6 +110,17 @@ impl Binary {
         Ok(Self { child, address, webtransport_url, log })
     }
 
+    /// Waits (15 s at most) until the server answers `/healthz` with
+    /// `status`: 200 once it serves, 503 while it cannot reach Redis.
+    pub async fn wait_health(&self, status: u16) -> Result<()> {
+        let address = self.address;
+        crate::server::eventually_async(std::time::Duration::from_secs(15), || async move {
+            crate::http_get(address, "/healthz", &[]).await.is_ok_and(|(got, _)| got == status)
+        })
+        .await
+        .with_context(|| format!("{address} never answered /healthz with {status}"))
+    }
+
     /// Sends SIGTERM and waits for the process to exit; returns whether it
     /// exited successfully.
     pub fn terminate(&mut self) -> Result<bool> {

@@ -13,9 +13,9 @@ use anyhow::{Context, Result, bail, ensure};
 use wtchat_protocol::{ErrorCode, ReasonCode, Resume, ServerMessage};
 use wtchat_tests::binary::Binary;
 use wtchat_tests::redis::RedisServer;
-use wtchat_tests::server::{eventually_async, temp_dir};
+use wtchat_tests::server::temp_dir;
 use wtchat_tests::webtransport::published_hashes_at;
-use wtchat_tests::{Client, Wire, WsClient, WtClient, http_get, metric, scrape_metrics};
+use wtchat_tests::{Client, Wire, WsClient, WtClient, metric, scrape_metrics};
 
 /// Redis and two servers with a grace longer than the blips below.
 async fn cluster() -> Result<(RedisServer, Vec<Binary>)> {
@@ -41,11 +41,7 @@ async fn cluster() -> Result<(RedisServer, Vec<Binary>)> {
         ])?);
     }
     for server in &servers {
-        let address = server.address;
-        eventually_async(Duration::from_secs(15), || async move {
-            http_get(address, "/healthz", &[]).await.is_ok_and(|(status, _)| status == 200)
-        })
-        .await?;
+        server.wait_health(200).await?;
     }
     Ok((redis, servers))
 }
@@ -104,11 +100,7 @@ async fn publish_through<W: Wire>(
     };
     let (bodies, ()) = tokio::try_join!(sending, blip)?;
     for server in servers {
-        let address = server.address;
-        eventually_async(Duration::from_secs(15), || async move {
-            http_get(address, "/healthz", &[]).await.is_ok_and(|(status, _)| status == 200)
-        })
-        .await?;
+        server.wait_health(200).await?;
     }
     publisher.publish("hall", "end").await?;
     let mut refused = HashSet::new();

@@ -33,17 +33,9 @@ async fn sharded(shards: usize, servers: usize, extra: &[&str]) -> Result<(Vec<R
         started.push(Binary::start(&args)?);
     }
     for server in &started {
-        wait_health(server, 200).await?;
+        server.wait_health(200).await?;
     }
     Ok((redis, started))
-}
-
-async fn wait_health(server: &Binary, code: u16) -> Result<()> {
-    let address = server.address;
-    eventually_async(Duration::from_secs(15), || async move {
-        http_get(address, "/healthz", &[]).await.is_ok_and(|(got, _)| got == code)
-    })
-    .await
 }
 
 /// A room name for each of `count` shards.
@@ -170,7 +162,7 @@ async fn a_shard_that_goes_down_closes_the_members_of_its_own_rooms_only() -> Re
     let scrape = scrape_metrics(servers[0].address).await?;
     ensure!(metric(&scrape, "wtchat_broker_shard_available{shard=\"0\"}") == Some(1.0));
     ensure!(metric(&scrape, "wtchat_broker_shard_available{shard=\"1\"}") == Some(0.0));
-    wait_health(&servers[0], 200).await?;
+    servers[0].wait_health(200).await?;
     // The shard comes back (empty) and its rooms serve again.
     redis[1].restart()?;
     let address = servers[0].address;

@@ -20,9 +20,9 @@ use wtchat_redis::keys::Keys;
 use wtchat_tests::bench::short_bench;
 use wtchat_tests::binary::Binary;
 use wtchat_tests::redis::RedisServer;
-use wtchat_tests::server::{eventually_async, temp_dir};
+use wtchat_tests::server::temp_dir;
 use wtchat_tests::webtransport::published_hashes_at;
-use wtchat_tests::{Client, Wire, WsClient, WtClient, http_get, metric, scrape_metrics};
+use wtchat_tests::{Client, Wire, WsClient, WtClient, metric, scrape_metrics};
 use wtchat_tools::bench::{BenchArgs, run};
 use wtchat_tools::dial::Transport;
 
@@ -57,12 +57,7 @@ impl Cluster {
 
     /// Waits until server `index` answers `/healthz` with `code`.
     async fn wait_health(&self, index: usize, code: u16) -> Result<()> {
-        let address = self.servers[index].address;
-        eventually_async(Duration::from_secs(15), || async move {
-            http_get(address, "/healthz", &[]).await.is_ok_and(|(got, _)| got == code)
-        })
-        .await
-        .with_context(|| format!("server {index} never answered /healthz with {code}"))
+        self.servers[index].wait_health(code).await
     }
 
     async fn ws(&self, index: usize) -> Result<WsClient> {

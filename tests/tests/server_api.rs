@@ -297,11 +297,7 @@ async fn cluster(extra: &[&str]) -> Result<(RedisServer, Vec<Binary>)> {
         servers.push(Binary::start(&args)?);
     }
     for server in &servers {
-        let address = server.address;
-        eventually_async(std::time::Duration::from_secs(15), || async move {
-            http_get(address, "/healthz", &[]).await.is_ok_and(|(status, _)| status == 200)
-        })
-        .await?;
+        server.wait_health(200).await?;
     }
     Ok((redis, servers))
 }

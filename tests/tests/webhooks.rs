@@ -15,7 +15,7 @@ use wtchat_tests::binary::Binary;
 use wtchat_tests::redis::RedisServer;
 use wtchat_tests::server::{eventually_async, temp_dir};
 use wtchat_tests::webhook_receiver::WebhookReceiver;
-use wtchat_tests::{TestServer, WsClient, http_get, http_send, metric, scrape_metrics};
+use wtchat_tests::{TestServer, WsClient, http_send, metric, scrape_metrics};
 
 const SIGNING: &str = "the webhook signing secret, 16+";
 const API_KEY: &str = "the backend's API key that is long enough";
@@ -236,11 +236,7 @@ async fn cluster(receiver: &WebhookReceiver, extra: &[&str]) -> Result<(RedisSer
         servers.push(Binary::start(&args)?);
     }
     for server in &servers {
-        let address = server.address;
-        eventually_async(Duration::from_secs(15), || async move {
-            http_get(address, "/healthz", &[]).await.is_ok_and(|(status, _)| status == 200)
-        })
-        .await?;
+        server.wait_health(200).await?;
     }
     Ok((redis, servers))
 }
