@@ -129,7 +129,7 @@ impl Link {
                     let mut lost = Outage::begun();
                     lost.carry(unsent, queued);
                     if self.grace.is_zero() {
-                        tracing::warn!(%why, "lost the link to Redis; closing every session until it is back");
+                        tracing::warn!(%why, "lost the link to Redis; closing the sessions in its rooms");
                         host.link_lost(&|room| self.shard.holds(room));
                         lost.close_sessions(queued);
                     } else {
@@ -149,7 +149,7 @@ impl Link {
             if let Some(lost) = outage.as_mut().filter(|lost| lost.grace_over(self.grace)) {
                 let Some(host) = host.upgrade() else { return };
                 tracing::warn!(
-                    "the link to Redis stayed lost past the grace; closing every session until it is back"
+                    "the link to Redis stayed lost past the grace; closing the sessions in its rooms"
                 );
                 host.link_lost(&|room| self.shard.holds(room));
                 lost.close_sessions(queued);
