@@ -27,6 +27,7 @@ pub fn short_bench(server: SocketAddr, transport: Transport, server_pid: Vec<u32
         versus: Vec::new(),
         connect_concurrency: 8,
         room: "bench".into(),
+        room_size: 0,
         json: None,
         plot: None,
         quiet: true,

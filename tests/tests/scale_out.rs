@@ -468,5 +468,18 @@ async fn the_bench_tool_measures_a_room_split_over_two_servers() -> Result<()> {
             server.address
         );
     }
+    // Many small rooms, each spanning both servers (sessions are dealt over
+    // them in turn): every room gets its own messages, once.
+    let pids = cluster.servers.iter().map(|s| s.child.id()).collect();
+    let small = BenchArgs {
+        room_size: 4,
+        also_server: vec![cluster.servers[1].address],
+        room: "small".into(),
+        ..short_bench(cluster.servers[0].address, Transport::Ws, pids)
+    };
+    let reports = run(small).await?;
+    let [report] = &reports[..] else { anyhow::bail!("one step, got {reports:?}") };
+    ensure!(report.publishers == 5 && report.delivery_ratio == 1.0, "{report:?}");
+    ensure!((report.lost, report.duplicated, report.disconnected) == (0, 0, 0), "{report:?}");
     Ok(())
 }

@@ -42,6 +42,24 @@ async fn a_short_bench_run_delivers_everything_exactly_once() -> Result<()> {
 }
 
 #[tokio::test]
+async fn many_small_rooms_each_get_their_own_messages_exactly_once() -> Result<()> {
+    let server = fast_server().await;
+    let args = BenchArgs { subscribers: 40, room_size: 4, rate: 100.0, ..bench_args(&server, Transport::Ws) };
+    let reports = run(args).await?;
+    let [report] = &reports[..] else { panic!("one step, got {reports:?}") };
+    assert_eq!(report.publishers, 10, "one publisher per room of four");
+    assert!(report.messages_sent >= 80, "only {} messages sent", report.messages_sent);
+    // Each message reaches its own room's four members and nobody else: a
+    // member of another room hearing it would push the ratio above 1.
+    assert_eq!(report.delivery_ratio, 1.0, "{report:?}");
+    assert_eq!(report.achieved_deliveries_per_s * report.duration_s, (report.messages_sent * 4) as f64);
+    assert_eq!(report.offered_deliveries_per_s, 400.0);
+    let uneven = BenchArgs { subscribers: 41, room_size: 4, ..bench_args(&server, Transport::Ws) };
+    assert!(run(uneven).await.is_err(), "sessions must fill whole rooms");
+    server.stop().await
+}
+
+#[tokio::test]
 async fn a_ramp_reports_every_step_and_draws_its_plot() -> Result<()> {
     let server = fast_server().await;
     let plot = wtchat_tests::server::temp_dir("plot").join("ramp.png");

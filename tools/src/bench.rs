@@ -48,8 +48,8 @@ struct Shared {
     origin: Instant,
     /// Message body size.
     bytes: usize,
-    /// The room.
-    room: String,
+    /// How many sessions each message reaches.
+    fan_out: usize,
     /// The publisher count.
     publishers: usize,
     /// The tag byte that marks a chat message frame.
@@ -100,14 +100,24 @@ async fn against_each(args: &BenchArgs) -> Result<Vec<StepReport>> {
 /// Runs the load (a step, or a ramp) against `args.server`, which is
 /// `target` (`wtchat` or a yardstick's name).
 async fn load(args: &BenchArgs, target: &'static str) -> Result<Vec<StepReport>> {
-    let publishers = args.publishers.clamp(1, args.subscribers.max(1));
+    let (publishers, fan_out) = match args.room_size {
+        0 => (args.publishers.clamp(1, args.subscribers.max(1)), args.subscribers),
+        size => {
+            anyhow::ensure!(
+                args.subscribers >= size && args.subscribers % size == 0,
+                "--subscribers ({}) must be a multiple of --room-size ({size})",
+                args.subscribers
+            );
+            (args.subscribers / size, size)
+        }
+    };
     let server_rss_before = server_rss_bytes(args);
     let connect_started = Instant::now();
     let sessions = connect_all(args, args.subscribers).await?;
     let shared = Arc::new(Shared {
         origin: Instant::now(),
         bytes: args.bytes,
-        room: args.room.clone(),
+        fan_out,
         publishers,
         message_tag: variant_tag(&ServerMessage::Message(ChatMessage {
             room: String::new(),
@@ -127,9 +137,13 @@ async fn load(args: &BenchArgs, target: &'static str) -> Result<Vec<StepReport>>
     for (index, session) in sessions.into_iter().enumerate() {
         let stats: Results = Arc::new(Mutex::new(Vec::new()));
         results.push(stats.clone());
-        let publisher = (index < publishers).then_some(index);
+        let (room, publisher) = match args.room_size {
+            0 => (args.room.clone(), (index < publishers).then_some(index)),
+            size => (format!("{}-{}", args.room, index / size), (index % size == 0).then_some(index / size)),
+        };
         tasks.push(tokio::spawn(member(
             session,
+            room,
             publisher,
             shared.clone(),
             phase_receiver.clone(),
@@ -254,7 +268,7 @@ async fn run_step(
         let sent: u64 = lock(&shared.sent).get(step).map_or(0, |s| s.iter().sum());
         let live = results.len() - (shared.disconnected.load(Ordering::Relaxed) - disconnected_before);
         let now_unique = unique(step);
-        if now_unique >= sent * live as u64 || Instant::now() > drain_deadline {
+        if now_unique >= sent * live.min(shared.fan_out) as u64 || Instant::now() > drain_deadline {
             break;
         }
         if now_unique != last {
@@ -282,7 +296,7 @@ async fn run_step(
         }
     }
     let messages_sent: u64 = lock(&shared.sent).get(step).map_or(0, |s| s.iter().sum());
-    let expected = messages_sent * results.len() as u64;
+    let expected = messages_sent * shared.fan_out as u64;
     let millions = merged.unique as f64 / 1e6;
     Ok(StepReport {
         target,
@@ -295,7 +309,7 @@ async fn run_step(
         duration_s: args.duration,
         offered_messages_per_s: rate,
         messages_sent,
-        offered_deliveries_per_s: rate * results.len() as f64,
+        offered_deliveries_per_s: rate * shared.fan_out as f64,
         achieved_deliveries_per_s: merged.unique as f64 / args.duration,
         delivery_ratio: if expected == 0 { 0.0 } else { merged.unique as f64 / expected as f64 },
         lost: expected.saturating_sub(merged.unique),
@@ -321,6 +335,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// is a publisher and a step says so.
 async fn member(
     session: Session,
+    room: String,
     publisher: Option<usize>,
     shared: Arc<Shared>,
     mut phase: watch::Receiver<Phase>,
@@ -333,7 +348,7 @@ async fn member(
         request_id += 1;
         encode(&ClientFrame { request_id, message })
     };
-    let join = ClientMessage::Join { room: shared.room.clone(), display_name: "bench".into(), resume: None };
+    let join = ClientMessage::Join { room: room.clone(), display_name: "bench".into(), resume: None };
     if outgoing.send(&frame(join)).await.is_err() {
         shared.disconnected.fetch_add(1, Ordering::Relaxed);
         joined.fetch_add(1, Ordering::Relaxed);
@@ -413,7 +428,7 @@ async fn member(
                     }
                     let sent_ns = due.saturating_duration_since(shared.origin).as_nanos() as u64;
                     let stamp = Stamp { step: *step, publisher: index, counter, sent_ns };
-                    batch.push(frame(ClientMessage::Publish { room: shared.room.clone(), body: stamp.body(shared.bytes) }));
+                    batch.push(frame(ClientMessage::Publish { room: room.clone(), body: stamp.body(shared.bytes) }));
                     counter += 1;
                 }
                 let count = batch.len() as u64;

@@ -100,9 +100,17 @@ pub struct BenchArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,
-    /// The room to use.
+    /// The room to use (the prefix of the rooms' names, with
+    /// `--room-size`).
     #[arg(long, default_value = "bench")]
     pub room: String,
+    /// Sessions per room: 0 puts every session in one room; otherwise the
+    /// sessions fill rooms of this many (`ROOM-0`, `ROOM-1`, …), the first
+    /// member of each publishing and `--publishers` unused, which is how
+    /// many small conversations load a server and its Redis. Sessions are
+    /// dealt over the servers in turn, so a room spans them.
+    #[arg(long, default_value_t = 0)]
+    pub room_size: usize,
     /// Also run the same load against a yardstick that this command starts
     /// (`wtchat yardstick`), after the server, and compare (WebSocket, run
     /// and ramp modes; repeatable).

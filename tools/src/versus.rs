@@ -29,6 +29,9 @@ pub(crate) fn check(args: &BenchArgs) -> Result<()> {
     if !args.also_server.is_empty() {
         bail!("--versus compares one server with the yardsticks: leave out --also-server");
     }
+    if args.room_size != 0 {
+        bail!("the yardsticks serve one room: leave out --room-size with --versus");
+    }
     Ok(())
 }
 
