@@ -110,6 +110,24 @@ impl Binary {
         Ok(Self { child, address, webtransport_url, log })
     }
 
+    /// Starts `count` servers sharing the Redis at `redis_urls`
+    /// (comma-separated), each on a free loopback port with a certificate
+    /// folder of its own and `extra` flags, and waits until each serves.
+    pub async fn start_sharing(count: usize, redis_urls: &str, extra: &[&str]) -> Result<Vec<Self>> {
+        let mut servers = Vec::new();
+        for _ in 0..count {
+            let certs = crate::server::temp_dir("shared-redis-certs");
+            let certs = certs.to_str().unwrap_or_default().to_owned();
+            let mut args = vec!["--listen", "127.0.0.1:0", "--redis-url", redis_urls, "--cert-dir", &certs];
+            args.extend_from_slice(extra);
+            servers.push(Self::start(&args)?);
+        }
+        for server in &servers {
+            server.wait_health(200).await?;
+        }
+        Ok(servers)
+    }
+
     /// Waits (15 s at most) until the server answers `/healthz` with
     /// `status`: 200 once it serves, 503 while it cannot reach Redis.
     pub async fn wait_health(&self, status: u16) -> Result<()> {

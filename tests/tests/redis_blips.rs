@@ -13,36 +13,15 @@ use anyhow::{Context, Result, bail, ensure};
 use wtchat_protocol::{ErrorCode, ReasonCode, Resume, ServerMessage};
 use wtchat_tests::binary::Binary;
 use wtchat_tests::redis::RedisServer;
-use wtchat_tests::server::temp_dir;
 use wtchat_tests::webtransport::published_hashes_at;
 use wtchat_tests::{Client, Wire, WsClient, WtClient, metric, scrape_metrics};
 
 /// Redis and two servers with a grace longer than the blips below.
 async fn cluster() -> Result<(RedisServer, Vec<Binary>)> {
     let redis = RedisServer::start()?;
-    let url = redis.url();
-    let mut servers = Vec::new();
-    for _ in 0..2 {
-        let certs = temp_dir("blip-certs");
-        let certs = certs.to_str().unwrap_or_default().to_owned();
-        servers.push(Binary::start(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--redis-url",
-            &url,
-            "--cert-dir",
-            &certs,
-            "--redis-node-timeout-ms",
-            "16000",
-            "--redis-grace-ms",
-            "8000",
-            "--publish-rate-per-sec",
-            "100",
-        ])?);
-    }
-    for server in &servers {
-        server.wait_health(200).await?;
-    }
+    let flags =
+        ["--redis-node-timeout-ms", "16000", "--redis-grace-ms", "8000", "--publish-rate-per-sec", "100"];
+    let servers = Binary::start_sharing(2, &redis.url(), &flags).await?;
     Ok((redis, servers))
 }
 

@@ -13,7 +13,7 @@ use wtchat_redis::keys::Keys;
 use wtchat_redis::shard::shard_of;
 use wtchat_tests::binary::Binary;
 use wtchat_tests::redis::RedisServer;
-use wtchat_tests::server::{eventually_async, temp_dir};
+use wtchat_tests::server::eventually_async;
 use wtchat_tests::webtransport::published_hashes_at;
 use wtchat_tests::{WsClient, WtClient, http_get, metric, scrape_metrics};
 
@@ -23,18 +23,9 @@ const KEY: &str = "the backend's API key that is long enough";
 async fn sharded(shards: usize, servers: usize, extra: &[&str]) -> Result<(Vec<RedisServer>, Vec<Binary>)> {
     let redis: Vec<RedisServer> = (0..shards).map(|_| RedisServer::start()).collect::<Result<_>>()?;
     let urls = redis.iter().map(RedisServer::url).collect::<Vec<_>>().join(",");
-    let mut started = Vec::new();
-    for _ in 0..servers {
-        let certs = temp_dir("shard-certs");
-        let certs = certs.to_str().unwrap_or_default().to_owned();
-        let mut args =
-            vec!["--listen", "127.0.0.1:0", "--redis-url", &urls, "--cert-dir", &certs, "--api-keys", KEY];
-        args.extend_from_slice(extra);
-        started.push(Binary::start(&args)?);
-    }
-    for server in &started {
-        server.wait_health(200).await?;
-    }
+    let mut flags = vec!["--api-keys", KEY];
+    flags.extend_from_slice(extra);
+    let started = Binary::start_sharing(servers, &urls, &flags).await?;
     Ok((redis, started))
 }
 

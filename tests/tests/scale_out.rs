@@ -20,7 +20,6 @@ use wtchat_redis::keys::Keys;
 use wtchat_tests::bench::short_bench;
 use wtchat_tests::binary::Binary;
 use wtchat_tests::redis::RedisServer;
-use wtchat_tests::server::temp_dir;
 use wtchat_tests::webtransport::published_hashes_at;
 use wtchat_tests::{Client, Wire, WsClient, WtClient, metric, scrape_metrics};
 use wtchat_tools::bench::{BenchArgs, run};
@@ -37,21 +36,10 @@ impl Cluster {
     /// waits until every server reports its broker available.
     async fn start(n: usize, extra: &[&str]) -> Result<Self> {
         let redis = RedisServer::start()?;
-        let url = redis.url();
-        let mut servers = Vec::new();
-        for _ in 0..n {
-            let certs = temp_dir("scale-out-certs");
-            let mut args = vec!["--listen", "127.0.0.1:0", "--redis-url", &url, "--cert-dir"];
-            let certs = certs.to_str().unwrap_or_default().to_owned();
-            args.push(&certs);
-            args.extend_from_slice(&["--redis-node-timeout-ms", "3000", "--redis-grace-ms", "1500"]);
-            args.extend_from_slice(extra);
-            servers.push(Binary::start(&args)?);
-        }
+        let mut flags = vec!["--redis-node-timeout-ms", "3000", "--redis-grace-ms", "1500"];
+        flags.extend_from_slice(extra);
+        let servers = Binary::start_sharing(n, &redis.url(), &flags).await?;
         let cluster = Self { redis, servers };
-        for index in 0..n {
-            cluster.wait_health(index, 200).await?;
-        }
         Ok(cluster)
     }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use wtchat_protocol::{ChatMessage, ReasonCode, ServerMessage};
 use wtchat_tests::binary::Binary;
 use wtchat_tests::redis::RedisServer;
-use wtchat_tests::server::{eventually_async, temp_dir};
+use wtchat_tests::server::eventually_async;
 use wtchat_tests::webtransport::published_hashes;
 use wtchat_tests::{TestServer, WsClient, WtClient, http_get, http_send};
 
@@ -286,19 +286,9 @@ async fn a_disconnect_closes_the_users_sessions_with_the_code_and_reason_they_se
 /// Redis and two servers with the API on, and `extra` flags.
 async fn cluster(extra: &[&str]) -> Result<(RedisServer, Vec<Binary>)> {
     let redis = RedisServer::start()?;
-    let url = redis.url();
-    let mut servers = Vec::new();
-    for _ in 0..2 {
-        let certs = temp_dir("api-certs");
-        let certs = certs.to_str().unwrap_or_default().to_owned();
-        let mut args =
-            vec!["--listen", "127.0.0.1:0", "--redis-url", &url, "--cert-dir", &certs, "--api-keys", KEY];
-        args.extend_from_slice(extra);
-        servers.push(Binary::start(&args)?);
-    }
-    for server in &servers {
-        server.wait_health(200).await?;
-    }
+    let mut flags = vec!["--api-keys", KEY];
+    flags.extend_from_slice(extra);
+    let servers = Binary::start_sharing(2, &redis.url(), &flags).await?;
     Ok((redis, servers))
 }
 

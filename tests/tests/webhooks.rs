@@ -213,31 +213,10 @@ async fn a_receiver_down_longer_than_the_queue_holds_gets_the_counted_drop() -> 
 /// Redis and two servers posting to `receiver`, with `extra` flags.
 async fn cluster(receiver: &WebhookReceiver, extra: &[&str]) -> Result<(RedisServer, Vec<Binary>)> {
     let redis = RedisServer::start()?;
-    let (redis_url, hook_url) = (redis.url(), receiver.url());
-    let mut servers = Vec::new();
-    for _ in 0..2 {
-        let certs = temp_dir("webhook-certs");
-        let certs = certs.to_str().unwrap_or_default().to_owned();
-        let mut args = vec![
-            "--listen",
-            "127.0.0.1:0",
-            "--redis-url",
-            &redis_url,
-            "--cert-dir",
-            &certs,
-            "--api-keys",
-            API_KEY,
-            "--webhook-url",
-            &hook_url,
-            "--webhook-secret",
-            SIGNING,
-        ];
-        args.extend_from_slice(extra);
-        servers.push(Binary::start(&args)?);
-    }
-    for server in &servers {
-        server.wait_health(200).await?;
-    }
+    let hook_url = receiver.url();
+    let mut flags = vec!["--api-keys", API_KEY, "--webhook-url", &hook_url, "--webhook-secret", SIGNING];
+    flags.extend_from_slice(extra);
+    let servers = Binary::start_sharing(2, &redis.url(), &flags).await?;
     Ok((redis, servers))
 }
 
