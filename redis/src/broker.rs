@@ -32,6 +32,7 @@ use wtchat_core::room_event::{EventMember, Snapshot};
 use wtchat_protocol::PresenceChange;
 
 use crate::command::Command;
+use crate::connection::Target;
 use crate::keys::Keys;
 use crate::link::{Link, NODE_SHIFT, Shared};
 use crate::scripts::Scripts;
@@ -45,8 +46,12 @@ const MAX_QUEUED_PUBLISHES: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
     /// `redis://host:port/db` of each Redis; rooms are spread over them by
-    /// a stable hash of their names (`shard.rs`).
+    /// a stable hash of their names (`shard.rs`). With `cluster`, the seed
+    /// nodes of one Redis Cluster instead.
     pub urls: Vec<String>,
+    /// Whether `urls` are the seed nodes of one Redis Cluster, which spreads
+    /// the rooms over its masters by their slots (`cluster.rs`).
+    pub cluster: bool,
     /// How many messages rooms keep.
     pub history_len: usize,
     /// How long a server may stay silent before the others remove its
@@ -95,19 +100,31 @@ impl RedisBroker {
         if options.urls.is_empty() {
             return Err("redis_url names no Redis".into());
         }
-        let count = options.urls.len();
-        let home = Arc::new(Shared::default());
-        let shards = options
+        let parsed = options
             .urls
             .iter()
+            .map(|url| {
+                redis::Client::open(url.as_str())
+                    .map_err(|error| format!("redis_url {url:?} is not usable: {error}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        // A cluster is one shard as far as the rooms go: it spreads them
+        // over its masters by itself.
+        let targets = if options.cluster {
+            vec![Target::Cluster(parsed.iter().map(|client| client.get_connection_info().clone()).collect())]
+        } else {
+            parsed.into_iter().map(Target::Alone).collect()
+        };
+        let count = targets.len();
+        let home = Arc::new(Shared::default());
+        let shards = targets
+            .into_iter()
             .enumerate()
-            .map(|(index, url)| {
-                let client = redis::Client::open(url.as_str())
-                    .map_err(|error| format!("redis_url {url:?} is not usable: {error}"))?;
+            .map(|(index, target)| {
                 let (commands, queue) = mpsc::unbounded_channel();
                 let shared = if index == 0 { home.clone() } else { Arc::new(Shared::default()) };
                 let link = Link {
-                    client,
+                    target,
                     queue,
                     requeue: commands.downgrade(),
                     shared: shared.clone(),

@@ -177,26 +177,6 @@ pub fn parse_member(session_id: &[u8], record: &[u8]) -> Option<EventMember> {
     Some(EventMember { session_id, name: Arc::from(name) })
 }
 
-/// The field of a node's hash that stands for one member in one room.
-pub fn node_field(room: &str, session_id: u64) -> String {
-    format!("{session_id} {room}")
-}
-
-/// What the heartbeat script does for a member of a server that died: the
-/// members hash to remove it from, the channel to announce it on, its
-/// session id and the room's name (to take the room off the list of rooms
-/// when it empties), and the event, one per line (the event last, since a
-/// name may hold anything; a room's name holds no line break). Records
-/// written before they named the room have the session id alone on its
-/// line, and are still read.
-pub fn reap_record(keys: &crate::keys::Keys, room: &str, member: &EventMember) -> Vec<u8> {
-    let mut record =
-        format!("{}\n{}\n{} {room}\n", keys.room_members(room), keys.room_events(room), member.session_id)
-            .into_bytes();
-    record.extend(presence_event(PresenceChange::Disconnected, member));
-    record
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

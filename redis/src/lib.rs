@@ -8,7 +8,9 @@
 
 mod announcements;
 mod broker;
+mod cluster;
 mod command;
+mod connection;
 pub mod control;
 mod directory;
 pub mod feed;
@@ -16,8 +18,10 @@ pub mod keys;
 mod link;
 mod outage;
 mod pipeline;
+mod reaper;
 mod round;
 pub mod scripts;
 pub mod shard;
+pub mod slot;
 
 pub use broker::{RedisBroker, RedisOptions};

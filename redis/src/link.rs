@@ -13,17 +13,19 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
 use wtchat_core::broker::{BrokerHost, BrokerUnavailable, RoomHandle};
 use wtchat_core::room_event::RoomEvent;
 
 use crate::announcements::Announcements;
 use crate::command::{Command, discard};
+use crate::connection::{Commands, Target};
 use crate::directory;
 use crate::keys::Keys;
 use crate::outage::{Outage, retry_delay};
 use crate::pipeline::{Answer, Pipeline};
+use crate::reaper;
 use crate::round::{Round, rounds};
 use crate::scripts::{
     HeartbeatScript, PeekScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
@@ -59,8 +61,8 @@ pub(crate) struct Shared {
 
 /// The link task's state.
 pub(crate) struct Link {
-    /// Where Redis is.
-    pub(crate) client: redis::Client,
+    /// Where Redis is: one, or a cluster.
+    pub(crate) target: Target,
     /// The commands, in order.
     pub(crate) queue: mpsc::UnboundedReceiver<Command>,
     /// For opening a room again; weak, so that it keeps nothing alive.
@@ -86,7 +88,7 @@ pub(crate) struct Link {
 
 /// One live connection pair.
 struct Connections {
-    commands: MultiplexedConnection,
+    commands: Commands,
     subscriptions: PubSubSink,
     feed: PubSubStream,
 }
@@ -171,8 +173,8 @@ impl Link {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(LINK_TIMEOUT)
             .set_response_timeout(LINK_TIMEOUT);
-        let mut commands = self.client.get_multiplexed_async_connection_with_config(&config).await?;
-        let pubsub = tokio::time::timeout(LINK_TIMEOUT, self.client.get_async_pubsub())
+        let (mut commands, feed_node) = self.target.connect(&config).await?;
+        let pubsub = tokio::time::timeout(LINK_TIMEOUT, feed_node.get_async_pubsub())
             .await
             .map_err(|_| timed_out())??;
         let (mut subscriptions, feed) = pubsub.split();
@@ -183,8 +185,10 @@ impl Link {
                 .await
                 .map_err(|_| timed_out())??;
         }
-        for script in self.scripts.all() {
-            script.prepare_invoke().load_async(&mut commands).await?;
+        for script_host in commands.script_hosts() {
+            for script in self.scripts.all() {
+                script.prepare_invoke().load_async(script_host).await?;
+            }
         }
         if self.shared.node_id.load(Ordering::Relaxed) == 0 {
             let id: u64 =
@@ -272,20 +276,20 @@ impl Link {
     async fn announce(
         &self,
         announcements: &mut Announcements,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Commands,
     ) -> redis::RedisResult<()> {
         let mut pipeline = Pipeline::default();
         for command in announcements.take(&self.scripts.keys) {
             pipeline.push(command, None);
         }
-        pipeline.flush(connection, &self.shared.queued_publishes).await
+        pipeline.flush(connection, &self.shared.queued_publishes, &self.scripts).await
     }
 
     /// Runs a batch of commands in order, round by round (see [`rounds`]).
     async fn execute(
         &self,
         batch: &mut Vec<Command>,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Commands,
         subscriptions: &mut PubSubSink,
         host: &Weak<dyn BrokerHost>,
     ) -> redis::RedisResult<()> {
@@ -303,7 +307,7 @@ impl Link {
     async fn run_rounds(
         &self,
         rounds: &mut impl Iterator<Item = Round>,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Commands,
         subscriptions: &mut PubSubSink,
         host: &Weak<dyn BrokerHost>,
     ) -> redis::RedisResult<()> {
@@ -313,7 +317,7 @@ impl Link {
             for write in writes {
                 self.push_write(write, &mut pipeline);
             }
-            pipeline.flush(connection, queued).await?;
+            pipeline.flush(connection, queued, &self.scripts).await?;
             match then {
                 Some(Command::Open(room)) => self.open(&room, connection, subscriptions, host).await?,
                 Some(Command::Peek(room, reply)) => {
@@ -371,6 +375,12 @@ impl Link {
                         )
                         .await
                         .map_err(|_| timed_out())??;
+                        // Its members' departures went out before: nothing of
+                        // this server's is left in the room to remove.
+                        let node_rooms =
+                            self.scripts.keys.node_rooms(self.shared.node_id.load(Ordering::Relaxed));
+                        let () =
+                            redis::cmd("SREM").arg(node_rooms).arg(&*name).query_async(connection).await?;
                     }
                 }
                 _ => {}
@@ -400,7 +410,7 @@ impl Link {
             }
             Command::Presence(room, member, change, announce) => {
                 let script = PresenceScript { room: &room, node_id, member: &member, change };
-                pipeline.push(script.command(&self.scripts), announce.map(Answer::Presence));
+                pipeline.push(script.command(&self.scripts), Some(Answer::Presence(room.clone(), announce)));
             }
             Command::Typing(room, member) => {
                 let mut command = redis::cmd("PUBLISH");
@@ -429,10 +439,14 @@ impl Link {
     async fn open(
         &self,
         room: &RoomHandle,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Commands,
         subscriptions: &mut PubSubSink,
         host: &Weak<dyn BrokerHost>,
     ) -> redis::RedisResult<()> {
+        // Recorded before any member is, so that whoever removes this
+        // server's members should it die finds this room.
+        let node_rooms = self.scripts.keys.node_rooms(self.shared.node_id.load(Ordering::Relaxed));
+        let () = redis::cmd("SADD").arg(node_rooms).arg(&*room.name).query_async(connection).await?;
         tokio::time::timeout(
             LINK_TIMEOUT,
             subscriptions.subscribe(self.scripts.keys.room_events(&room.name)),
@@ -448,29 +462,30 @@ impl Link {
         Ok(())
     }
 
-    /// Tells Redis this server is alive and removes the members of servers
-    /// that are not; `reap_self` first removes this server's own leftovers.
-    /// The members removed are told to the host, which announces them.
+    /// Tells Redis this server is alive and removes the members of the
+    /// dead servers handed to it; `reap_self` first removes this server's
+    /// own leftovers. The members removed are told to the host, which
+    /// announces them.
     async fn heartbeat(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Commands,
         reap_self: bool,
         host: &Weak<dyn BrokerHost>,
     ) -> redis::RedisResult<()> {
-        let script = HeartbeatScript {
-            node_id: self.shared.node_id.load(Ordering::Relaxed),
-            node_timeout_ms: u64::try_from(self.node_timeout.as_millis()).unwrap_or(u64::MAX),
-            reap_self,
-        };
-        let reply: Vec<redis::Value> = script.command(&self.scripts).query_async(connection).await?;
-        let reaped = script.decode(&self.scripts, &reply);
-        if reaped.servers > 0 {
-            tracing::info!(servers = reaped.servers, "removed the members of silent servers");
+        let node_id = self.shared.node_id.load(Ordering::Relaxed);
+        if reap_self {
+            reaper::reap(node_id, &self.scripts, connection, host).await?;
         }
-        if let Some(host) = host.upgrade() {
-            for (room, member, members_left) in reaped.members {
-                host.reaped(&room, member, members_left);
-            }
+        let script = HeartbeatScript {
+            node_id,
+            node_timeout_ms: u64::try_from(self.node_timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let dead: Vec<u64> = script.command(&self.scripts).query_async(connection).await?;
+        for &node in &dead {
+            let members = reaper::reap(node, &self.scripts, connection, host).await?;
+            let () =
+                redis::cmd("ZREM").arg(self.scripts.keys.reaping()).arg(node).query_async(connection).await?;
+            tracing::info!(node, members, "removed the members of a silent server");
         }
         Ok(())
     }

@@ -5,14 +5,20 @@
 //! trip; only a subscription (which must follow the writes before it) cuts
 //! a pipeline short. A publish that Redis refuses, or that a failed link
 //! never sent, is answered with `BROKER_UNAVAILABLE` so that its sender
-//! knows, and leaves the count of queued publishes either way.
+//! knows, and leaves the count of queued publishes either way. A member's
+//! change, once recorded in its room, is followed by the room's change to
+//! the list of rooms (`listing.lua`), which needs the room's answer and
+//! another slot.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redis::Value;
 use redis::aio::ConnectionLike;
 use wtchat_core::announcer::{MessageToAnnounce, PresenceToAnnounce};
 use wtchat_core::broker::{PublishReply, Sequenced};
+
+use crate::scripts::{Headcount, ListingScript, Scripts};
 
 /// Writes waiting to go out together.
 #[derive(Default)]
@@ -29,8 +35,9 @@ pub(crate) enum Answer {
     /// A publish's sender, and what the backend is told once it is
     /// numbered.
     Publish(PublishReply, Option<MessageToAnnounce>),
-    /// A member's change to announce once it is recorded.
-    Presence(PresenceToAnnounce),
+    /// A member's change in a room, to list and (when the backend hears of
+    /// such changes) to announce once it is recorded.
+    Presence(Arc<str>, Option<PresenceToAnnounce>),
 }
 
 impl Pipeline {
@@ -60,6 +67,7 @@ impl Pipeline {
         &mut self,
         connection: &mut impl ConnectionLike,
         queued_publishes: &AtomicUsize,
+        scripts: &Scripts,
     ) -> redis::RedisResult<()> {
         if self.count == 0 {
             return Ok(());
@@ -68,8 +76,8 @@ impl Pipeline {
         queued_publishes.fetch_sub(sent.publishes(), Ordering::Relaxed);
         match connection.req_packed_commands(&sent.commands, 0, sent.count).await {
             Ok(replies) => {
-                sent.settle(&replies);
-                Ok(())
+                let listings = sent.settle(&replies);
+                list(listings, connection, scripts).await
             }
             Err(error) => {
                 // A change never recorded is not announced: its session
@@ -87,8 +95,9 @@ impl Pipeline {
 
     /// Answers each publish (its number and epoch, or `BROKER_UNAVAILABLE`
     /// when Redis refused it) and announces what was recorded, in the
-    /// pipeline's order.
-    fn settle(self, replies: &[Value]) {
+    /// pipeline's order; returns the rooms' changes to the list of rooms.
+    fn settle(self, replies: &[Value]) -> Vec<ListingScript> {
+        let mut listings = Vec::new();
         for reply in replies {
             if let Value::ServerError(error) = reply {
                 tracing::warn!(?error, "Redis refused a command");
@@ -109,14 +118,40 @@ impl Pipeline {
                         _ => publish.refused(),
                     }
                 }
-                Answer::Presence(announce) => {
-                    if let Some(Ok(members)) = reply.map(redis::from_redis_value::<u64>) {
-                        announce.recorded(members);
+                Answer::Presence(room, announce) => {
+                    if let Some(Ok(headcount)) = reply.map(redis::from_redis_value::<Headcount>) {
+                        if let Some(announce) = announce {
+                            announce.recorded(headcount.0);
+                        }
+                        listings.push(ListingScript { room, headcount });
                     }
                 }
             }
         }
+        listings
     }
+}
+
+/// Sends rooms' changes to the list of rooms, as one pipeline.
+pub(crate) async fn list(
+    listings: Vec<ListingScript>,
+    connection: &mut impl ConnectionLike,
+    scripts: &Scripts,
+) -> redis::RedisResult<()> {
+    if listings.is_empty() {
+        return Ok(());
+    }
+    let mut pipeline = redis::pipe();
+    for listing in &listings {
+        pipeline.add_command(listing.command(scripts));
+    }
+    let replies = connection.req_packed_commands(&pipeline, 0, listings.len()).await?;
+    for reply in replies {
+        if let Value::ServerError(error) = reply {
+            tracing::warn!(?error, "Redis refused a change to the list of rooms");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -162,7 +197,7 @@ mod tests {
             redis::parse_redis_value(b"-OOM command not allowed when used memory > 'maxmemory'\r\n").unwrap();
         assert!(matches!(refused, Value::ServerError(_)));
         let numbered = Value::Array(vec![Value::BulkString(b"4242".to_vec()), Value::Int(1)]);
-        pipeline.settle(&[Value::Okay, numbered, refused]);
+        assert!(pipeline.settle(&[Value::Okay, numbered, refused]).is_empty());
         assert!(refusals(&ann).is_empty(), "a publish Redis took is not answered with an error");
         assert_eq!(refusals(&bob), vec![(Some(8), ErrorCode::BROKER_UNAVAILABLE)]);
     }

@@ -24,6 +24,8 @@ pub struct Scripts {
     snapshot: Script,
     presence: Script,
     heartbeat: Script,
+    reap: Script,
+    listing: Script,
     /// The keys' names.
     pub keys: Keys,
     /// How long a room's history and numbering outlive its last message,
@@ -46,14 +48,16 @@ impl Scripts {
             snapshot: Script::new(include_str!("lua/snapshot.lua")),
             presence: Script::new(include_str!("lua/presence.lua")),
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+            reap: Script::new(include_str!("lua/reap.lua")),
+            listing: Script::new(include_str!("lua/listing.lua")),
             keys,
             room_ttl_secs,
         }
     }
 
     /// Every script, to load.
-    pub fn all(&self) -> [&Script; 4] {
-        [&self.publish, &self.snapshot, &self.presence, &self.heartbeat]
+    pub fn all(&self) -> [&Script; 6] {
+        [&self.publish, &self.snapshot, &self.presence, &self.heartbeat, &self.reap, &self.listing]
     }
 }
 
@@ -136,20 +140,50 @@ pub struct PresenceScript<'a> {
     pub change: PresenceChange,
 }
 
+/// What `presence.lua` and `reap.lua` answer first: how many members the
+/// room has left on every server, and when (Redis's clock, in
+/// microseconds), which orders the room's changes to the list of rooms.
+pub type Headcount = (u64, u64);
+
 impl PresenceScript<'_> {
-    /// The command.
+    /// The command; its answer is a [`Headcount`].
     pub fn command(&self, scripts: &Scripts) -> Cmd {
         let mut command = evalsha(
             &scripts.presence,
-            &[scripts.keys.room_members(self.room), scripts.keys.node(self.node_id), scripts.keys.rooms()],
+            &[scripts.keys.room_members(self.room), scripts.keys.room_node(self.room, self.node_id)],
         );
         command
             .arg(self.member.session_id)
             .arg(feed::member_record(self.node_id, &self.member.name))
-            .arg(feed::node_field(self.room, self.member.session_id))
-            .arg(feed::reap_record(&scripts.keys, self.room, self.member))
-            .arg(if self.change == PresenceChange::Joined { "1" } else { "0" })
-            .arg(self.room);
+            .arg(feed::presence_event(PresenceChange::Disconnected, self.member))
+            .arg(if self.change == PresenceChange::Joined { "1" } else { "0" });
+        command
+    }
+}
+
+/// `listing.lua`: a room's change to the list of rooms with members, after
+/// `presence.lua` or `reap.lua` made it in the room.
+#[derive(Debug, Clone)]
+pub struct ListingScript {
+    /// The room.
+    pub room: Arc<str>,
+    /// What the room's script answered.
+    pub headcount: Headcount,
+}
+
+/// How long a room taken off the list keeps its vacated mark: far longer
+/// than any change can take to reach Redis.
+const VACATED_MARK_SECS: u64 = 60;
+
+impl ListingScript {
+    /// The command.
+    pub fn command(&self, scripts: &Scripts) -> Cmd {
+        let (members, version) = self.headcount;
+        let mut command = evalsha(
+            &scripts.listing,
+            &[scripts.keys.rooms(), scripts.keys.room_versions(), scripts.keys.room_vacated(&self.room)],
+        );
+        command.arg(&*self.room).arg(version).arg(if members > 0 { "1" } else { "0" }).arg(VACATED_MARK_SECS);
         command
     }
 }
@@ -233,57 +267,70 @@ impl PeekScript<'_> {
     }
 }
 
-/// `heartbeat.lua`: marks this server alive and removes the members of the
-/// silent ones.
+/// `heartbeat.lua`: marks this server alive and hands it the dead servers
+/// whose members it is to remove.
 #[derive(Debug)]
 pub struct HeartbeatScript {
     /// This server.
     pub node_id: u64,
     /// How long a server may be silent before it is dead.
     pub node_timeout_ms: u64,
-    /// Whether to first remove this server's own leftovers.
-    pub reap_self: bool,
-}
-
-/// What `heartbeat.lua` removed.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Reaped {
-    /// How many servers it found dead.
-    pub servers: u64,
-    /// Each member removed: the room, the member, and how many members the
-    /// room has left on every server.
-    pub members: Vec<(Arc<str>, EventMember, u64)>,
 }
 
 impl HeartbeatScript {
-    /// Reads the script's answer; a removal it cannot read is skipped
-    /// (Redis wrote what `feed.rs` wrote, so there is none).
-    pub fn decode(&self, scripts: &Scripts, reply: &[redis::Value]) -> Reaped {
-        let mut reaped = Reaped::default();
-        let Some((servers, removed)) = reply.split_first() else { return reaped };
-        reaped.servers = redis::from_redis_value(servers).unwrap_or(0);
-        for removal in removed.chunks_exact(3) {
-            let key: Vec<u8> = redis::from_redis_value(&removal[0]).unwrap_or_default();
-            let event: Vec<u8> = redis::from_redis_value(&removal[1]).unwrap_or_default();
-            let left: u64 = redis::from_redis_value(&removal[2]).unwrap_or(u64::MAX);
-            let room = std::str::from_utf8(&key).ok().and_then(|key| scripts.keys.room_of_members(key));
-            if let (Some(room), Ok(RoomEvent::Presence { member, .. })) = (room, feed::parse(&event)) {
-                reaped.members.push((Arc::from(room), member, left));
+    /// The command; Redis answers with the node ids of the dead servers
+    /// handed to this one.
+    pub fn command(&self, scripts: &Scripts) -> Cmd {
+        let mut command = evalsha(&scripts.heartbeat, &[scripts.keys.nodes(), scripts.keys.reaping()]);
+        command.arg(self.node_id).arg(self.node_timeout_ms);
+        command
+    }
+}
+
+/// `reap.lua`: removes the members a dead server left in one room.
+#[derive(Debug)]
+pub struct ReapScript<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// The dead server.
+    pub node_id: u64,
+}
+
+/// What `reap.lua` removed from one room.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// How many members the room has left, and when.
+    pub headcount: Headcount,
+    /// Each member removed.
+    pub members: Vec<EventMember>,
+}
+
+impl ReapScript<'_> {
+    /// The command; see [`ReapScript::decode`] for its answer.
+    pub fn command(&self, scripts: &Scripts) -> Cmd {
+        let mut command = evalsha(
+            &scripts.reap,
+            &[scripts.keys.room_members(self.room), scripts.keys.room_node(self.room, self.node_id)],
+        );
+        command.arg(scripts.keys.room_events(self.room));
+        command
+    }
+
+    /// Reads the script's answer: the headcount, then the departure events;
+    /// one it cannot read is skipped (Redis holds what `feed.rs` wrote, so
+    /// there is none).
+    pub fn decode(reply: &[redis::Value]) -> Reaped {
+        let number = |index: usize| reply.get(index).and_then(|value| redis::from_redis_value(value).ok());
+        let mut reaped = Reaped {
+            headcount: (number(0).unwrap_or(u64::MAX), number(1).unwrap_or(0)),
+            members: Vec::new(),
+        };
+        for event in reply.iter().skip(2) {
+            let event: Vec<u8> = redis::from_redis_value(event).unwrap_or_default();
+            if let Ok(RoomEvent::Presence { member, .. }) = feed::parse(&event) {
+                reaped.members.push(member);
             }
         }
         reaped
-    }
-
-    /// The command; Redis answers with how many servers it found dead,
-    /// then what it removed (see [`HeartbeatScript::decode`]).
-    pub fn command(&self, scripts: &Scripts) -> Cmd {
-        let mut command = evalsha(&scripts.heartbeat, &[scripts.keys.nodes()]);
-        command
-            .arg(self.node_id)
-            .arg(self.node_timeout_ms)
-            .arg(if self.reap_self { "1" } else { "0" })
-            .arg(scripts.keys.node_prefix())
-            .arg(scripts.keys.rooms());
-        command
     }
 }

@@ -14,7 +14,8 @@ use wtchat_protocol::PresenceChange;
 use wtchat_redis::feed;
 use wtchat_redis::keys::Keys;
 use wtchat_redis::scripts::{
-    HeartbeatScript, PeekScript, PresenceScript, PublishScript, Scripts, SnapshotReply, SnapshotScript,
+    Headcount, HeartbeatScript, ListingScript, PeekScript, PresenceScript, PublishScript, ReapScript,
+    Scripts, SnapshotReply, SnapshotScript,
 };
 use wtchat_server::{Config, Server};
 use wtchat_tests::redis::RedisServer;
@@ -50,14 +51,24 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     };
     let member = EventMember { session_id: (7 << 32) + 1, name: Arc::from(NAME) };
 
-    // A member arrives: the members hash and the node's leftovers record
-    // it at once; the link announces it later, in a batch, which reads back
+    // A member arrives: the members hash and the room's record of the
+    // node's members hold it at once; the link lists the room with the
+    // answer, and announces the arrival later, in a batch, which reads back
     // as the changes it holds.
     let joined = PresenceScript { room, node_id: 7, member: &member, change: PresenceChange::Joined };
-    let members: u64 = joined.command(&scripts).query_async(&mut connection).await?;
-    assert_eq!(members, 1, "the answer is the room's members on every server");
+    let joined_at: Headcount = joined.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(joined_at.0, 1, "the answer is the room's members on every server");
+    let list = |headcount| ListingScript { room: Arc::from(room), headcount }.command(&scripts);
+    let applied: u64 = list(joined_at).query_async(&mut connection).await?;
+    assert_eq!(applied, 1);
     let listed: Vec<String> = connection.zrange(keys.rooms(), 0, -1).await?;
     assert_eq!(listed, [room], "a room with members is listed");
+    // Changes of one room reach the list from several servers, in any
+    // order: one older than what the list holds changes nothing.
+    let stale: u64 = list((0, joined_at.1 - 1)).query_async(&mut connection).await?;
+    assert_eq!(stale, 0);
+    let listed: Vec<String> = connection.zrange(keys.rooms(), 0, -1).await?;
+    assert_eq!(listed, [room], "a late, older departure does not unlist the room");
     let recorded: Vec<(Vec<u8>, Vec<u8>)> = connection.hgetall(keys.room_members(room)).await?;
     let recorded: Vec<EventMember> =
         recorded.iter().filter_map(|(id, record)| feed::parse_member(id, record)).collect();
@@ -141,58 +152,45 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
     let () = connection.publish(keys.room_events(room), feed::typing_event(&member)).await?;
     assert_eq!(next_events().await?, [RoomEvent::Typing { member: member.clone() }]);
 
-    // The server comes back after losing its link: the heartbeat removes
-    // what it left behind and tells the room the member disconnected.
-    let heartbeat = HeartbeatScript { node_id: 7, node_timeout_ms: 10_000, reap_self: true };
-    let reply: Vec<redis::Value> = heartbeat.command(&scripts).query_async(&mut connection).await?;
-    let reaped = heartbeat.decode(&scripts, &reply);
-    assert_eq!(reaped.servers, 0, "no other server was silent");
-    assert_eq!(reaped.members, [(Arc::from(room), member.clone(), 0)], "what was removed, as Rust reads it");
+    // The server comes back after losing its link: it removes what it left
+    // behind, room by room, and the room hears the member disconnected.
+    let reap = ReapScript { room, node_id: 7 };
+    let reply: Vec<redis::Value> = reap.command(&scripts).query_async(&mut connection).await?;
+    let reaped = ReapScript::decode(&reply);
+    assert_eq!((reaped.headcount.0, &reaped.members[..]), (0, std::slice::from_ref(&member)));
+    assert!(reaped.headcount.1 > joined_at.1, "the departure is later than the arrival");
+    let _: u64 = list(reaped.headcount).query_async(&mut connection).await?;
     let listed: Vec<String> = connection.zrange(keys.rooms(), 0, -1).await?;
     assert!(listed.is_empty(), "an emptied room leaves the list of rooms");
+    let stale: u64 = list(joined_at).query_async(&mut connection).await?;
+    assert_eq!(stale, 0, "the arrival, arriving late, does not bring the room back");
     assert_eq!(
         next_events().await?,
         [RoomEvent::Presence { change: PresenceChange::Disconnected, member: member.clone() }]
     );
     let left: Vec<Vec<u8>> = connection.hgetall(keys.room_members(room)).await?;
     assert!(left.is_empty(), "the member is gone from the room");
-    let leftovers: Vec<Vec<u8>> = connection.hgetall(keys.node(7)).await?;
-    assert!(leftovers.is_empty(), "and from the node's leftovers");
+    let leftovers: Vec<Vec<u8>> = connection.hgetall(keys.room_node(room, 7)).await?;
+    assert!(leftovers.is_empty(), "and from the room's record of the node's members");
+    let again: Vec<redis::Value> = reap.command(&scripts).query_async(&mut connection).await?;
+    assert!(ReapScript::decode(&again).members.is_empty(), "a second removal announces nothing");
 
-    // A server that falls silent is reaped by another's heartbeat.
-    let other = EventMember { session_id: (8 << 32) + 5, name: Arc::from("Far") };
-    let joined = PresenceScript { room, node_id: 8, member: &other, change: PresenceChange::Joined };
-    let _: u64 = joined.command(&scripts).query_async(&mut connection).await?;
-    let alive = HeartbeatScript { node_id: 8, node_timeout_ms: 3_000, reap_self: false };
-    let _: Vec<redis::Value> = alive.command(&scripts).query_async(&mut connection).await?;
+    // A server that falls silent is handed to one live server, once; one
+    // that took it on and died in turn leaves it to be handed out again.
+    let alive = HeartbeatScript { node_id: 8, node_timeout_ms: 3_000 };
+    let dead: Vec<u64> = alive.command(&scripts).query_async(&mut connection).await?;
+    assert!(dead.is_empty());
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let reaper = HeartbeatScript { node_id: 9, node_timeout_ms: 1, reap_self: false };
-    let reply: Vec<redis::Value> = reaper.command(&scripts).query_async(&mut connection).await?;
-    let reaped = reaper.decode(&scripts, &reply);
-    assert!(reaped.servers >= 1, "the silent server was found dead");
-    assert_eq!(reaped.members, [(Arc::from(room), other.clone(), 0)]);
-    let listed: Vec<String> = connection.zrange(keys.rooms(), 0, -1).await?;
-    assert!(listed.is_empty());
-    assert_eq!(
-        next_events().await?,
-        [RoomEvent::Presence { change: PresenceChange::Disconnected, member: other }]
-    );
-
-    // A record written before records named their room is reaped too.
-    let old = EventMember { session_id: (10 << 32) + 1, name: Arc::from("Old") };
-    let mut record =
-        format!("{}\n{}\n{}\n", keys.room_members(room), keys.room_events(room), old.session_id).into_bytes();
-    record.extend(feed::presence_event(PresenceChange::Disconnected, &old));
-    let () =
-        connection.hset(keys.room_members(room), old.session_id, feed::member_record(10, &old.name)).await?;
-    let () = connection.hset(keys.node(10), "old", record).await?;
-    let () = connection.zadd(keys.nodes(), 10, 1).await?;
-    let reply: Vec<redis::Value> = reaper.command(&scripts).query_async(&mut connection).await?;
-    assert_eq!(reaper.decode(&scripts, &reply).members, [(Arc::from(room), old.clone(), 0)]);
-    assert_eq!(
-        next_events().await?,
-        [RoomEvent::Presence { change: PresenceChange::Disconnected, member: old }]
-    );
+    let reaper = HeartbeatScript { node_id: 9, node_timeout_ms: 5 };
+    let dead: Vec<u64> = reaper.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(dead, [8], "the silent server is handed to the caller");
+    let again: Vec<u64> = reaper.command(&scripts).query_async(&mut connection).await?;
+    assert!(again.is_empty(), "and to no one else meanwhile");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let next = HeartbeatScript { node_id: 10, node_timeout_ms: 5 };
+    let mut dead: Vec<u64> = next.command(&scripts).query_async(&mut connection).await?;
+    dead.sort_unstable();
+    assert_eq!(dead, [8, 9], "the abandoned removal and the silent reaper");
     Ok(())
 }
 

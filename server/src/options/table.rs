@@ -217,6 +217,12 @@ super::options! {
             Some(_) => Err("each must be a redis:// URL".into()),
             None => Ok(()),
         });
+    /// Treat `redis_url` as the seed nodes of one Redis Cluster (any of
+    /// its nodes; several, so that a server can start while one is down):
+    /// the cluster spreads the rooms over its masters by their slots, and a
+    /// failover or slot migration is a blip within `redis_grace_ms`.
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    redis_cluster: bool, env "WTCHAT_REDIS_CLUSTER", default (false);
     /// How long a server may be silent in Redis before the others remove
     /// its members from every room, in ms (at least 3000).
     redis_node_timeout_ms: u64, env "WTCHAT_REDIS_NODE_TIMEOUT_MS", default (10_000),
@@ -339,6 +345,9 @@ impl Config {
                 self.redis_grace_ms, self.redis_node_timeout_ms
             ));
         }
+        if self.redis_cluster && self.redis_url.is_empty() {
+            return fail("redis_cluster needs redis_url, the cluster's seed nodes".into());
+        }
         if self.moderation_url.is_some() && self.webhook_secret.is_none() {
             return fail("moderation_url needs webhook_secret, which signs every request".into());
         }
@@ -411,6 +420,7 @@ impl Config {
     pub fn redis(&self) -> Option<RedisOptions> {
         Some(RedisOptions {
             urls: Some(self.redis_url.clone()).filter(|urls| !urls.is_empty())?,
+            cluster: self.redis_cluster,
             history_len: self.history_len,
             node_timeout: Duration::from_millis(self.redis_node_timeout_ms),
             presence_interval: Duration::from_millis(self.presence_interval_ms),
