@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod binary;
+pub mod blip;
 pub mod browser;
 pub mod client;
 pub mod dial;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod http_server;
 pub mod moderation_backend;
 pub mod redis;
+pub mod redis_cluster;
 pub mod server;
 pub mod token_issuer;
 pub mod webhook_receiver;

@@ -22,15 +22,29 @@ pub struct RedisServer {
     /// The loopback port it listens on, kept across restarts.
     pub port: u16,
     dir: PathBuf,
+    /// Arguments beyond the defaults, kept across restarts.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts Redis on a free loopback port and waits until it answers.
     pub fn start() -> Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts Redis on a free loopback port with more arguments.
+    pub fn start_with(extra: &[&str]) -> Result<Self> {
         // Ask the kernel for a free port, then give it to Redis, which
         // cannot report a port it chose itself.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut redis = Self { child: None, port, dir: temp_dir("redis") };
+        Self::start_on(port, extra)
+    }
+
+    /// Starts Redis on `port` with more arguments (those of a cluster
+    /// node, say).
+    pub fn start_on(port: u16, extra: &[&str]) -> Result<Self> {
+        let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        let mut redis = Self { child: None, port, dir: temp_dir("redis"), extra };
         redis.launch()?;
         Ok(redis)
     }
@@ -49,6 +63,7 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(&self.dir)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -76,6 +91,21 @@ impl RedisServer {
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut reply).is_ok()
             && &reply == b"+PONG\r\n"
+    }
+
+    /// Whether the process runs (it may be paused).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// One command's answer.
+    pub fn query<T: redis::FromRedisValue>(&self, command: &[&str]) -> Result<T> {
+        let mut connection = redis::Client::open(self.url())?.get_connection()?;
+        let mut cmd = redis::cmd(command[0]);
+        for arg in &command[1..] {
+            cmd.arg(*arg);
+        }
+        Ok(cmd.query(&mut connection)?)
     }
 
     /// Kills Redis at once, as a crash would.

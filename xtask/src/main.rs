@@ -236,9 +236,14 @@ fn ensure_firefox() -> Result {
 }
 
 /// Makes sure Debian's Redis is installed, for the scale-out tests (each
-/// test starts its own `redis-server` on a loopback port).
+/// test starts its own `redis-server` on a loopback port, and the cluster
+/// tests join several with `redis-cli --cluster create`).
 pub(crate) fn ensure_redis() -> Result {
-    ensure_debian_packages("Redis", &["/usr/bin/redis-server"], &["redis-server"])
+    ensure_debian_packages(
+        "Redis",
+        &["/usr/bin/redis-server", "/usr/bin/redis-cli"],
+        &["redis-server", "redis-tools"],
+    )
 }
 
 /// Installs `packages` with apt-get unless every one of `files` exists.

@@ -1,0 +1,201 @@
+//! Rooms in a Redis Cluster (`redis_cluster`): three masters made with
+//! `redis-cli --cluster create`, each room's keys in its own slot. One
+//! order per room, presence, resume and the room list work across servers
+//! as with one Redis, and a failover of the master that holds a room, or
+//! the move of its slot to another master, while a publisher keeps sending,
+//! closes no session and loses no message.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+use wtchat_protocol::{PresenceChange, Resume};
+use wtchat_redis::keys::Keys;
+use wtchat_tests::binary::Binary;
+use wtchat_tests::blip::{check, publish_through, until_body};
+use wtchat_tests::redis_cluster::RedisCluster;
+use wtchat_tests::webtransport::published_hashes_at;
+use wtchat_tests::{WsClient, WtClient, http_get, metric, scrape_metrics};
+
+const KEY: &str = "the backend's API key that is long enough";
+
+async fn servers(cluster: &RedisCluster, count: usize, extra: &[&str]) -> Result<Vec<Binary>> {
+    let mut flags = vec!["--redis-cluster", "--api-keys", KEY];
+    flags.extend_from_slice(extra);
+    Binary::start_sharing(count, &cluster.seeds(), &flags).await
+}
+
+async fn ws(server: &Binary) -> Result<WsClient> {
+    let mut client = WsClient::connect_at(server.address, None, None).await?;
+    client.hello().await?;
+    Ok(client)
+}
+
+async fn wt(server: &Binary) -> Result<WtClient> {
+    let hashes = published_hashes_at(server.address).await?;
+    let url = server.webtransport_url.clone().context("no WebTransport URL")?;
+    let mut client = WtClient::open(&url, &hashes, None).await?;
+    client.hello().await?;
+    Ok(client)
+}
+
+/// A room whose keys live on each of the cluster's first `masters` nodes.
+fn one_room_per_master(cluster: &RedisCluster, masters: usize) -> Result<Vec<String>> {
+    let keys = Keys::default();
+    (0..masters)
+        .map(|master| {
+            (0..200)
+                .map(|n| format!("room-{n}"))
+                .find(|room| cluster.master_of(&keys.room_meta(room)).ok() == Some(master))
+                .context("no room name lands on a master")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_in_a_redis_cluster_keep_one_order_presence_and_resume_across_servers() -> Result<()> {
+    let cluster = RedisCluster::start(3, 0)?;
+    let servers = servers(&cluster, 2, &[]).await?;
+    let rooms = one_room_per_master(&cluster, 3)?;
+    let mut ann = ws(&servers[0]).await?;
+    let mut bob = wt(&servers[1]).await?;
+    let mut epochs = Vec::new();
+    for room in &rooms {
+        epochs.push(ann.join(room, "Ann").await?.0.epoch);
+        bob.join(room, "Bob").await?;
+        ann.until_presence(|change| {
+            (change.member.name == "Bob" && change.change == PresenceChange::Joined).then_some(())
+        })
+        .await?;
+    }
+    // Each room's keys are on its own master, together.
+    let keys = Keys::default();
+    for (master, room) in rooms.iter().enumerate() {
+        for key in [keys.room_meta(room), keys.room_members(room)] {
+            let held: bool = cluster.nodes[master].query(&["EXISTS", &key])?;
+            ensure!(held, "{key} is not on master {master}");
+        }
+    }
+    for round in 0..3 {
+        for room in &rooms {
+            ann.publish(room, &format!("ann {round}")).await?;
+            bob.publish(room, &format!("bob {round}")).await?;
+        }
+    }
+    let order = |messages: Vec<wtchat_protocol::ChatMessage>| {
+        let mut by_room: Vec<(String, u64, String)> =
+            messages.into_iter().map(|m| (m.room, m.seq, m.body)).collect();
+        by_room.sort();
+        by_room
+    };
+    let (seen_by_ann, seen_by_bob) = tokio::try_join!(ann.chat(18), bob.chat(18))?;
+    let (seen_by_ann, seen_by_bob) = (order(seen_by_ann), order(seen_by_bob));
+    ensure!(seen_by_ann == seen_by_bob, "one order per room on both servers");
+    for room in &rooms {
+        let seqs: Vec<u64> = seen_by_ann.iter().filter(|m| &m.0 == room).map(|m| m.1).collect();
+        ensure!(seqs == (1..=6).collect::<Vec<_>>(), "{room}: {seqs:?}");
+    }
+    // The room list, kept in a slot of its own, names every room with its
+    // members on both servers.
+    let bearer = format!("Bearer {KEY}");
+    let (_, listed) = http_get(servers[0].address, "/api/rooms", &[("Authorization", &bearer)]).await?;
+    let listed: Value = serde_json::from_str(&listed)?;
+    let entries: Vec<(&str, u64)> = listed["rooms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r["room"].as_str()?, r["member_count"].as_u64()?)))
+        .collect();
+    let mut expected: Vec<(&str, u64)> = rooms.iter().map(|room| (room.as_str(), 2)).collect();
+    expected.sort_unstable();
+    ensure!(entries == expected, "{listed}");
+    // Ann leaves; Bob goes on in the last room; Ann resumes it on the other
+    // server and gets exactly what she missed, and Bob sees her go.
+    ann.vanish();
+    let last = rooms.last().context("a room")?;
+    bob.until_presence(|change| {
+        (change.member.name == "Ann" && change.change != PresenceChange::Joined).then_some(())
+    })
+    .await?;
+    for n in 0..3 {
+        bob.publish(last, &format!("missed {n}")).await?;
+    }
+    bob.chat(3).await?;
+    let mut ann = ws(&servers[1]).await?;
+    let resume = Resume { epoch: epochs[2], last_seq: 6 };
+    let (rejoined, history) = ann.join_from(last, "Ann", Some(resume)).await?;
+    ensure!(!rejoined.history.gap && rejoined.epoch == epochs[2]);
+    let missed: Vec<(u64, String)> = history.into_iter().map(|m| (m.seq, m.body)).collect();
+    ensure!(missed == [(7, "missed 0".into()), (8, "missed 1".into()), (9, "missed 2".into())], "{missed:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_of_the_rooms_master_closes_no_session_and_loses_no_message() -> Result<()> {
+    let mut cluster = RedisCluster::start(3, 1)?;
+    let flags =
+        ["--redis-node-timeout-ms", "16000", "--redis-grace-ms", "8000", "--publish-rate-per-sec", "100"];
+    let servers = servers(&cluster, 2, &flags).await?;
+    let mut ann = ws(&servers[0]).await?;
+    ann.join("hall", "Ann").await?;
+    let mut bob = wt(&servers[1]).await?;
+    bob.join("hall", "Bob").await?;
+    let mut publisher = ws(&servers[1]).await?;
+    publisher.join("hall", "Pub").await?;
+    let master = cluster.master_of(&Keys::default().room_meta("hall"))?;
+    let sent = 60;
+    // The master holding the room crashes; its replica takes over once the
+    // cluster agrees it is gone (about twice the node timeout).
+    let failover = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster.nodes[master].kill();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while cluster.master_of(&Keys::default().room_meta("hall")).is_ok_and(|now| now == master) {
+            ensure!(tokio::time::Instant::now() < deadline, "no replica took over the room's slot");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    };
+    let (refused, heard) = publish_through(&mut publisher, &servers, sent, failover).await?;
+    ensure!(!refused.is_empty(), "publishes while the room had no master are refused");
+    let (ann_seen, bob_seen) = tokio::try_join!(until_body(&mut ann, "end"), until_body(&mut bob, "end"))?;
+    check(&[ann_seen, bob_seen, heard], sent, &refused)?;
+    // The publisher's server had commands for the lost master, so its link
+    // failed and came back; the other may not have needed that master.
+    let scrape = scrape_metrics(servers[1].address).await?;
+    ensure!(metric(&scrape, "wtchat_broker_link_losses_total").is_some_and(|n| n >= 1.0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_rooms_slot_to_another_master_closes_no_session_and_loses_no_message() -> Result<()> {
+    let cluster = RedisCluster::start(3, 0)?;
+    let flags =
+        ["--redis-node-timeout-ms", "16000", "--redis-grace-ms", "8000", "--publish-rate-per-sec", "100"];
+    let servers = servers(&cluster, 2, &flags).await?;
+    let mut ann = wt(&servers[0]).await?;
+    ann.join("hall", "Ann").await?;
+    let mut bob = ws(&servers[1]).await?;
+    bob.join("hall", "Bob").await?;
+    let mut publisher = ws(&servers[1]).await?;
+    publisher.join("hall", "Pub").await?;
+    let meta = Keys::default().room_meta("hall");
+    let from = cluster.master_of(&meta)?;
+    let to = (from + 1) % 3;
+    let sent = 40;
+    let migration = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::block_in_place(|| cluster.migrate_slot_of(&meta, to))
+    };
+    let (refused, heard) = publish_through(&mut publisher, &servers, sent, migration).await?;
+    let (ann_seen, bob_seen) = tokio::try_join!(until_body(&mut ann, "end"), until_body(&mut bob, "end"))?;
+    check(&[ann_seen, bob_seen, heard], sent, &refused)?;
+    ensure!(cluster.master_of(&meta)? == to, "the slot moved");
+    let held: bool = cluster.nodes[to].query(&["EXISTS", &meta])?;
+    ensure!(held, "the room's keys moved with it");
+    // The publisher's server was redirected, which it takes as a lost link
+    // and comes back from with the new owner.
+    let scrape = scrape_metrics(servers[1].address).await?;
+    ensure!(metric(&scrape, "wtchat_broker_link_losses_total").is_some_and(|n| n >= 1.0));
+    Ok(())
+}
