@@ -1,8 +1,9 @@
 //! Rooms spread over several Redis (client-side sharding): each room on one
 //! of them by a stable hash of its name, every server agreeing. One order
 //! per room, presence and resume across servers work as with one Redis,
-//! the room list spans the shards, and a shard that goes down closes the
-//! members of its own rooms only.
+//! the room list spans the shards, a shard paused for longer than the link
+//! timeout but within the grace closes no session and loses no message, and
+//! a shard that goes down closes the members of its own rooms only.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use wtchat_protocol::{ErrorCode, PresenceChange, ReasonCode, Resume, ServerMessa
 use wtchat_redis::keys::Keys;
 use wtchat_redis::shard::shard_of;
 use wtchat_tests::binary::Binary;
+use wtchat_tests::blip::{check, publish_through, until_body};
 use wtchat_tests::redis::RedisServer;
 use wtchat_tests::server::eventually_async;
 use wtchat_tests::webtransport::published_hashes_at;
@@ -166,5 +168,39 @@ async fn a_shard_that_goes_down_closes_the_members_of_its_own_rooms_only() -> Re
     carl.join(&rooms[1], "Carl").await?;
     carl.publish(&rooms[1], "back").await?;
     ensure!(carl.chat(1).await?[0].body == "back");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_paused_within_the_grace_closes_no_session_and_loses_no_message() -> Result<()> {
+    let extra =
+        ["--redis-node-timeout-ms", "16000", "--redis-grace-ms", "8000", "--publish-rate-per-sec", "100"];
+    let (redis, servers) = sharded(2, 2, &extra).await?;
+    // The room the publisher uses, on whichever shard holds it, and a room
+    // on the other shard, which must not notice.
+    let held_by = shard_of("hall", 2);
+    let elsewhere = one_room_per_shard(2).swap_remove(1 - held_by);
+    let mut ann = ws(&servers[0]).await?;
+    ann.join("hall", "Ann").await?;
+    let mut bob = ws(&servers[1]).await?;
+    bob.join("hall", "Bob").await?;
+    let mut carl = ws(&servers[0]).await?;
+    carl.join(&elsewhere, "Carl").await?;
+    let mut publisher = ws(&servers[1]).await?;
+    publisher.join("hall", "Pub").await?;
+    let sent = 70;
+    let blip = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        redis[held_by].pause()?;
+        // Meanwhile the other shard's rooms go on.
+        carl.publish(&elsewhere, "unaffected").await?;
+        ensure!(carl.chat(1).await?[0].body == "unaffected");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        redis[held_by].resume()
+    };
+    let (refused, heard) = publish_through(&mut publisher, &servers, sent, blip).await?;
+    ensure!(!refused.is_empty(), "publishes to the paused shard's room are refused");
+    let (ann_seen, bob_seen) = tokio::try_join!(until_body(&mut ann, "end"), until_body(&mut bob, "end"))?;
+    check(&[ann_seen, bob_seen, heard], sent, &refused)?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::redis_deployment::{Deployment, RedisDeployment};
 use crate::results::{figure, lines_of, median, ramp_reach};
 use crate::{Result, cargo, root, step, target_dir};
 
@@ -35,12 +36,13 @@ const VERSUS: &[&str] = &["--versus", "textbook", "--versus", "floor"];
 /// One workload: a name, the server's extra flags, the bench's arguments.
 pub(crate) struct Workload {
     pub(crate) name: &'static str,
-    title: &'static str,
-    server: &'static [&'static str],
-    bench: Vec<String>,
-    /// How many servers share the room through a Redis started for the
-    /// workload; 0 for one server alone, with no broker.
-    redis_servers: usize,
+    pub(crate) title: &'static str,
+    pub(crate) server: &'static [&'static str],
+    pub(crate) bench: Vec<String>,
+    /// How many servers share the rooms.
+    pub(crate) servers: usize,
+    /// The Redis they share them through, started for the workload.
+    pub(crate) redis: Deployment,
 }
 
 /// How many times the WebSocket/WebTransport pair at 100,000 deliveries/s
@@ -80,14 +82,16 @@ fn workloads(quick: bool) -> Vec<Workload> {
             name: "ws-100",
             title: "WebSocket, 100 messages/s (100,000 deliveries/s)",
             server: &[],
-            redis_servers: 0,
+            servers: 1,
+            redis: Deployment::None,
             bench: [run("ws"), args(VERSUS)].concat(),
         });
         list.push(Workload {
             name: "wt-100",
             title: "WebTransport, 100 messages/s (100,000 deliveries/s)",
             server: &[],
-            redis_servers: 0,
+            servers: 1,
+            redis: Deployment::None,
             bench: run("wt"),
         });
     }
@@ -98,7 +102,8 @@ fn workloads(quick: bool) -> Vec<Workload> {
             name: "ws-ramp",
             title: "WebSocket ramp",
             server: &[],
-            redis_servers: 0,
+            servers: 1,
+            redis: Deployment::None,
             bench: [ramp("ws", "docs/bench/ramp-ws.png"), args(VERSUS)].concat(),
         });
     }
@@ -106,7 +111,8 @@ fn workloads(quick: bool) -> Vec<Workload> {
         name: "wt-ramp",
         title: "WebTransport ramp",
         server: &[],
-        redis_servers: 0,
+        servers: 1,
+        redis: Deployment::None,
         bench: ramp("wt", "docs/bench/ramp-wt.png"),
     });
     // Idle connections must not time out while thousands of others connect.
@@ -118,7 +124,8 @@ fn workloads(quick: bool) -> Vec<Workload> {
             name,
             title,
             server: IDLE_SERVER,
-            redis_servers: 0,
+            servers: 1,
+            redis: Deployment::None,
             bench: args(&["--transport", transport, "--mode", "idle", "--connections", idle, "--hold", "3"]),
         });
     }
@@ -148,7 +155,8 @@ fn workloads(quick: bool) -> Vec<Workload> {
             name,
             title,
             server: IDLE_SERVER,
-            redis_servers: 0,
+            servers: 1,
+            redis: Deployment::None,
             bench: args(&["--transport", transport, "--mode", "join", "-s", members, "--join-rate", "1000"]),
         });
     }
@@ -158,17 +166,19 @@ fn workloads(quick: bool) -> Vec<Workload> {
         name: "join-ws-burst",
         title: "A crowd joining one room all at once over WebSocket",
         server: IDLE_SERVER,
-        redis_servers: 0,
+        servers: 1,
+        redis: Deployment::None,
         bench: args(&["--transport", "ws", "--mode", "join", "-s", idle, "--join-rate", "0"]),
     });
     // The ws-100 load again, through Redis: on one server, then with the
     // room split over two (members alternate between them).
-    for (name, title, redis_servers) in [
+    for (name, title, servers) in [
         ("redis-1", "WebSocket, 100 messages/s, one server through Redis", 1),
         ("redis-split", "WebSocket, 100 messages/s, the room split over two servers through Redis", 2),
     ] {
-        list.push(Workload { name, title, server: &[], redis_servers, bench: run("ws") });
+        list.push(Workload { name, title, server: &[], servers, redis: Deployment::One, bench: run("ws") });
     }
+    list.extend(crate::capacity::workloads(quick));
     list
 }
 
@@ -176,8 +186,10 @@ fn workloads(quick: bool) -> Vec<Workload> {
 /// reproduces it, and the tables the bench printed.
 pub(crate) type Section = (Workload, Vec<Value>, String, String);
 
-/// Runs the workloads and writes BENCHMARKS.md.
-pub fn run(quick: bool) -> Result {
+/// Runs the workloads and writes BENCHMARKS.md; with `only`, runs the
+/// workloads whose names start with it and prints the report instead, for
+/// trying one part.
+pub fn run(quick: bool, only: Option<&str>) -> Result {
     step(
         "build the release server",
         cargo().args(["build", "--release", "--package", "wtchat", "--bin", "wtchat"]),
@@ -185,27 +197,28 @@ pub fn run(quick: bool) -> Result {
     let wtchat = target_dir().join("release").join("wtchat");
     let out = root().join("docs").join("bench");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
-    let results = out.join("results.jsonl");
+    // A partial run keeps its results apart from the full run's.
+    let results =
+        if only.is_some() { target_dir().join("bench-only.jsonl") } else { out.join("results.jsonl") };
     let _ = std::fs::remove_file(&results);
     let mut sections: Vec<Section> = Vec::new();
-    for workload in workloads(quick) {
+    for workload in workloads(quick).into_iter().filter(|w| only.is_none_or(|only| w.name.starts_with(only)))
+    {
         eprintln!("\n==> benchmark {}: {}", workload.name, workload.title);
-        let redis = if workload.redis_servers > 0 { Some(Redis::start()?) } else { None };
+        let redis = RedisDeployment::start(workload.redis)?;
         let mut flags: Vec<String> = workload.server.iter().map(|f| (*f).to_owned()).collect();
-        if let Some(redis) = &redis {
-            flags.extend(["--redis-url".to_owned(), redis.url()]);
-        }
+        flags.extend(redis.iter().flat_map(RedisDeployment::flags));
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let servers = (0..workload.redis_servers.max(1))
-            .map(|_| Server::start(&wtchat, &flags))
-            .collect::<Result<Vec<_>>>()?;
+        let servers =
+            (0..workload.servers).map(|_| Server::start(&wtchat, &flags)).collect::<Result<Vec<_>>>()?;
         let before = std::fs::read_to_string(&results).unwrap_or_default().lines().count();
         let mut command = Command::new(&wtchat);
         command.current_dir(root()).arg("bench").args(["--server", &servers[0].address]);
         for server in &servers[1..] {
             command.args(["--also-server", &server.address]);
         }
-        for pid in servers.iter().map(Server::pid).chain(redis.iter().map(Redis::pid)) {
+        // The servers' CPU; Redis reports its own (`RedisDeployment::stats`).
+        for pid in servers.iter().map(Server::pid) {
             command.args(["--server-pid", &pid.to_string()]);
         }
         command.args(&workload.bench).arg("--json").arg(&results);
@@ -213,43 +226,19 @@ pub fn run(quick: bool) -> Result {
         let table = String::from_utf8_lossy(&output.stdout).into_owned();
         print!("{table}");
         drop(servers);
+        let redis_stats = redis.as_ref().map(RedisDeployment::stats);
         drop(redis);
         if !output.status.success() {
             return Err(format!("benchmark {} failed", workload.name));
         }
-        let lines: Vec<Value> = std::fs::read_to_string(&results)
+        let mut lines: Vec<Value> = std::fs::read_to_string(&results)
             .unwrap_or_default()
             .lines()
             .skip(before)
             .filter_map(|line| serde_json::from_str(line).ok())
             .collect();
-        let command_line = if workload.redis_servers == 0 {
-            format!(
-                "wtchat serve --listen 127.0.0.1:PORT {}{}\n\
-                 wtchat bench --server 127.0.0.1:PORT --server-pid PID {}",
-                BENCH_SERVER.join(" "),
-                workload.server.iter().map(|a| format!(" {a}")).collect::<String>(),
-                workload.bench.join(" ")
-            )
-        } else {
-            let ports: Vec<String> = (1..=workload.redis_servers).map(|i| format!("PORT{i}")).collect();
-            let serve: String = ports
-                .iter()
-                .map(|port| {
-                    format!(
-                        "wtchat serve --listen 127.0.0.1:{port} {} --redis-url redis://127.0.0.1:6379 &\n",
-                        BENCH_SERVER.join(" ")
-                    )
-                })
-                .collect();
-            let also: String = ports[1..].iter().map(|p| format!(" --also-server 127.0.0.1:{p}")).collect();
-            let pids: String = ports.iter().map(|p| format!(" --server-pid PID_{p}")).collect();
-            format!(
-                "redis-server --port 6379 --save '' --appendonly no &\n{serve}\
-                 wtchat bench --server 127.0.0.1:PORT1{also}{pids} --server-pid PID_REDIS {}",
-                workload.bench.join(" ")
-            )
-        };
+        lines.extend(redis_stats);
+        let command_line = reproduce(&workload);
         // A workload run again (a round of the alternating pair) adds its
         // results and its table to the first run's section.
         match sections.iter_mut().find(|(w, ..): &&mut Section| w.name == workload.name) {
@@ -269,14 +258,61 @@ pub fn run(quick: bool) -> Result {
         .status()
         .is_ok_and(|s| s.success());
     let mut profiles = String::new();
-    if perf_works {
+    if only.is_some() {
+        profiles.push_str("(no profile with --only)\n");
+    } else if perf_works {
         for (transport, rate) in [("ws", 100), ("ws", 1000), ("wt", 100)] {
             profiles.push_str(&profile(&wtchat, transport, rate, quick)?);
         }
     } else {
         profiles.push_str("perf is not available on this machine, so no profile was recorded.\n");
     }
-    write_report(&sections, &profiles, quick)
+    write_report(&sections, &profiles, quick, only.is_some())
+}
+
+/// The commands that reproduce a workload by hand.
+fn reproduce(workload: &Workload) -> String {
+    let redis_url = match workload.redis {
+        Deployment::None => None,
+        Deployment::One => Some("redis://127.0.0.1:6379".to_owned()),
+        Deployment::Shards(count) | Deployment::Cluster(count) => {
+            Some((0..count).map(|i| format!("redis://127.0.0.1:{}", 7000 + i)).collect::<Vec<_>>().join(","))
+        }
+    };
+    let Some(redis_url) = redis_url else {
+        return format!(
+            "wtchat serve --listen 127.0.0.1:PORT {}{}\n\
+             wtchat bench --server 127.0.0.1:PORT --server-pid PID {}",
+            BENCH_SERVER.join(" "),
+            workload.server.iter().map(|a| format!(" {a}")).collect::<String>(),
+            workload.bench.join(" ")
+        );
+    };
+    let redis = match workload.redis {
+        Deployment::Shards(count) => (0..count)
+            .map(|i| format!("redis-server --port {} --save '' --appendonly no &\n", 7000 + i))
+            .collect::<String>(),
+        Deployment::Cluster(count) => format!(
+            "# {count} nodes started with --cluster-enabled yes on ports 7000…, then:\n\
+             redis-cli --cluster create {} --cluster-yes\n",
+            (0..count).map(|i| format!("127.0.0.1:{}", 7000 + i)).collect::<Vec<_>>().join(" ")
+        ),
+        _ => "redis-server --port 6379 --save '' --appendonly no &\n".to_owned(),
+    };
+    let cluster = if matches!(workload.redis, Deployment::Cluster(_)) { " --redis-cluster" } else { "" };
+    let ports: Vec<String> = (1..=workload.servers).map(|i| format!("PORT{i}")).collect();
+    let serve: String = ports
+        .iter()
+        .map(|port| {
+            format!(
+                "wtchat serve --listen 127.0.0.1:{port} {} --redis-url {redis_url}{cluster} &\n",
+                BENCH_SERVER.join(" ")
+            )
+        })
+        .collect();
+    let also: String = ports[1..].iter().map(|p| format!(" --also-server 127.0.0.1:{p}")).collect();
+    let pids: String = ports.iter().map(|p| format!(" --server-pid PID_{p}")).collect();
+    format!("{redis}{serve}wtchat bench --server 127.0.0.1:PORT1{also}{pids} {}", workload.bench.join(" "))
 }
 
 /// Records where the server's CPU time goes while `rate` messages/s go to a
@@ -358,7 +394,7 @@ fn format_thousands(n: u64) -> String {
     out
 }
 
-fn write_report(sections: &[Section], profile: &str, quick: bool) -> Result {
+fn write_report(sections: &[Section], profile: &str, quick: bool, to_stdout: bool) -> Result {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -390,6 +426,7 @@ fn write_report(sections: &[Section], profile: &str, quick: bool) -> Result {
     );
     let _ = writeln!(md, "## WebTransport against WebSocket\n\n{}", targets(sections));
     let _ = writeln!(md, "## Scale-out through Redis\n\n{}", scale_out(sections));
+    let _ = writeln!(md, "## Capacity of a deployment\n\n{}", crate::capacity::table(sections));
     let _ = writeln!(md, "## Large rooms\n\n{}", crate::large_rooms::crowds(sections));
     for (workload, lines, command, table) in sections {
         let _ = writeln!(md, "## {}\n", workload.title);
@@ -406,6 +443,10 @@ fn write_report(sections: &[Section], profile: &str, quick: bool) -> Result {
     let _ = writeln!(md, "## Where the time goes\n\n{profile}");
     if let Ok(analysis) = std::fs::read_to_string(root().join("docs").join("bench").join("analysis.md")) {
         let _ = writeln!(md, "{analysis}");
+    }
+    if to_stdout {
+        println!("{md}");
+        return Ok(());
     }
     std::fs::write(root().join("BENCHMARKS.md"), md).map_err(|e| e.to_string())?;
     eprintln!("\nwrote BENCHMARKS.md");
@@ -536,51 +577,14 @@ fn targets(sections: &[Section]) -> String {
     rows
 }
 
-/// A Redis for the scale-out workloads, on a free loopback port, without
-/// persistence, stopped when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Result<Self> {
-        crate::ensure_redis()?;
-        let port = free_port()?;
-        let child = Command::new("/usr/bin/redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        wait_for_port(&format!("127.0.0.1:{port}"), "redis-server")?;
-        Ok(Self { child, port })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| e.to_string())
 }
 
-fn wait_for_port(address: &str, what: &str) -> Result {
+pub(crate) fn wait_for_port(address: &str, what: &str) -> Result {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(address).is_err() {
         if Instant::now() > deadline {

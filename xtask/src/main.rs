@@ -5,7 +5,7 @@
 //! - `cargo xtask test`: every check CI runs.
 //! - `cargo xtask build-client [--out DIR]`: build the wasm client into
 //!   `web/pkg` (or `DIR/pkg` with a copy of the page).
-//! - `cargo xtask bench [--quick]`: run the benchmarks and write
+//! - `cargo xtask bench [--quick] [--only PREFIX]`: run the benchmarks and write
 //!   BENCHMARKS.md.
 //! - `cargo xtask fuzz [SECONDS]`: run every fuzz target for SECONDS each
 //!   (`cargo test` runs them for a short time too).
@@ -16,7 +16,9 @@
 //! a fresh machine.
 
 mod bench;
+mod capacity;
 mod large_rooms;
+mod redis_deployment;
 mod results;
 mod yardsticks;
 
@@ -32,7 +34,10 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") if args.iter().any(|a| a == "--quick") => test_quick(),
         Some("test") => test(),
-        Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
+        Some("bench") => {
+            let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+            bench::run(args.iter().any(|a| a == "--quick"), only.as_deref())
+        }
         Some("fuzz") => {
             let seconds = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
             let mut totals = Totals::default();
