@@ -217,8 +217,9 @@ pub fn run(quick: bool, only: Option<&str>) -> Result {
         for server in &servers[1..] {
             command.args(["--also-server", &server.address]);
         }
-        // The servers' CPU; Redis reports its own (`RedisDeployment::stats`).
-        for pid in servers.iter().map(Server::pid) {
+        // The CPU of every wtchat process and every Redis; Redis also
+        // reports its own (`RedisDeployment::stats`).
+        for pid in servers.iter().map(Server::pid).chain(redis.iter().flat_map(RedisDeployment::pids)) {
             command.args(["--server-pid", &pid.to_string()]);
         }
         command.args(&workload.bench).arg("--json").arg(&results);
@@ -226,18 +227,23 @@ pub fn run(quick: bool, only: Option<&str>) -> Result {
         let table = String::from_utf8_lossy(&output.stdout).into_owned();
         print!("{table}");
         drop(servers);
-        let redis_stats = redis.as_ref().map(RedisDeployment::stats);
+        let redis_stats = redis.as_ref().map(|redis| redis.stats(workload.name));
         drop(redis);
+        if let Some(stats) = &redis_stats {
+            use std::io::Write as _;
+            let mut file =
+                std::fs::OpenOptions::new().append(true).open(&results).map_err(|e| e.to_string())?;
+            writeln!(file, "{stats}").map_err(|e| e.to_string())?;
+        }
         if !output.status.success() {
             return Err(format!("benchmark {} failed", workload.name));
         }
-        let mut lines: Vec<Value> = std::fs::read_to_string(&results)
+        let lines: Vec<Value> = std::fs::read_to_string(&results)
             .unwrap_or_default()
             .lines()
             .skip(before)
             .filter_map(|line| serde_json::from_str(line).ok())
             .collect();
-        lines.extend(redis_stats);
         let command_line = reproduce(&workload);
         // A workload run again (a round of the alternating pair) adds its
         // results and its table to the first run's section.

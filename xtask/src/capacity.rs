@@ -113,12 +113,13 @@ pub(crate) fn table(sections: &[Section]) -> String {
         "Each row is a ramp (5 s steps, the rate raised by half each step) on fresh servers and Redis; a \
          step counts when nothing is lost and p99 ≤ {P99_MS:.0} ms. Everything, load generator included, \
          shares this machine's cores, so these ratios say how each deployment compares here, not what a \
-         Redis core carries on a machine of its own. The servers' CPU is every wtchat process's; Redis's \
-         is from its own `INFO cpu` over the whole ramp, and the script time from `INFO commandstats` \
+         Redis core carries on a machine of its own. The CPU per delivery counts every wtchat process and \
+         every `redis-server` during the step; Redis's own share is from its `INFO cpu` over the whole \
+         ramp (joins included) per script it ran, and the script time from `INFO commandstats` \
          (`EVALSHA`). `LATENCY LATEST` is the worst event Redis recorded above 1 ms.\n\n\
          Many small rooms (2,000 sessions in rooms of 5 members, one publisher per room, 128-byte \
          messages over WebSocket); the baseline is one Redis:\n\n\
-         | deployment | highest messages/s | deliveries/s | ÷ one Redis | p99 ms there | servers' CPU-s per million deliveries there | load generator, same | Redis: µs per script | Redis CPU-s per million scripts | Redis worst latency, ms |\n\
+         | deployment | highest messages/s | deliveries/s | ÷ one Redis | p99 ms there | wtchat and Redis CPU-s per million deliveries there | load generator, same | Redis: µs per script | Redis CPU-s per million scripts | Redis worst latency, ms |\n\
          |---|---|---|---|---|---|---|---|---|---|\n"
     );
     let reach =
@@ -138,7 +139,7 @@ pub(crate) fn table(sections: &[Section]) -> String {
         md,
         "\nOne room of 1,000 members (10 publishers) split over several servers through one Redis; the \
          baseline is the same ramp on one server in memory (`ws-ramp` above, its first round):\n\n\
-         | setup | highest deliveries/s | ÷ one server in memory | p99 ms there | servers' CPU-s per million deliveries there | load generator, same | Redis: µs per script | Redis CPU-s per million scripts | Redis worst latency, ms |\n\
+         | setup | highest deliveries/s | ÷ one server in memory | p99 ms there | wtchat and Redis CPU-s per million deliveries there | load generator, same | Redis: µs per script | Redis CPU-s per million scripts | Redis worst latency, ms |\n\
          |---|---|---|---|---|---|---|---|---|\n"
     );
     let memory_ramp: Vec<&Value> = {

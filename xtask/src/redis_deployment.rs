@@ -126,10 +126,16 @@ impl RedisDeployment {
         flags
     }
 
+    /// The processes, for the load generator's CPU count.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
     /// What each Redis spent, summed: script calls and their time, CPU,
-    /// and the worst latency event it recorded, as one result line (target
-    /// `redis`, so that the wtchat figures leave it aside).
-    pub(crate) fn stats(&self) -> Value {
+    /// and the worst latency event it recorded, as one result line for
+    /// `workload` (target `redis`, so that the wtchat figures leave it
+    /// aside).
+    pub(crate) fn stats(&self, workload: &str) -> Value {
         let (mut calls, mut usec, mut cpu, mut latency_ms) = (0.0, 0.0, 0.0, 0.0_f64);
         for &port in &self.ports {
             let commandstats = cli(port, &["INFO", "commandstats"]);
@@ -148,6 +154,7 @@ impl RedisDeployment {
         }
         json!({
             "target": "redis",
+            "workload": workload,
             "redis": {
                 "processes": self.ports.len(),
                 "evalsha_calls": calls,
