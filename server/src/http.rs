@@ -134,7 +134,9 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &HttpState) 
                 text(StatusCode::OK, "ok\n")
             }
         }
-        (method @ (Method::GET | Method::HEAD), path) => state.static_files.serve(&method, path).await,
+        (method @ (Method::GET | Method::HEAD), path) => {
+            state.static_files.serve(&method, path, request.uri().query(), request.headers()).await
+        }
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     }
 }

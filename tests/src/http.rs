@@ -50,6 +50,41 @@ async fn http_exchange(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<(u16, String)> {
+    let response = http_exchange_raw(address, method, path, headers, body).await?;
+    Ok((response.status, String::from_utf8_lossy(&response.body).into_owned()))
+}
+
+/// An answer as it came: status, headers (names in lower case) and the
+/// body's bytes.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// Each header, its name in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body, as sent (still compressed, if it was).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A GET with `Connection: close`, answered as it came.
+pub async fn http_get_raw(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<RawResponse> {
+    http_exchange_raw(address, "GET", path, headers, "").await
+}
+
+async fn http_exchange_raw(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<RawResponse> {
     let mut stream = TcpStream::connect(address).await?;
     let has_host = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host"));
     let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
@@ -64,14 +99,20 @@ async fn http_exchange(
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response)).await??;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split_whitespace()
-        .nth(1)
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no status line in {response:?}"))?;
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-    Ok((status, body))
+        .with_context(|| format!("no status line in {head:?}"))?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let body = response.get(split + 4..).unwrap_or_default().to_vec();
+    Ok(RawResponse { status, headers, body })
 }
 
 /// The `/metrics` scrape of the server at `address`.

@@ -24,7 +24,7 @@ pub mod webtransport;
 
 pub use client::{Client, Received, Wire};
 pub use dial::Dial;
-pub use http::{http_get, http_post, http_send, metric, scrape_metrics};
+pub use http::{http_get, http_get_raw, http_post, http_send, metric, scrape_metrics};
 pub use server::{PATIENCE, TestServer, eventually};
 pub use websocket::{WsClient, WsWire};
 pub use webtransport::{WtClient, WtWire};

@@ -46,7 +46,9 @@ super::options! {
     /// `127.0.0.1` and `::1`, comma-separated.
     #[arg(value_delimiter = ',')]
     cert_names: Vec<String>, env "WTCHAT_CERT_NAMES", default (Vec::new());
-    /// Static files served at `/`.
+    /// Static files served at `/`: compressed (brotli or gzip, as the
+    /// browser accepts) once per file, revalidated by `ETag`, and cached
+    /// for a year when asked for as `?v=<hash>` of their contents.
     web_root: PathBuf, env "WTCHAT_WEB_ROOT", default (checkout_folder("web")), shown "the checkout's `web/`";
     /// Origins (`scheme://host[:port]`) allowed to open a session,
     /// comma-separated; `*` allows any; a malformed `Origin` is always
