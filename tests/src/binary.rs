@@ -128,6 +128,23 @@ impl Binary {
         Ok(servers)
     }
 
+    /// A greeted WebSocket session on this server.
+    pub async fn ws(&self) -> Result<crate::WsClient> {
+        let mut client = crate::WsClient::connect_at(self.address, None, None).await?;
+        client.hello().await?;
+        Ok(client)
+    }
+
+    /// A greeted WebTransport session on this server, trusting the
+    /// certificate hashes it publishes.
+    pub async fn wt(&self) -> Result<crate::WtClient> {
+        let hashes = crate::webtransport::published_hashes_at(self.address).await?;
+        let url = self.webtransport_url.clone().context("no WebTransport URL")?;
+        let mut client = crate::WtClient::open(&url, &hashes, None).await?;
+        client.hello().await?;
+        Ok(client)
+    }
+
     /// Waits (15 s at most) until the server answers `/healthz` with
     /// `status`: 200 once it serves, 503 while it cannot reach Redis.
     pub async fn wait_health(&self, status: u16) -> Result<()> {

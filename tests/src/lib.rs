@@ -6,9 +6,9 @@
 
 pub mod bench;
 pub mod binary;
-pub mod blip;
 pub mod browser;
 pub mod client;
+pub mod cross_server;
 pub mod dial;
 pub mod h3;
 pub mod http;

@@ -11,10 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use wtchat_protocol::{ReasonCode, Resume};
 use wtchat_tests::binary::Binary;
-use wtchat_tests::blip::{check, publish_through, until_body};
+use wtchat_tests::cross_server::{check, publish_through, until_body};
 use wtchat_tests::redis::RedisServer;
-use wtchat_tests::webtransport::published_hashes_at;
-use wtchat_tests::{WsClient, WtClient, metric, scrape_metrics};
+use wtchat_tests::{metric, scrape_metrics};
 
 /// Redis and two servers with a grace longer than the blips below.
 async fn cluster() -> Result<(RedisServer, Vec<Binary>)> {
@@ -25,28 +24,14 @@ async fn cluster() -> Result<(RedisServer, Vec<Binary>)> {
     Ok((redis, servers))
 }
 
-async fn ws(server: &Binary) -> Result<WsClient> {
-    let mut client = WsClient::connect_at(server.address, None, None).await?;
-    client.hello().await?;
-    Ok(client)
-}
-
-async fn wt(server: &Binary) -> Result<WtClient> {
-    let hashes = published_hashes_at(server.address).await?;
-    let url = server.webtransport_url.clone().context("no WebTransport URL")?;
-    let mut client = WtClient::open(&url, &hashes, None).await?;
-    client.hello().await?;
-    Ok(client)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_paused_past_the_link_timeout_closes_no_session_and_loses_no_message() -> Result<()> {
     let (redis, servers) = cluster().await?;
-    let mut ann = ws(&servers[0]).await?;
+    let mut ann = servers[0].ws().await?;
     ann.join("hall", "Ann").await?;
-    let mut bob = wt(&servers[1]).await?;
+    let mut bob = servers[1].wt().await?;
     bob.join("hall", "Bob").await?;
-    let mut publisher = ws(&servers[1]).await?;
+    let mut publisher = servers[1].ws().await?;
     publisher.join("hall", "Pub").await?;
     let sent = 70;
     // Paused for 4 s, twice the link's 2 s timeout.
@@ -72,11 +57,11 @@ async fn a_redis_paused_past_the_link_timeout_closes_no_session_and_loses_no_mes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_killed_under_the_servers_close_no_session_and_lose_no_message() -> Result<()> {
     let (redis, servers) = cluster().await?;
-    let mut ann = wt(&servers[0]).await?;
+    let mut ann = servers[0].wt().await?;
     ann.join("hall", "Ann").await?;
-    let mut bob = ws(&servers[1]).await?;
+    let mut bob = servers[1].ws().await?;
     bob.join("hall", "Bob").await?;
-    let mut publisher = ws(&servers[1]).await?;
+    let mut publisher = servers[1].ws().await?;
     publisher.join("hall", "Pub").await?;
     let sent = 40;
     let blip = async {
@@ -98,9 +83,9 @@ async fn connections_killed_under_the_servers_close_no_session_and_lose_no_messa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_back_empty_within_the_grace_closes_members_to_resume_with_the_gap_told() -> Result<()> {
     let (mut redis, servers) = cluster().await?;
-    let mut ann = ws(&servers[0]).await?;
+    let mut ann = servers[0].ws().await?;
     let (joined, _) = ann.join("hall", "Ann").await?;
-    let mut bob = ws(&servers[1]).await?;
+    let mut bob = servers[1].ws().await?;
     bob.join("hall", "Bob").await?;
     ann.publish("hall", "before").await?;
     let before = bob.chat(1).await?;
@@ -114,7 +99,7 @@ async fn a_redis_back_empty_within_the_grace_closes_members_to_resume_with_the_g
             notice.code == ReasonCode::BROKER_UNAVAILABLE && code == Some(ReasonCode::BROKER_UNAVAILABLE.0)
         );
     }
-    let mut ann = ws(&servers[0]).await?;
+    let mut ann = servers[0].ws().await?;
     let resume = Resume { epoch: joined.epoch, last_seq: before[0].seq };
     let (rejoined, history) = ann.join_from("hall", "Ann", Some(resume)).await?;
     ensure!(rejoined.epoch != joined.epoch && rejoined.history.gap && history.is_empty(), "{rejoined:?}");

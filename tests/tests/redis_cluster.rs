@@ -12,10 +12,11 @@ use serde_json::Value;
 use wtchat_protocol::{PresenceChange, Resume};
 use wtchat_redis::keys::Keys;
 use wtchat_tests::binary::Binary;
-use wtchat_tests::blip::{check, publish_through, until_body};
+use wtchat_tests::cross_server::{
+    both_join, both_see_one_order, check, publish_through, resuming_gets_what_was_missed, until_body,
+};
 use wtchat_tests::redis_cluster::RedisCluster;
-use wtchat_tests::webtransport::published_hashes_at;
-use wtchat_tests::{WsClient, WtClient, http_get, metric, scrape_metrics};
+use wtchat_tests::{http_get, metric, scrape_metrics};
 
 const KEY: &str = "the backend's API key that is long enough";
 
@@ -23,20 +24,6 @@ async fn servers(cluster: &RedisCluster, count: usize, extra: &[&str]) -> Result
     let mut flags = vec!["--redis-cluster", "--api-keys", KEY];
     flags.extend_from_slice(extra);
     Binary::start_sharing(count, &cluster.seeds(), &flags).await
-}
-
-async fn ws(server: &Binary) -> Result<WsClient> {
-    let mut client = WsClient::connect_at(server.address, None, None).await?;
-    client.hello().await?;
-    Ok(client)
-}
-
-async fn wt(server: &Binary) -> Result<WtClient> {
-    let hashes = published_hashes_at(server.address).await?;
-    let url = server.webtransport_url.clone().context("no WebTransport URL")?;
-    let mut client = WtClient::open(&url, &hashes, None).await?;
-    client.hello().await?;
-    Ok(client)
 }
 
 /// A room whose keys live on each of the cluster's first `masters` nodes.
@@ -57,17 +44,9 @@ async fn rooms_in_a_redis_cluster_keep_one_order_presence_and_resume_across_serv
     let cluster = RedisCluster::start(3, 0)?;
     let servers = servers(&cluster, 2, &[]).await?;
     let rooms = one_room_per_master(&cluster, 3)?;
-    let mut ann = ws(&servers[0]).await?;
-    let mut bob = wt(&servers[1]).await?;
-    let mut epochs = Vec::new();
-    for room in &rooms {
-        epochs.push(ann.join(room, "Ann").await?.0.epoch);
-        bob.join(room, "Bob").await?;
-        ann.until_presence(|change| {
-            (change.member.name == "Bob" && change.change == PresenceChange::Joined).then_some(())
-        })
-        .await?;
-    }
+    let mut ann = servers[0].ws().await?;
+    let mut bob = servers[1].wt().await?;
+    let epochs = both_join(&mut ann, &mut bob, &rooms).await?;
     // Each room's keys are on its own master, together.
     let keys = Keys::default();
     for (master, room) in rooms.iter().enumerate() {
@@ -76,25 +55,7 @@ async fn rooms_in_a_redis_cluster_keep_one_order_presence_and_resume_across_serv
             ensure!(held, "{key} is not on master {master}");
         }
     }
-    for round in 0..3 {
-        for room in &rooms {
-            ann.publish(room, &format!("ann {round}")).await?;
-            bob.publish(room, &format!("bob {round}")).await?;
-        }
-    }
-    let order = |messages: Vec<wtchat_protocol::ChatMessage>| {
-        let mut by_room: Vec<(String, u64, String)> =
-            messages.into_iter().map(|m| (m.room, m.seq, m.body)).collect();
-        by_room.sort();
-        by_room
-    };
-    let (seen_by_ann, seen_by_bob) = tokio::try_join!(ann.chat(18), bob.chat(18))?;
-    let (seen_by_ann, seen_by_bob) = (order(seen_by_ann), order(seen_by_bob));
-    ensure!(seen_by_ann == seen_by_bob, "one order per room on both servers");
-    for room in &rooms {
-        let seqs: Vec<u64> = seen_by_ann.iter().filter(|m| &m.0 == room).map(|m| m.1).collect();
-        ensure!(seqs == (1..=6).collect::<Vec<_>>(), "{room}: {seqs:?}");
-    }
+    both_see_one_order(&mut ann, &mut bob, &rooms, 3).await?;
     // The room list, kept in a slot of its own, names every room with its
     // members on both servers.
     let bearer = format!("Bearer {KEY}");
@@ -117,16 +78,8 @@ async fn rooms_in_a_redis_cluster_keep_one_order_presence_and_resume_across_serv
         (change.member.name == "Ann" && change.change != PresenceChange::Joined).then_some(())
     })
     .await?;
-    for n in 0..3 {
-        bob.publish(last, &format!("missed {n}")).await?;
-    }
-    bob.chat(3).await?;
-    let mut ann = ws(&servers[1]).await?;
     let resume = Resume { epoch: epochs[2], last_seq: 6 };
-    let (rejoined, history) = ann.join_from(last, "Ann", Some(resume)).await?;
-    ensure!(!rejoined.history.gap && rejoined.epoch == epochs[2]);
-    let missed: Vec<(u64, String)> = history.into_iter().map(|m| (m.seq, m.body)).collect();
-    ensure!(missed == [(7, "missed 0".into()), (8, "missed 1".into()), (9, "missed 2".into())], "{missed:?}");
+    resuming_gets_what_was_missed(&mut bob, &servers[1], last, resume).await?;
     Ok(())
 }
 
@@ -136,11 +89,11 @@ async fn a_failover_of_the_rooms_master_closes_no_session_and_loses_no_message()
     let flags =
         ["--redis-node-timeout-ms", "16000", "--redis-grace-ms", "8000", "--publish-rate-per-sec", "100"];
     let servers = servers(&cluster, 2, &flags).await?;
-    let mut ann = ws(&servers[0]).await?;
+    let mut ann = servers[0].ws().await?;
     ann.join("hall", "Ann").await?;
-    let mut bob = wt(&servers[1]).await?;
+    let mut bob = servers[1].wt().await?;
     bob.join("hall", "Bob").await?;
-    let mut publisher = ws(&servers[1]).await?;
+    let mut publisher = servers[1].ws().await?;
     publisher.join("hall", "Pub").await?;
     let master = cluster.master_of(&Keys::default().room_meta("hall"))?;
     let sent = 60;
@@ -173,11 +126,11 @@ async fn moving_the_rooms_slot_to_another_master_closes_no_session_and_loses_no_
     let flags =
         ["--redis-node-timeout-ms", "16000", "--redis-grace-ms", "8000", "--publish-rate-per-sec", "100"];
     let servers = servers(&cluster, 2, &flags).await?;
-    let mut ann = wt(&servers[0]).await?;
+    let mut ann = servers[0].wt().await?;
     ann.join("hall", "Ann").await?;
-    let mut bob = ws(&servers[1]).await?;
+    let mut bob = servers[1].ws().await?;
     bob.join("hall", "Bob").await?;
-    let mut publisher = ws(&servers[1]).await?;
+    let mut publisher = servers[1].ws().await?;
     publisher.join("hall", "Pub").await?;
     let meta = Keys::default().room_meta("hall");
     let from = cluster.master_of(&meta)?;

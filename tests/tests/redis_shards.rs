@@ -9,15 +9,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use wtchat_protocol::{ErrorCode, PresenceChange, ReasonCode, Resume, ServerMessage};
+use wtchat_protocol::{ErrorCode, ReasonCode, Resume, ServerMessage};
 use wtchat_redis::keys::Keys;
 use wtchat_redis::shard::shard_of;
 use wtchat_tests::binary::Binary;
-use wtchat_tests::blip::{check, publish_through, until_body};
+use wtchat_tests::cross_server::{
+    both_join, both_see_one_order, check, publish_through, resuming_gets_what_was_missed, until_body,
+};
 use wtchat_tests::redis::RedisServer;
 use wtchat_tests::server::eventually_async;
-use wtchat_tests::webtransport::published_hashes_at;
-use wtchat_tests::{WsClient, WtClient, http_get, metric, scrape_metrics};
+use wtchat_tests::{http_get, metric, scrape_metrics};
 
 const KEY: &str = "the backend's API key that is long enough";
 
@@ -40,30 +41,13 @@ fn one_room_per_shard(count: usize) -> Vec<String> {
         .collect()
 }
 
-async fn ws(server: &Binary) -> Result<WsClient> {
-    let mut client = WsClient::connect_at(server.address, None, None).await?;
-    client.hello().await?;
-    Ok(client)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_over_three_redis_keep_one_order_presence_and_resume_across_servers() -> Result<()> {
     let (redis, servers) = sharded(3, 2, &[]).await?;
     let rooms = one_room_per_shard(3);
-    let mut ann = ws(&servers[0]).await?;
-    let hashes = published_hashes_at(servers[1].address).await?;
-    let url = servers[1].webtransport_url.clone().context("no WebTransport URL")?;
-    let mut bob = WtClient::open(&url, &hashes, None).await?;
-    bob.hello().await?;
-    let mut epochs = Vec::new();
-    for room in &rooms {
-        epochs.push(ann.join(room, "Ann").await?.0.epoch);
-        bob.join(room, "Bob").await?;
-        ann.until_presence(|change| {
-            (change.member.name == "Bob" && change.change == PresenceChange::Joined).then_some(())
-        })
-        .await?;
-    }
+    let mut ann = servers[0].ws().await?;
+    let mut bob = servers[1].wt().await?;
+    let epochs = both_join(&mut ann, &mut bob, &rooms).await?;
     // Each room lives in its own Redis, and only there.
     let keys = Keys::default();
     for (shard, store) in redis.iter().enumerate() {
@@ -73,25 +57,7 @@ async fn rooms_over_three_redis_keep_one_order_presence_and_resume_across_server
             ensure!(held == (index == shard), "{room} in Redis {shard}: {held}");
         }
     }
-    for round in 0..3 {
-        for room in &rooms {
-            ann.publish(room, &format!("ann {round}")).await?;
-            bob.publish(room, &format!("bob {round}")).await?;
-        }
-    }
-    let order = |messages: Vec<wtchat_protocol::ChatMessage>| {
-        let mut by_room: Vec<(String, u64, String)> =
-            messages.into_iter().map(|m| (m.room, m.seq, m.body)).collect();
-        by_room.sort();
-        by_room
-    };
-    let (seen_by_ann, seen_by_bob) = tokio::try_join!(ann.chat(18), bob.chat(18))?;
-    let (seen_by_ann, seen_by_bob) = (order(seen_by_ann), order(seen_by_bob));
-    ensure!(seen_by_ann == seen_by_bob, "one order per room on both servers");
-    for room in &rooms {
-        let seqs: Vec<u64> = seen_by_ann.iter().filter(|m| &m.0 == room).map(|m| m.1).collect();
-        ensure!(seqs == (1..=6).collect::<Vec<_>>(), "{room}: {seqs:?}");
-    }
+    both_see_one_order(&mut ann, &mut bob, &rooms, 3).await?;
     // The room list spans the shards.
     let bearer = format!("Bearer {KEY}");
     let (_, listed) = http_get(servers[0].address, "/api/rooms", &[("Authorization", &bearer)]).await?;
@@ -105,16 +71,8 @@ async fn rooms_over_three_redis_keep_one_order_presence_and_resume_across_server
     // server and gets exactly what she missed.
     ann.vanish();
     let last = rooms.last().context("a room")?;
-    for n in 0..3 {
-        bob.publish(last, &format!("missed {n}")).await?;
-    }
-    bob.chat(3).await?;
-    let mut ann = ws(&servers[1]).await?;
     let resume = Resume { epoch: epochs[2], last_seq: 6 };
-    let (rejoined, history) = ann.join_from(last, "Ann", Some(resume)).await?;
-    ensure!(!rejoined.history.gap && rejoined.epoch == epochs[2]);
-    let missed: Vec<(u64, String)> = history.into_iter().map(|m| (m.seq, m.body)).collect();
-    ensure!(missed == [(7, "missed 0".into()), (8, "missed 1".into()), (9, "missed 2".into())], "{missed:?}");
+    resuming_gets_what_was_missed(&mut bob, &servers[1], last, resume).await?;
     Ok(())
 }
 
@@ -123,9 +81,9 @@ async fn a_shard_that_goes_down_closes_the_members_of_its_own_rooms_only() -> Re
     let extra = ["--redis-node-timeout-ms", "3000", "--redis-grace-ms", "1000"];
     let (mut redis, servers) = sharded(2, 1, &extra).await?;
     let rooms = one_room_per_shard(2);
-    let mut ann = ws(&servers[0]).await?;
+    let mut ann = servers[0].ws().await?;
     ann.join(&rooms[0], "Ann").await?;
-    let mut carl = ws(&servers[0]).await?;
+    let mut carl = servers[0].ws().await?;
     carl.join(&rooms[1], "Carl").await?;
     redis[1].kill();
     let (notice, code) = carl.until_closed().await?;
@@ -136,7 +94,7 @@ async fn a_shard_that_goes_down_closes_the_members_of_its_own_rooms_only() -> Re
     // The home shard's rooms go on, and new sessions are admitted.
     ann.publish(&rooms[0], "still here").await?;
     ensure!(ann.chat(1).await?[0].body == "still here");
-    let mut dana = ws(&servers[0]).await?;
+    let mut dana = servers[0].ws().await?;
     dana.join(&rooms[0], "Dana").await?;
     let id = dana
         .send(wtchat_protocol::ClientMessage::Join {
@@ -164,7 +122,7 @@ async fn a_shard_that_goes_down_closes_the_members_of_its_own_rooms_only() -> Re
         metric(&scrape, "wtchat_broker_shard_available{shard=\"1\"}") == Some(1.0)
     })
     .await?;
-    let mut carl = ws(&servers[0]).await?;
+    let mut carl = servers[0].ws().await?;
     carl.join(&rooms[1], "Carl").await?;
     carl.publish(&rooms[1], "back").await?;
     ensure!(carl.chat(1).await?[0].body == "back");
@@ -180,13 +138,13 @@ async fn a_shard_paused_within_the_grace_closes_no_session_and_loses_no_message(
     // on the other shard, which must not notice.
     let held_by = shard_of("hall", 2);
     let elsewhere = one_room_per_shard(2).swap_remove(1 - held_by);
-    let mut ann = ws(&servers[0]).await?;
+    let mut ann = servers[0].ws().await?;
     ann.join("hall", "Ann").await?;
-    let mut bob = ws(&servers[1]).await?;
+    let mut bob = servers[1].ws().await?;
     bob.join("hall", "Bob").await?;
-    let mut carl = ws(&servers[0]).await?;
+    let mut carl = servers[0].ws().await?;
     carl.join(&elsewhere, "Carl").await?;
-    let mut publisher = ws(&servers[1]).await?;
+    let mut publisher = servers[1].ws().await?;
     publisher.join("hall", "Pub").await?;
     let sent = 70;
     let blip = async {
