@@ -2,17 +2,19 @@
 //! root.
 //!
 //! Only plain paths under the root are served: no `..`, no hidden files, no
-//! directory listings. Each file is read and compressed (brotli and gzip,
-//! `encoding.rs`) once, when first asked for, and again only when it changes
-//! on disk, so that a rebuilt client is picked up without a restart and no
-//! request pays for compression. Every answer carries a strong `ETag` (a
+//! directory listings. Each file is read when first asked for, and again
+//! only when it changes on disk, so that a rebuilt client is picked up
+//! without a restart; it is then compressed (brotli and gzip,
+//! `encoding.rs`) once, in the background, so that no request waits for
+//! compression: until a coding is ready the file goes out in the next best
+//! one, or as it is. Every answer carries a strong `ETag` (a
 //! hash of the contents, per coding) so that a browser revalidates with
 //! `If-None-Match` and gets `304 Not Modified`; a request that names the
 //! contents' hash (`?v=<hash>`, content-addressed) may be cached for a year.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -40,36 +42,44 @@ struct Prepared {
     hash: String,
     content_type: &'static str,
     identity: Bytes,
-    gzip: Option<Bytes>,
-    brotli: Option<Bytes>,
+    /// Set once compression is done; `None` inside when the coding does
+    /// not shrink the file.
+    gzip: OnceLock<Option<Bytes>>,
+    brotli: OnceLock<Option<Bytes>>,
 }
 
 impl Prepared {
-    /// Reads and compresses a file (on a blocking thread: brotli at its
-    /// best quality takes a while for the wasm).
-    async fn read(file: PathBuf, stamp: (SystemTime, u64)) -> Option<Self> {
-        tokio::task::spawn_blocking(move || {
-            let contents = std::fs::read(&file).ok()?;
-            let content_type = content_type(&file);
-            let digest = ring::digest::digest(&ring::digest::SHA256, &contents);
-            let hash = digest.as_ref()[..16].iter().map(|byte| format!("{byte:02x}")).collect();
-            let (gzip, brotli) = if encoding::compressible(content_type) {
-                (encoding::compress(&contents, Coding::Gzip), encoding::compress(&contents, Coding::Brotli))
-            } else {
-                (None, None)
-            };
-            Some(Self { stamp, hash, content_type, identity: Bytes::from(contents), gzip, brotli })
-        })
-        .await
-        .ok()
-        .flatten()
+    /// Reads a file, and starts compressing it on a blocking thread
+    /// (brotli takes a while over the wasm).
+    async fn read(file: PathBuf, stamp: (SystemTime, u64)) -> Option<Arc<Self>> {
+        let contents = tokio::fs::read(&file).await.ok()?;
+        let content_type = content_type(&file);
+        let digest = ring::digest::digest(&ring::digest::SHA256, &contents);
+        let hash = digest.as_ref()[..16].iter().map(|byte| format!("{byte:02x}")).collect();
+        let prepared = Arc::new(Self {
+            stamp,
+            hash,
+            content_type,
+            identity: Bytes::from(contents),
+            gzip: OnceLock::new(),
+            brotli: OnceLock::new(),
+        });
+        if encoding::compressible(content_type) {
+            let compressing = prepared.clone();
+            tokio::task::spawn_blocking(move || {
+                let contents = &compressing.identity;
+                let _ = compressing.gzip.set(encoding::compress(contents, Coding::Gzip));
+                let _ = compressing.brotli.set(encoding::compress(contents, Coding::Brotli));
+            });
+        }
+        Some(prepared)
     }
 
     /// The file in `coding`, if it has it.
     fn body(&self, coding: Coding) -> Option<&Bytes> {
         match coding {
-            Coding::Brotli => self.brotli.as_ref(),
-            Coding::Gzip => self.gzip.as_ref(),
+            Coding::Brotli => self.brotli.get().and_then(Option::as_ref),
+            Coding::Gzip => self.gzip.get().and_then(Option::as_ref),
             Coding::Identity => Some(&self.identity),
         }
     }
@@ -159,7 +169,7 @@ impl StaticFiles {
         if let Some(prepared) = cached.filter(|prepared| prepared.stamp == stamp) {
             return Some(prepared);
         }
-        let prepared = Arc::new(Prepared::read(file.clone(), stamp).await?);
+        let prepared = Prepared::read(file.clone(), stamp).await?;
         self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert(file, prepared.clone());
         Some(prepared)
     }
