@@ -18,6 +18,7 @@ use redis::{
 };
 
 use crate::slot::{SLOTS, slot};
+use crate::topology::slot_ranges;
 
 /// The masters of a Redis Cluster, connected.
 pub(crate) struct Cluster {
@@ -54,26 +55,17 @@ impl Cluster {
         let ranges: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut connection).await?;
         let mut addresses: Vec<(String, u16)> = Vec::new();
         let mut owners = vec![usize::MAX; usize::from(SLOTS)];
-        for range in ranges {
-            // [first slot, last slot, [master host, port, id, ...], replicas...]
-            let Value::Array(fields) = range else { continue };
-            let (Some(first), Some(last), Some(Value::Array(master))) =
-                (fields.first(), fields.get(1), fields.get(2))
-            else {
-                continue;
-            };
-            let (first, last): (usize, usize) =
-                (redis::from_redis_value(first)?, redis::from_redis_value(last)?);
-            let host: String = redis::from_redis_value(master.first().unwrap_or(&Value::Nil))?;
-            let port: u16 = redis::from_redis_value(master.get(1).unwrap_or(&Value::Nil))?;
-            let index = match addresses.iter().position(|address| *address == (host.clone(), port)) {
-                Some(index) => index,
-                None => {
-                    addresses.push((host, port));
-                    addresses.len() - 1
-                }
-            };
-            for owner in owners.iter_mut().take(last.min(usize::from(SLOTS) - 1) + 1).skip(first) {
+        for range in slot_ranges(&ranges)? {
+            let index =
+                match addresses.iter().position(|(host, port)| *host == range.host && *port == range.port) {
+                    Some(index) => index,
+                    None => {
+                        addresses.push((range.host, range.port));
+                        addresses.len() - 1
+                    }
+                };
+            let slots = usize::from(range.first)..=usize::from(range.last.min(SLOTS - 1));
+            for owner in &mut owners[slots] {
                 *owner = index;
             }
         }

@@ -23,5 +23,6 @@ mod round;
 pub mod scripts;
 pub mod shard;
 pub mod slot;
+pub mod topology;
 
 pub use broker::{RedisBroker, RedisOptions};

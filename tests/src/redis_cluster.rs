@@ -164,25 +164,9 @@ impl RedisCluster {
     pub fn master_of(&self, key: &str) -> Result<usize> {
         let slot = wtchat_redis::slot::slot(key.as_bytes());
         let seed = self.nodes.iter().find(|node| node.is_running()).context("no node runs")?;
-        let ranges: Vec<(u16, u16, (String, u16))> =
-            seed.query(&["CLUSTER", "SLOTS"]).map(|ranges: Vec<redis::Value>| {
-                ranges
-                    .into_iter()
-                    .filter_map(|range| {
-                        let redis::Value::Array(fields) = range else { return None };
-                        let first = redis::from_redis_value(fields.first()?).ok()?;
-                        let last = redis::from_redis_value(fields.get(1)?).ok()?;
-                        let redis::Value::Array(master) = fields.get(2)? else { return None };
-                        let host = redis::from_redis_value(master.first()?).ok()?;
-                        let port = redis::from_redis_value(master.get(1)?).ok()?;
-                        Some((first, last, (host, port)))
-                    })
-                    .collect()
-            })?;
-        let (_, _, (_, port)) = ranges
-            .iter()
-            .find(|(first, last, _)| (*first..=*last).contains(&slot))
-            .context("an unserved slot")?;
-        self.nodes.iter().position(|node| node.port == *port).context("a master that is not ours")
+        let reply: Vec<redis::Value> = seed.query(&["CLUSTER", "SLOTS"])?;
+        let ranges = wtchat_redis::topology::slot_ranges(&reply)?;
+        let owner = ranges.iter().find(|range| range.holds(slot)).context("an unserved slot")?;
+        self.nodes.iter().position(|node| node.port == owner.port).context("a master that is not ours")
     }
 }
