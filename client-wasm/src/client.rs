@@ -228,7 +228,11 @@ impl Client {
         if self.inner.state.borrow().ledger.room(room).is_none() {
             return false;
         }
-        self.inner.send(ClientMessage::Publish { room: room.to_owned(), body: text.to_owned() })
+        self.inner.send(ClientMessage::Publish {
+            room: room.to_owned(),
+            body: text.to_owned(),
+            message_id: None,
+        })
     }
 
     /// Tells a room this user is typing (a datagram on WebTransport).
@@ -494,7 +498,10 @@ impl Inner {
                 let code = error.code.name().map_or_else(|| error.code.0.to_string(), str::to_owned);
                 self.error(&code, error.text, error.request_id);
             }
-            ServerMessage::Welcome(_) | ServerMessage::Pong(_) | ServerMessage::Closing(_) => {}
+            ServerMessage::Welcome(_)
+            | ServerMessage::Pong(_)
+            | ServerMessage::Closing(_)
+            | ServerMessage::Published(_) => {}
         }
     }
 }

@@ -18,9 +18,10 @@ use wtchat_protocol::{ChatMessage, Member, ServerMessage};
 use crate::announcer::Sent;
 use crate::broker::{BrokerUnavailable, Disconnect, Publish, PublishReply, Sequenced};
 use crate::hub::{Hub, unix_millis};
+use crate::message_id;
 use crate::name::{validate_display_name, validate_room_name};
 use crate::presence::PAGE_MAX;
-use crate::receipts::Receipts;
+use crate::receipts::{Receipt, Receipts, WINDOW};
 use crate::room::RosterPage;
 use crate::room_event::{EventMember, RoomEvent, Snapshot};
 use crate::token_bucket::TokenBucket;
@@ -259,7 +260,7 @@ impl Backend {
             sender: system,
             sent_at_ms,
             body,
-            receipt: receipt.map(str::to_owned),
+            receipt: receipt.map(|key| Receipt { key: message_id::backend_receipt_key(key), window: WINDOW }),
             reply: PublishReply::Backend(reply),
             announce,
         };

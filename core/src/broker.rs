@@ -16,13 +16,14 @@
 use std::fmt;
 use std::sync::{Arc, Weak};
 
-use wtchat_protocol::{ErrorCode, ErrorNotice, PresenceChange, ServerMessage};
+use wtchat_protocol::{ErrorCode, ErrorNotice, PresenceChange, Published, ServerMessage};
 
 use tokio::sync::oneshot;
 
 use crate::announcer::{MessageToAnnounce, PresenceToAnnounce};
 use crate::frame::Frame;
 use crate::outbox::Outbox;
+use crate::receipts::Receipt;
 pub use crate::room_event::Sequenced;
 use crate::room_event::{EventMember, RoomEvent, Snapshot};
 
@@ -63,10 +64,11 @@ pub struct Publish {
     pub sent_at_ms: u64,
     /// The text.
     pub body: String,
-    /// An idempotency key: the broker answers a post repeated with the
-    /// same key (on any server) with the first one's number, and publishes
-    /// it once.
-    pub receipt: Option<String>,
+    /// An idempotency key (a backend's, or a member's message id): the
+    /// broker answers a publish repeated with the same key (on any server)
+    /// within the receipt's window with the first one's number, and
+    /// publishes it once.
+    pub receipt: Option<Receipt>,
     /// Who hears what became of it.
     pub reply: PublishReply,
     /// What the application's backend is told once it has its number
@@ -80,31 +82,40 @@ pub struct Publish {
 #[derive(Debug)]
 pub enum PublishReply {
     /// A session, which sees its own message arrive like everyone else's
-    /// and hears only of a failure: an error under the request's id, in
-    /// its outbox.
+    /// and hears of a failure (an error under the request's id, in its
+    /// outbox), and of the number when its publish carried a message id.
     Session {
         /// The publish request's id.
         request_id: u32,
         /// The sender's outbox.
         outbox: Arc<Outbox>,
+        /// The room's name, when the session is told the number.
+        acknowledge: Option<Arc<str>>,
     },
     /// The application's backend, waiting for the number the message got.
     Backend(oneshot::Sender<Result<Sequenced, BrokerUnavailable>>),
 }
 
 impl PublishReply {
-    /// The message was numbered.
-    pub fn sequenced(self, sequenced: Sequenced) {
-        if let Self::Backend(waiting) = self {
-            // A caller that stopped waiting needs no answer.
-            let _ = waiting.send(Ok(sequenced));
+    /// The message was numbered, now or (`repeated`) by an earlier
+    /// publish with the same key.
+    pub fn sequenced(self, sequenced: Sequenced, repeated: bool) {
+        match self {
+            Self::Session { request_id, outbox, acknowledge: Some(room) } => {
+                outbox.push(&Frame::encode(&published(request_id, &room, sequenced, repeated)));
+            }
+            Self::Session { acknowledge: None, .. } => {}
+            Self::Backend(waiting) => {
+                // A caller that stopped waiting needs no answer.
+                let _ = waiting.send(Ok(sequenced));
+            }
         }
     }
 
     /// The message was not sent, and never will be.
     pub fn refused(self) {
         match self {
-            Self::Session { request_id, outbox } => {
+            Self::Session { request_id, outbox, .. } => {
                 outbox.push(&Frame::encode(&BrokerUnavailable::publish_error(request_id)));
             }
             Self::Backend(waiting) => {
@@ -112,6 +123,17 @@ impl PublishReply {
             }
         }
     }
+}
+
+/// The answer a session's publish with a message id gets.
+pub fn published(request_id: u32, room: &str, sequenced: Sequenced, repeated: bool) -> ServerMessage {
+    ServerMessage::Published(Published {
+        request_id,
+        room: room.to_owned(),
+        epoch: sequenced.epoch,
+        seq: sequenced.seq,
+        repeated,
+    })
 }
 
 /// Rooms by name, each with its members on every server.

@@ -23,6 +23,7 @@ pub mod frame;
 pub mod history;
 pub mod hub;
 pub mod log_limit;
+pub mod message_id;
 pub mod metrics;
 pub mod moderation;
 pub mod name;

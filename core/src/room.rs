@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use wtchat_protocol::{
-    ChatMessage, HistoryReplay, Joined, Member, MembersPage, PresenceChange, Resume, ServerMessage, Typing,
+    ChatMessage, HistoryReplay, Joined, Member, MembersPage, PresenceChange, Resume, ServerMessage,
 };
 
 use crate::broker::{RoomHandle, Sequenced};
@@ -34,6 +34,7 @@ use crate::frame::Frame;
 use crate::history::{History, Replay};
 use crate::outbox::Outbox;
 use crate::presence::{PAGE_MAX, PendingPresence, PresencePolicy, Rotation};
+use crate::receipts::Receipts;
 use crate::room_event::{EventMember, RoomEvent, Snapshot};
 
 /// A session as a member of one room.
@@ -120,6 +121,9 @@ struct RoomState {
     removed: bool,
     /// How the room's messages get their numbers.
     sequencing: Sequencing,
+    /// What its members' messages with ids got (a room that numbers its
+    /// own), made on the first such message.
+    receipts: Option<Box<Receipts<String>>>,
 }
 
 /// A follower room's view of the shared feed.
@@ -259,6 +263,7 @@ impl Room {
                 history: History::new(history_len),
                 removed: false,
                 sequencing,
+                receipts: None,
             }),
         }
     }
@@ -438,13 +443,23 @@ impl Room {
         sent_at_ms: u64,
         witness: impl FnOnce(Sequenced, &str),
     ) -> (Sequenced, usize) {
-        let mut state = self.lock();
+        self.publish_locked(&mut self.lock(), sender, body, sent_at_ms, witness)
+    }
+
+    fn publish_locked(
+        &self,
+        state: &mut RoomState,
+        sender: Member,
+        body: String,
+        sent_at_ms: u64,
+        witness: impl FnOnce(Sequenced, &str),
+    ) -> (Sequenced, usize) {
         debug_assert!(matches!(state.sequencing, Sequencing::Own), "a follower's numbers come from its feed");
         let seq = state.next_seq;
         let sequenced = Sequenced { seq, epoch: state.epoch };
         witness(sequenced, &body);
         let frame = self.message_frame(seq, sender, sent_at_ms, body);
-        (sequenced, Self::deliver(&mut state, seq, frame))
+        (sequenced, Self::deliver(state, seq, frame))
     }
 
     /// Queues the message numbered `seq` (the room's next) for every member
@@ -456,22 +471,6 @@ impl Room {
         state.history.push(seq, frame);
         state.next_seq = seq + 1;
         state.members.len()
-    }
-
-    /// Tells the other members that `sender` is typing. The notice is
-    /// encoded once and is ephemeral: not sequenced, not kept. A room above
-    /// the names limit relays one notice per presence interval at most:
-    /// thousands of typists would otherwise each cost every member a frame.
-    pub fn typing(&self, sender: &EventMember, policy: &PresencePolicy) {
-        let mut state = self.lock();
-        if state.member_count() > policy.names_max {
-            let now = Instant::now();
-            if state.typing_open_at.is_some_and(|open| now < open) {
-                return;
-            }
-            state.typing_open_at = Some(now + policy.interval);
-        }
-        self.tell_typing(&state.members, sender.describe());
     }
 
     /// Removes a member (or a joiner still waiting for the room to sync) and
@@ -658,24 +657,6 @@ impl Room {
         }))
     }
 
-    /// Tells `members` (but the typist) that `member` is typing. The notice
-    /// is encoded once and is ephemeral: not sequenced, not kept.
-    fn tell_typing(&self, members: &[RoomMember], member: Member) {
-        let except = member.session_id;
-        Self::tell_others(
-            members,
-            &ServerMessage::Typing(Typing { room: self.name.to_string(), member }),
-            except,
-        );
-    }
-
-    fn tell_others(members: &[RoomMember], message: &ServerMessage, except: u64) {
-        let frame = Frame::encode(message);
-        for member in members.iter().filter(|m| m.session_id != except) {
-            member.outbox.push(&frame);
-        }
-    }
-
     /// How many members the room has on this server.
     pub fn member_count(&self) -> usize {
         self.lock().members.len()
@@ -689,9 +670,12 @@ impl Room {
 
 mod catch_up;
 mod reading;
+mod receipts;
 mod roster;
+mod typing;
 
 pub use reading::{HistoryPage, RosterPage};
+pub use receipts::Keyed;
 
 #[cfg(test)]
 mod tests;

@@ -23,14 +23,16 @@ use crate::budgets::{Budgets, MEMBERSHIP_RATE_PER_SEC};
 use crate::closing;
 use crate::frame::Frame;
 use crate::hub::{Hub, unix_millis};
+use crate::message_id;
 use crate::name::{validate_display_name, validate_room_name};
 use crate::outbox::Outbox;
 use crate::party::Party;
+use crate::receipts::{MESSAGE_ID_WINDOW, Receipt};
 use crate::review_line::ReviewLine;
 use crate::room::{Room, RoomMember};
 use crate::room_registry::RoomLimitReached;
 use crate::user::User;
-use outgoing::Outgoing;
+use outgoing::{Outgoing, Submission};
 
 /// What arrives from a transport.
 #[derive(Debug)]
@@ -259,7 +261,9 @@ impl Session {
                 self.join(request_id, &room, &display_name, resume, now)
             }
             ClientMessage::Leave { room } => self.leave(request_id, &room, now),
-            ClientMessage::Publish { room, body } => self.publish(request_id, &room, body, now),
+            ClientMessage::Publish { room, body, message_id } => {
+                self.publish(request_id, &room, body, message_id.as_deref(), now)
+            }
             ClientMessage::Typing { room } => self.typing(request_id, &room, now),
             ClientMessage::Members { room, after, limit } => {
                 self.members(request_id, &room, after, limit, now)
@@ -417,7 +421,14 @@ impl Session {
         self.send(&ServerMessage::Left(Left { request_id, room }));
     }
 
-    fn publish(&mut self, request_id: u32, room: &str, body: String, now: Instant) -> Flow {
+    fn publish(
+        &mut self,
+        request_id: u32,
+        room: &str,
+        body: String,
+        message_id: Option<&str>,
+        now: Instant,
+    ) -> Flow {
         let limits = self.hub.config().session;
         let index = match self.member_of(request_id, room, now) {
             Ok(index) => index,
@@ -447,6 +458,9 @@ impl Session {
                 now,
             );
         }
+        if let Some(why) = message_id.and_then(message_id::invalid) {
+            return self.refuse(Some(request_id), ErrorCode::INVALID_MESSAGE_ID, why, now);
+        }
         if !self.budgets.publish.try_take(now) {
             self.hub.metrics().rate_limited();
             self.send_error(
@@ -463,13 +477,17 @@ impl Session {
             return Flow::Continue;
         }
         let Membership { room, member } = &self.memberships[index];
-        let sent_at_ms = unix_millis();
+        let receipt = message_id.map(|id| Receipt {
+            key: message_id::receipt_key(self.user.as_ref().map(|user| user.id.as_str()), id),
+            window: MESSAGE_ID_WINDOW,
+        });
+        let submission = Submission { request_id, sent_at_ms: unix_millis(), body, receipt };
         let Some(moderator) = self.hub.moderator() else {
-            outgoing::deliver(&self.hub, room, member, request_id, sent_at_ms, body);
+            outgoing::deliver(&self.hub, room, member, submission);
             return Flow::Continue;
         };
         // Only a message under review needs its own copy of where it goes.
-        let outgoing = Outgoing { room: room.clone(), member: member.clone(), request_id, sent_at_ms, body };
+        let outgoing = Outgoing { room: room.clone(), member: member.clone(), submission };
         self.review(moderator.clone(), outgoing, now)
     }
 

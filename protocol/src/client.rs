@@ -55,6 +55,17 @@ pub enum ClientMessage {
         room: String,
         /// The message text, at most the server's `max_message_bytes` long.
         body: String,
+        /// The client's name for this message, unique among its user's
+        /// messages (1 to [`MESSAGE_ID_MAX_BYTES`](crate::MESSAGE_ID_MAX_BYTES)
+        /// bytes). With one, the server answers with a
+        /// [`Published`](crate::Published) once the message has its number,
+        /// and a publish repeated with the same id within
+        /// [`MESSAGE_ID_WINDOW_MS`](crate::MESSAGE_ID_WINDOW_MS), on any
+        /// server, gets the first one's answer and publishes nothing: a
+        /// client whose connection died before the answer came sends it again
+        /// safely. The ids are the user's (the token's subject), or the
+        /// client's own without a token.
+        message_id: Option<String>,
     },
     /// Keep the session alive and measure the round trip. A client sends a
     /// ping whenever it has sent nothing else for a heartbeat interval.

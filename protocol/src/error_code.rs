@@ -26,6 +26,7 @@
 //! | 17 | `INVALID_TOKEN` | A token refresh was refused: the token is invalid or expired, names another user, or the server does not authenticate sessions. The session keeps its token until that expires. |
 //! | 18 | `REJECTED` | The application's moderation refused the message; the text says why. Sending it again gets the same answer. |
 //! | 19 | `MODERATION_UNAVAILABLE` | The message was not sent: the server could not reach the application's moderation, and is configured to refuse messages then. Try again. |
+//! | 20 | `INVALID_MESSAGE_ID` | A publish's message id is empty or longer than `MESSAGE_ID_MAX_BYTES`. |
 
 use core::fmt;
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,8 @@ impl ErrorCode {
     pub const REJECTED: Self = Self(18);
     /// The application's moderation could not be reached.
     pub const MODERATION_UNAVAILABLE: Self = Self(19);
+    /// A publish's message id is empty or too long.
+    pub const INVALID_MESSAGE_ID: Self = Self(20);
 
     /// The code's name as written in the table, or `None` for a code this
     /// version does not know.
@@ -100,6 +103,7 @@ impl ErrorCode {
             Self::INVALID_TOKEN => "INVALID_TOKEN",
             Self::REJECTED => "REJECTED",
             Self::MODERATION_UNAVAILABLE => "MODERATION_UNAVAILABLE",
+            Self::INVALID_MESSAGE_ID => "INVALID_MESSAGE_ID",
             _ => return None,
         })
     }

@@ -32,8 +32,8 @@ pub use fallback::FallbackReason;
 pub use reason::ReasonCode;
 pub use server::{
     ChatMessage, Closing, ErrorNotice, HistoryReplay, Joined, Left, Limits, Member, MemberChange,
-    MembersPage, Pong, PresenceChange, PresenceDiff, ServerMessage, TokenExpiring, TokenRefreshed, Typing,
-    Welcome,
+    MembersPage, Pong, PresenceChange, PresenceDiff, Published, ServerMessage, TokenExpiring, TokenRefreshed,
+    Typing, Welcome,
 };
 
 /// The protocol version this crate speaks.
@@ -41,4 +41,13 @@ pub use server::{
 /// It is the first byte of every frame and the version a client announces in
 /// its hello. A peer that sees another value refuses the frame with
 /// [`DecodeError::UnknownVersion`] instead of guessing at its layout.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
+
+/// The longest message id a publish may carry, in bytes.
+pub const MESSAGE_ID_MAX_BYTES: usize = 64;
+
+/// How long the server remembers a message id and what its publish got, in
+/// ms: a publish repeated within this window is answered, not published
+/// again. A client must not repeat one later, since it might then appear
+/// twice; the browser client gives such a message up as unconfirmed.
+pub const MESSAGE_ID_WINDOW_MS: u64 = 120_000;

@@ -41,6 +41,27 @@ pub enum ServerMessage {
     TokenExpiring(TokenExpiring),
     /// A refreshed token was taken.
     TokenRefreshed(TokenRefreshed),
+    /// The answer to a publish that carried a message id: the number the
+    /// message got.
+    Published(Published),
+}
+
+/// The answer to a publish with a message id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Published {
+    /// Answers the publish's request id.
+    pub request_id: u32,
+    /// The room it went to.
+    pub room: String,
+    /// The room's epoch when the message was numbered.
+    pub epoch: u64,
+    /// The message's number in the room; every member sees it under this
+    /// number.
+    pub seq: u64,
+    /// True when this id was published before (within the window) and this
+    /// answer repeats that publish's: nothing was published this time.
+    pub repeated: bool,
 }
 
 /// The notice ahead of a token's expiry.

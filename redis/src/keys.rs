@@ -15,7 +15,7 @@
 //! | `wtchat:room:{r}:members` | hash | session id → member record (`feed::member_record`) |
 //! | `wtchat:room:{r}:node:{n}` | hash | session id → the departure to announce if server `{n}` dies |
 //! | `wtchat:room:{r}:events` | channel | the room's feed (`feed.rs`) |
-//! | `wtchat:room:{r}:receipt:{k}` | string | `{epoch} {seq}` of the post made with idempotency key `{k}`, for 10 minutes |
+//! | `wtchat:room:{r}:receipt:{k}` | string | `{epoch} {seq}` of the publish made with receipt key `{k}` (`a:` and a backend's idempotency key, for 10 minutes; a member's message id, for 2 minutes) |
 //! | `wtchat:{rooms}` | sorted set | the name of every room with members on any server (score 0, so names page in order) |
 //! | `wtchat:{rooms}:versions` | hash | room → when its entry in the list last changed (Redis's clock, µs) |
 //! | `wtchat:{rooms}:vacated:{r}` | string | when room `{r}` left the list, for a minute, so that an older change arriving late cannot bring it back |

@@ -401,7 +401,7 @@ impl Link {
                     sender: &publish.sender,
                     sent_at_ms: publish.sent_at_ms,
                     body: &publish.body,
-                    receipt: publish.receipt.as_deref(),
+                    receipt: publish.receipt.as_ref(),
                 };
                 pipeline.push(
                     script.command(&self.scripts),

@@ -107,11 +107,13 @@ impl Pipeline {
             let reply = replies.get(index);
             match answer {
                 Answer::Publish(publish, announce) => {
-                    match reply.map(redis::from_redis_value::<(u64, u64)>) {
-                        Some(Ok((epoch, seq))) => {
+                    match reply.map(redis::from_redis_value::<(u64, u64, u8)>) {
+                        Some(Ok((epoch, seq, repeated))) => {
                             let sequenced = Sequenced { seq, epoch };
-                            publish.sequenced(sequenced);
-                            if let Some(announce) = announce {
+                            let repeated = repeated == 1;
+                            publish.sequenced(sequenced, repeated);
+                            // The first publish announced it.
+                            if let Some(announce) = announce.filter(|_| !repeated) {
                                 announce.sequenced(sequenced);
                             }
                         }
@@ -167,15 +169,20 @@ mod tests {
         Arc::new(Outbox::new(1 << 16))
     }
 
-    /// The error codes queued for a sender, by request.
-    fn refusals(outbox: &Outbox) -> Vec<(Option<u32>, ErrorCode)> {
+    /// What was queued for a sender.
+    fn answers(outbox: &Outbox) -> Vec<ServerMessage> {
         let mut batch = Vec::new();
         if outbox.queued_bytes() > 0 {
             let _ = futures_util::FutureExt::now_or_never(outbox.next(&mut batch));
         }
-        batch
-            .iter()
-            .map(|frame| match wtchat_protocol::decode(&frame.body(), usize::MAX).unwrap() {
+        batch.iter().map(|frame| wtchat_protocol::decode(&frame.body(), usize::MAX).unwrap()).collect()
+    }
+
+    /// The error codes queued for a sender, by request.
+    fn refusals(outbox: &Outbox) -> Vec<(Option<u32>, ErrorCode)> {
+        answers(outbox)
+            .into_iter()
+            .map(|message| match message {
                 ServerMessage::Error(error) => (error.request_id, error.code),
                 other => panic!("{other:?}"),
             })
@@ -187,8 +194,11 @@ mod tests {
         let (ann, bob) = (outbox(), outbox());
         let mut pipeline = Pipeline::default();
         pipeline.push(redis::cmd("PING"), None);
-        let session =
-            |request_id, outbox: &Arc<Outbox>| PublishReply::Session { request_id, outbox: outbox.clone() };
+        let session = |request_id, outbox: &Arc<Outbox>| PublishReply::Session {
+            request_id,
+            outbox: outbox.clone(),
+            acknowledge: None,
+        };
         pipeline.push(redis::cmd("EVALSHA"), Some(Answer::Publish(session(7, &ann), None)));
         pipeline.push(redis::cmd("EVALSHA"), Some(Answer::Publish(session(8, &bob), None)));
         assert_eq!(pipeline.len(), 3);
@@ -196,9 +206,32 @@ mod tests {
         let refused =
             redis::parse_redis_value(b"-OOM command not allowed when used memory > 'maxmemory'\r\n").unwrap();
         assert!(matches!(refused, Value::ServerError(_)));
-        let numbered = Value::Array(vec![Value::BulkString(b"4242".to_vec()), Value::Int(1)]);
+        let numbered = Value::Array(vec![Value::BulkString(b"4242".to_vec()), Value::Int(1), Value::Int(0)]);
         assert!(pipeline.settle(&[Value::Okay, numbered, refused]).is_empty());
         assert!(refusals(&ann).is_empty(), "a publish Redis took is not answered with an error");
         assert_eq!(refusals(&bob), vec![(Some(8), ErrorCode::BROKER_UNAVAILABLE)]);
+    }
+
+    #[test]
+    fn a_publish_with_a_message_id_is_answered_with_its_number_and_whether_it_repeated_one() {
+        let ann = outbox();
+        let mut pipeline = Pipeline::default();
+        for request_id in [3, 4] {
+            let reply =
+                PublishReply::Session { request_id, outbox: ann.clone(), acknowledge: Some("hall".into()) };
+            pipeline.push(redis::cmd("EVALSHA"), Some(Answer::Publish(reply, None)));
+        }
+        let number = |repeated| Value::Array(vec![Value::Int(9), Value::Int(5), Value::Int(repeated)]);
+        assert!(pipeline.settle(&[number(0), number(1)]).is_empty());
+        let published = |request_id, repeated| {
+            ServerMessage::Published(wtchat_protocol::Published {
+                request_id,
+                room: "hall".into(),
+                epoch: 9,
+                seq: 5,
+                repeated,
+            })
+        };
+        assert_eq!(answers(&ann), vec![published(3, false), published(4, true)]);
     }
 }

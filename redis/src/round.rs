@@ -126,7 +126,7 @@ mod tests {
                     sent_at_ms: 0,
                     body: "lost".into(),
                     receipt: None,
-                    reply: PublishReply::Session { request_id, outbox: outbox.clone() },
+                    reply: PublishReply::Session { request_id, outbox: outbox.clone(), acknowledge: None },
                     announce: None,
                 },
             )

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use redis::{Cmd, Script};
+use wtchat_core::receipts::Receipt;
 use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
 use wtchat_protocol::PresenceChange;
 
@@ -65,10 +66,6 @@ impl Scripts {
 /// the operator chose otherwise: a week.
 pub const ROOM_TTL_SECS: u64 = 7 * 24 * 3600;
 
-/// How long a post's idempotency key is remembered: as long as a server
-/// alone remembers one (`wtchat_core::receipts::WINDOW`).
-pub const RECEIPT_TTL_SECS: u64 = wtchat_core::receipts::WINDOW.as_secs();
-
 /// An epoch for a room that has none, below 2^53 so that JavaScript holds it
 /// exactly.
 pub fn new_epoch() -> u64 {
@@ -100,15 +97,17 @@ pub struct PublishScript<'a> {
     pub sent_at_ms: u64,
     /// The text.
     pub body: &'a str,
-    /// The post's idempotency key, if it has one.
-    pub receipt: Option<&'a str>,
+    /// What the message is remembered under (a backend's idempotency key
+    /// or a member's message id), if anything.
+    pub receipt: Option<&'a Receipt>,
 }
 
 impl PublishScript<'_> {
-    /// The command; Redis answers with the room's epoch and the message's
-    /// number.
+    /// The command; Redis answers with the room's epoch, the message's
+    /// number, and 1 when that number was an earlier publish's with the
+    /// same receipt (0 otherwise).
     pub fn command(&self, scripts: &Scripts) -> Cmd {
-        let receipt = scripts.keys.room_receipt(self.room, self.receipt.unwrap_or_default());
+        let receipt = scripts.keys.room_receipt(self.room, self.receipt.map_or("", |r| r.key.as_str()));
         let mut command = evalsha(
             &scripts.publish,
             &[scripts.keys.room_meta(self.room), scripts.keys.room_history(self.room), receipt],
@@ -120,7 +119,8 @@ impl PublishScript<'_> {
             .arg(scripts.room_ttl_secs)
             .arg(feed::message_tail(self.sender, self.sent_at_ms, self.body))
             .arg(if self.receipt.is_some() { "1" } else { "0" })
-            .arg(RECEIPT_TTL_SECS);
+            // Whole seconds, never 0, which Redis would refuse.
+            .arg(self.receipt.map_or(1, |r| r.window.as_secs().max(1)));
         command
     }
 }

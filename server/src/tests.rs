@@ -29,7 +29,7 @@ async fn websocket_and_webtransport_members_get_views_of_one_allocation() {
         session.receive(said(1, hello), now);
         session.receive(said(2, join), now);
     }
-    let publish = ClientMessage::Publish { room: "shared".into(), body: "one copy".into() };
+    let publish = ClientMessage::Publish { room: "shared".into(), body: "one copy".into(), message_id: None };
     sessions[0].receive(said(3, publish), now);
     let last_frame = |session: &wtchat_core::session::Session| {
         let mut batch = Vec::new();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use wtchat_protocol::{
     ChatMessage, ClientFrame, ClientMessage, Closing, Joined, MemberChange, PROTOCOL_VERSION, PresenceChange,
-    Resume, ServerMessage, Welcome, encode,
+    Published, Resume, ServerMessage, Welcome, encode,
 };
 
 /// What a client can receive.
@@ -144,7 +144,25 @@ impl<W: Wire> Client<W> {
 
     /// Publishes a message.
     pub async fn publish(&mut self, room: &str, body: &str) -> Result<u32> {
-        self.send(ClientMessage::Publish { room: room.into(), body: body.into() }).await
+        self.send(ClientMessage::Publish { room: room.into(), body: body.into(), message_id: None }).await
+    }
+
+    /// Publishes a message with a message id, and waits for its answer
+    /// (skipping everything else; an error frame is a failure).
+    pub async fn publish_once(&mut self, room: &str, body: &str, id: &str) -> Result<Published> {
+        let message =
+            ClientMessage::Publish { room: room.into(), body: body.into(), message_id: Some(id.into()) };
+        let request_id = self.send(message).await?;
+        self.until(|message| match message {
+            ServerMessage::Published(published) if published.request_id == request_id => {
+                Some(Ok(published.clone()))
+            }
+            ServerMessage::Error(error) if error.request_id == Some(request_id) => {
+                Some(Err(anyhow::anyhow!("the publish was refused: {error:?}")))
+            }
+            _ => None,
+        })
+        .await?
     }
 
     /// Receives `n` chat messages, skipping presence, typing and pongs; an

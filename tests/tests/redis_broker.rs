@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use futures_util::StreamExt;
 use redis::AsyncCommands;
+use wtchat_core::receipts::Receipt;
 use wtchat_core::room_event::{EventMember, RoomEvent, Snapshot};
 use wtchat_protocol::PresenceChange;
 use wtchat_redis::feed;
@@ -96,8 +97,8 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
         body: BODY,
         receipt: None,
     };
-    let numbered: (u64, u64) = publish.command(&scripts).query_async(&mut connection).await?;
-    assert_eq!(numbered, (4242, 1), "the answer is the epoch and the number");
+    let numbered: (u64, u64, u8) = publish.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(numbered, (4242, 1, 0), "the answer is the epoch and the number, not repeated");
     for key in [keys.room_meta(room), keys.room_history(room)] {
         let ttl: i64 = connection.ttl(&key).await?;
         assert!((3_590..=3_600).contains(&ttl), "{key} is kept for the retention: {ttl} s");
@@ -117,8 +118,8 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
 
     // A second publish keeps the epoch (the one offered is ignored).
     let again = PublishScript { new_epoch: 1, body: "two", ..publish };
-    let numbered: (u64, u64) = again.command(&scripts).query_async(&mut connection).await?;
-    assert_eq!(numbered, (4242, 2));
+    let numbered: (u64, u64, u8) = again.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!(numbered, (4242, 2, 0));
     assert!(matches!(&next_events().await?[..], [RoomEvent::Message { epoch: 4242, seq: 2, .. }]));
 
     // The snapshot holds the history and the member, as Rust reads them.
@@ -142,10 +143,13 @@ async fn every_script_writes_what_the_rust_side_reads() -> Result<()> {
 
     // A post with an idempotency key, repeated: the first number again, and
     // one message on the feed (the next event read is the typing below).
-    let keyed = PublishScript { body: "keyed", receipt: Some("retry-1"), ..again };
-    let first: (u64, u64) = keyed.command(&scripts).query_async(&mut connection).await?;
-    let repeated: (u64, u64) = keyed.command(&scripts).query_async(&mut connection).await?;
-    assert_eq!((first, repeated), ((4242, 3), (4242, 3)));
+    let receipt = Receipt { key: "a:retry-1".into(), window: Duration::from_secs(120) };
+    let keyed = PublishScript { body: "keyed", receipt: Some(&receipt), ..again };
+    let first: (u64, u64, u8) = keyed.command(&scripts).query_async(&mut connection).await?;
+    let repeated: (u64, u64, u8) = keyed.command(&scripts).query_async(&mut connection).await?;
+    assert_eq!((first, repeated), ((4242, 3, 0), (4242, 3, 1)), "the repeat is told it is one");
+    let kept: i64 = connection.ttl(keys.room_receipt(room, "a:retry-1")).await?;
+    assert!((110..=120).contains(&kept), "the receipt is kept for its window: {kept} s");
     assert!(matches!(&next_events().await?[..], [RoomEvent::Message { seq: 3, .. }]));
 
     // Typing is published from Rust alone.

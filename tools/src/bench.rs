@@ -428,7 +428,7 @@ async fn member(
                     }
                     let sent_ns = due.saturating_duration_since(shared.origin).as_nanos() as u64;
                     let stamp = Stamp { step: *step, publisher: index, counter, sent_ns };
-                    batch.push(frame(ClientMessage::Publish { room: room.clone(), body: stamp.body(shared.bytes) }));
+                    batch.push(frame(ClientMessage::Publish { room: room.clone(), body: stamp.body(shared.bytes), message_id: None }));
                     counter += 1;
                 }
                 let count = batch.len() as u64;

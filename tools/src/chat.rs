@@ -120,7 +120,7 @@ pub async fn run(args: ChatArgs) -> Result<()> {
                 } else if line == "/quit" {
                     return Ok(());
                 } else if !line.is_empty() {
-                    outgoing.send(&frame(ClientMessage::Publish { room: room.clone(), body: line.to_owned() })).await?;
+                    outgoing.send(&frame(ClientMessage::Publish { room: room.clone(), body: line.to_owned(), message_id: None })).await?;
                 }
             }
             received = incoming.next() => match received {
@@ -219,7 +219,7 @@ fn describe(message: &ServerMessage) -> Option<String> {
         ServerMessage::TokenRefreshed(fresh) => {
             format!("* token refreshed; it expires in {} s", fresh.expires_in_ms.div_ceil(1_000))
         }
-        ServerMessage::Welcome(_) | ServerMessage::Pong(_) => return None,
+        ServerMessage::Welcome(_) | ServerMessage::Pong(_) | ServerMessage::Published(_) => return None,
     })
 }
 

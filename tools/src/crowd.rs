@@ -344,7 +344,7 @@ async fn member(index: usize, session: Session, crowd: Arc<Crowd>, mut phase: wa
                 let now = *phase.borrow_and_update();
                 match now {
                     Phase::Check if index == 0 => {
-                        let publish = ClientMessage::Publish { room: crowd.room.clone(), body: CHECK.into() };
+                        let publish = ClientMessage::Publish { room: crowd.room.clone(), body: CHECK.into(), message_id: None };
                         let _ = outgoing.send(&frame(publish)).await;
                     }
                     Phase::Stop => return,

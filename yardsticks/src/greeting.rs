@@ -30,7 +30,7 @@ pub(crate) fn request(frame: &[u8]) -> Request {
         ClientMessage::Join { room, display_name, .. } => {
             Request::Join { request_id, room, name: display_name }
         }
-        ClientMessage::Publish { room, body } => Request::Publish { room, body },
+        ClientMessage::Publish { room, body, .. } => Request::Publish { room, body },
         ClientMessage::Ping { nonce } => Request::Ping { request_id, nonce },
         _ => Request::Other,
     }

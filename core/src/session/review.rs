@@ -29,14 +29,14 @@ impl Session {
             let text = format!(
                 "{MAX_PENDING_REVIEWS} messages are waiting for moderation already; this one was dropped"
             );
-            return self.refuse(Some(outgoing.request_id), ErrorCode::RATE_LIMITED, text, now);
+            return self.refuse(Some(outgoing.submission.request_id), ErrorCode::RATE_LIMITED, text, now);
         }
         let review = Review {
             room: outgoing.room.name().clone(),
             sender: outgoing.member.event_member(),
             user: outgoing.member.user.clone(),
-            sent_at_ms: outgoing.sent_at_ms,
-            body: outgoing.body.clone(),
+            sent_at_ms: outgoing.submission.sent_at_ms,
+            body: outgoing.submission.body.clone(),
         };
         let ticket = line.ticket();
         let hub = self.hub.clone();
@@ -53,14 +53,14 @@ impl Session {
 /// Carries out a verdict.
 fn decide(hub: &crate::hub::Hub, mut outgoing: Outgoing, verdict: Verdict, max_message_bytes: usize) {
     let refuse = |outgoing: &Outgoing, code: ErrorCode, text: String| {
-        let notice = ErrorNotice { request_id: Some(outgoing.request_id), code, text };
+        let notice = ErrorNotice { request_id: Some(outgoing.submission.request_id), code, text };
         outgoing.member.outbox.push(&Frame::encode(&ServerMessage::Error(notice)));
     };
     match verdict {
         Verdict::Accept => outgoing.send(hub),
         // A replacement is held to the rules the member's text was.
         Verdict::Replace(body) if !body.is_empty() && body.len() <= max_message_bytes => {
-            outgoing.body = body;
+            outgoing.submission.body = body;
             outgoing.send(hub);
         }
         Verdict::Replace(_) => {

@@ -63,7 +63,7 @@ impl Client {
     }
 
     fn publish(&mut self, room: &str, body: &str) -> Flow {
-        self.send(ClientMessage::Publish { room: room.into(), body: body.into() })
+        self.send(ClientMessage::Publish { room: room.into(), body: body.into(), message_id: None })
     }
 
     /// Everything queued, as the frames the transport would write.
@@ -361,7 +361,8 @@ fn publishing_over_the_rate_is_refused_then_closed() {
     client.frames();
     let start = Instant::now();
     let publish = |client: &mut Client, at: Instant| {
-        client.send_at(ClientMessage::Publish { room: "rated".into(), body: "hi".into() }, at)
+        client
+            .send_at(ClientMessage::Publish { room: "rated".into(), body: "hi".into(), message_id: None }, at)
     };
     for _ in 0..3 {
         assert_eq!(publish(&mut client, start), Flow::Continue);
@@ -412,7 +413,10 @@ fn refused_requests_get_error_frames_with_their_request_ids() {
             ClientMessage::Join { room: "ok".into(), display_name: "a\u{7}".into(), resume: None },
             ErrorCode::INVALID_DISPLAY_NAME,
         ),
-        (ClientMessage::Publish { room: "nowhere".into(), body: "hi".into() }, ErrorCode::NOT_IN_ROOM),
+        (
+            ClientMessage::Publish { room: "nowhere".into(), body: "hi".into(), message_id: None },
+            ErrorCode::NOT_IN_ROOM,
+        ),
         (ClientMessage::Leave { room: "nowhere".into() }, ErrorCode::NOT_IN_ROOM),
         (hello(), ErrorCode::ALREADY_GREETED),
     ];
@@ -547,10 +551,52 @@ fn a_refused_session_acts_on_nothing_its_client_sent_before_reading_the_refusal(
     for message in [
         hello(),
         ClientMessage::Join { room: "lobby".into(), display_name: "intruder".into(), resume: None },
-        ClientMessage::Publish { room: "lobby".into(), body: "sneaked in".into() },
+        ClientMessage::Publish { room: "lobby".into(), body: "sneaked in".into(), message_id: None },
     ] {
         assert_eq!(intruder.send(message), Flow::Continue);
     }
     assert!(hub.rooms().is_empty(), "the refused client created no room");
     assert_eq!(hub.metrics().published_count(), 0, "and published nothing");
+}
+
+#[test]
+fn a_message_sent_again_with_its_id_is_answered_with_its_number_and_published_once() {
+    let hub = hub_with(|_| {});
+    let (mut ann, mut bob) = (Client::connect(&hub), Client::connect(&hub));
+    ann.join("hall", "ann");
+    bob.join("hall", "bob");
+    let (_, _) = (ann.messages(), bob.messages());
+    let publish = |id: &str, body: &str| ClientMessage::Publish {
+        room: "hall".into(),
+        body: body.into(),
+        message_id: Some(id.into()),
+    };
+    assert_eq!(ann.send(publish("m-1", "once")), Flow::Continue);
+    let answers = ann.messages();
+    let [ServerMessage::Message(chat), ServerMessage::Published(first)] = &answers[..] else {
+        panic!("the message, then its answer: {answers:?}")
+    };
+    assert_eq!((chat.seq, first.seq, first.room.as_str(), first.repeated), (1, 1, "hall", false));
+    // Its connection died before the answer came, say: the same id again,
+    // with a new request id, is answered with the same number, and nobody
+    // receives the message twice.
+    assert_eq!(ann.send(publish("m-1", "once")), Flow::Continue);
+    let answers = ann.messages();
+    let [ServerMessage::Published(again)] = &answers[..] else { panic!("only the answer: {answers:?}") };
+    assert_eq!((again.seq, again.epoch, again.repeated), (first.seq, first.epoch, true));
+    assert_ne!(again.request_id, first.request_id);
+    assert_eq!(bob.chat().iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["once"]);
+    // Another id is another message; a message without an id gets no answer.
+    assert_eq!(ann.send(publish("m-2", "twice")), Flow::Continue);
+    assert!(
+        matches!(&ann.messages()[..], [ServerMessage::Message(_), ServerMessage::Published(p)] if p.seq == 2)
+    );
+    assert_eq!(ann.publish("hall", "plain"), Flow::Continue);
+    assert!(matches!(&ann.messages()[..], [ServerMessage::Message(m)] if m.seq == 3));
+    // An id is 1 to 64 bytes.
+    for id in [String::new(), "x".repeat(65)] {
+        assert_eq!(ann.send(publish(&id, "bad id")), Flow::Continue);
+        assert_eq!(error_code(&ann.messages()), Some(ErrorCode::INVALID_MESSAGE_ID));
+    }
+    assert_eq!(bob.chat().iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3]);
 }

@@ -113,7 +113,10 @@ async fn a_burst_is_written_as_one_batch() {
     for n in 0..100 {
         say(
             &mut publisher,
-            frame(10 + n, ClientMessage::Publish { room: "burst".into(), body: format!("{n}") }),
+            frame(
+                10 + n,
+                ClientMessage::Publish { room: "burst".into(), body: format!("{n}"), message_id: None },
+            ),
         );
     }
     settle().await;
@@ -174,7 +177,10 @@ async fn a_write_stuck_on_a_stalled_peer_ends_on_eviction() {
     publisher.receive(join("stall"), now);
     for n in 0..20 {
         let body = "x".repeat(400);
-        publisher.receive(frame(10 + n, ClientMessage::Publish { room: "stall".into(), body }), now);
+        publisher.receive(
+            frame(10 + n, ClientMessage::Publish { room: "stall".into(), body, message_id: None }),
+            now,
+        );
         settle().await;
     }
     // The stalled session is cut off after the close linger, though its

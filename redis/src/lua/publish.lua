@@ -1,20 +1,22 @@
 -- Sequences, stores and broadcasts one chat message, atomically, so that
 -- the order in the history and the order every server receives are one.
 -- Arguments: see `PublishScript` in scripts.rs.
--- A post with an idempotency key keeps its receipt; a repeated key is
--- answered with the first post's number and publishes nothing.
--- KEYS: 1 the room's meta hash, 2 its history stream, 3 the receipt of
---       the post's idempotency key (unused without one)
+-- A publish with a receipt key (a backend's idempotency key, a member's
+-- message id) keeps its receipt; a repeated key is answered with the
+-- first publish's number and publishes nothing.
+-- Answers {epoch, seq, 1 when repeated else 0}.
+-- KEYS: 1 the room's meta hash, 2 its history stream, 3 the receipt
+--       (unused without one)
 -- ARGV: 1 events channel, 2 epoch to use if the room has none,
 --       3 history length, 4 time to live in seconds,
 --       5 the message without its header (feed.rs's `message_tail`),
---       6 '1' when the post has an idempotency key, 7 the receipt's
+--       6 '1' when the publish has a receipt key, 7 the receipt's
 --       time to live in seconds
 if ARGV[6] == '1' then
   local kept = redis.call('GET', KEYS[3])
   if kept then
     local epoch, seq = string.match(kept, '^(%d+) (%d+)$')
-    return {epoch, tonumber(seq)}
+    return {epoch, tonumber(seq), 1}
   end
 end
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2]) == 1 then
@@ -36,4 +38,4 @@ redis.call('PUBLISH', ARGV[1], event)
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[3], epoch .. ' ' .. seq, 'EX', ARGV[7])
 end
-return {epoch, seq}
+return {epoch, seq, 0}
