@@ -13,7 +13,14 @@ const params = new URLSearchParams(location.search);
 const forceWebSocket = params.get("transport") === "websocket";
 
 // What tests and curious people can inspect from the console.
-const demo = (window.wtchatDemo = { messages: [], events: [], client: null, ready: false, memberCount: 0 });
+const demo = (window.wtchatDemo = {
+  messages: [],
+  events: [],
+  sends: {},
+  client: null,
+  ready: false,
+  memberCount: 0,
+});
 
 function show(text) {
   $("notice").textContent = text;
@@ -112,6 +119,11 @@ client.on("message", (event) => {
   renderTyping();
   const item = document.createElement("li");
   item.dataset.seq = event.seq;
+  const own = sentBySeq.get(event.seq);
+  if (own) {
+    sentBySeq.delete(event.seq);
+    settle(own, item);
+  }
   const time = document.createElement("time");
   time.dateTime = new Date(event.sentAt).toISOString();
   time.textContent = new Date(event.sentAt).toLocaleTimeString();
@@ -122,6 +134,58 @@ client.on("message", (event) => {
   append(item);
 });
 
+// The page's own messages: each waits below the conversation, "sending…"
+// until the server answers; once its number is known and the message is
+// in the conversation, the waiting line goes and the message is marked as
+// this page's. A refused one stays, with the server's reason and a retry.
+const outgoing = new Map();
+const sentBySeq = new Map();
+
+client.on("send", (event) => {
+  demo.sends[event.id] = event;
+  demo.events.push({ type: "send", ...event });
+  if (event.room !== room) return;
+  let item = outgoing.get(event.id);
+  if (!item) {
+    item = document.createElement("li");
+    item.dataset.id = event.id;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = me;
+    const status = document.createElement("span");
+    status.className = "status";
+    item.append(who, document.createTextNode(event.body), status);
+    outgoing.set(event.id, item);
+    $("outgoing").append(item);
+  }
+  item.className = event.state;
+  const status = item.querySelector(".status");
+  status.textContent = { pending: "sending…", sent: "sent", failed: `not sent: ${event.reason}` }[event.state];
+  if (event.state === "failed" && event.code !== "MESSAGE_TOO_LARGE") {
+    const retry = document.createElement("button");
+    retry.className = "retry";
+    retry.textContent = "retry";
+    retry.addEventListener("click", () => {
+      item.remove();
+      outgoing.delete(event.id);
+      client.send(event.room, event.body);
+    });
+    status.append(" ", retry);
+  }
+  if (event.state === "sent") {
+    const shown = $("messages").querySelector(`li[data-seq="${event.seq}"]`);
+    if (shown) settle(event.id, shown);
+    else sentBySeq.set(event.seq, event.id);
+  }
+});
+
+function settle(id, shown) {
+  shown.classList.add("mine");
+  shown.dataset.id = id;
+  outgoing.get(id)?.remove();
+  outgoing.delete(id);
+}
+
 client.on("typing", (event) => {
   if (event.room !== room) return;
   typists.set(event.member.id, { name: event.member.name, until: Date.now() + 3000 });
@@ -131,7 +195,7 @@ client.on("typing", (event) => {
 client.on("error", (event) => {
   demo.events.push({ type: "error", ...event });
   console.warn("wtchat:", event.code, event.text);
-  if (["INVALID_ROOM_NAME", "INVALID_DISPLAY_NAME", "MESSAGE_TOO_LARGE", "RATE_LIMITED"].includes(event.code)) {
+  if (["INVALID_ROOM_NAME", "INVALID_DISPLAY_NAME"].includes(event.code)) {
     system(event.text);
   }
 });
@@ -212,11 +276,10 @@ $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text").value;
   if (!text) return;
+  // Sent now, or as soon as the client is connected again.
   if (client.send(room, text)) {
     $("text").value = "";
     lastTyping = 0;
-  } else {
-    system("Not connected; the message was not sent.");
   }
 });
 

@@ -27,18 +27,16 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use wtchat_protocol::{
-    ClientFrame, ClientMessage, Closing, FallbackReason, PROTOCOL_VERSION, PresenceChange, ServerMessage,
-    Welcome, decode, encode,
+    ClientFrame, ClientMessage, Closing, FallbackReason, PROTOCOL_VERSION, ServerMessage, Welcome, decode,
+    encode,
 };
 
 use crate::backoff::Backoff;
 use crate::discovery::{self, Plan, WebTransportPlan};
-use crate::events::{
-    ChatMember, ErrorEvent, JoinedEvent, MembersEvent, MessageEvent, PresenceEvent, RoomEvent, StateEvent,
-    TransportEvent, TypingEvent, to_js,
-};
-use crate::ledger::{Delivery, Ledger, RoomState};
+use crate::events::{ChatMember, ErrorEvent, StateEvent, TransportEvent, to_js};
+use crate::ledger::{Ledger, RoomState};
 use crate::link::{Link, LinkEnd, LinkEvent, TransportKind};
+use crate::outbox::Outbox;
 use crate::time::{now_ms, sleep};
 use crate::transport_choice::{AttemptError, Choice, establish};
 
@@ -102,7 +100,7 @@ pub struct Client {
 }
 
 pub(crate) struct Inner {
-    options: Options,
+    pub(crate) options: Options,
     pub(crate) state: RefCell<State>,
 }
 
@@ -113,9 +111,9 @@ pub(crate) struct State {
     /// What the page gave to get a fresh token, if anything.
     pub(crate) token_provider: Option<js_sys::Function>,
     /// The current connection, while connected.
-    link: Option<Link>,
+    pub(crate) link: Option<Link>,
     /// Rooms and resume points.
-    ledger: Ledger,
+    pub(crate) ledger: Ledger,
     /// Event handlers, by event name.
     handlers: Vec<(String, js_sys::Function)>,
     /// The connection state as the page sees it.
@@ -129,12 +127,18 @@ pub(crate) struct State {
     /// Whether the page closed the client.
     closed_by_user: bool,
     /// When the client last sent anything, for the heartbeat.
-    last_sent_ms: f64,
+    pub(crate) last_sent_ms: f64,
     /// The server's frame limit, from the welcome.
     max_frame: usize,
     /// This session's id, from the welcome: a presence diff names this
     /// session's own comings and goings too, which are no news to the page.
-    session_id: u64,
+    pub(crate) session_id: u64,
+    /// The page's messages the server has not answered yet.
+    pub(crate) outbox: Outbox,
+    /// Set while a timer waits to send what the rate held back.
+    pub(crate) flush_scheduled: bool,
+    /// Set when the page asked to drop the connection and make a new one.
+    pub(crate) reconnect_asked: bool,
 }
 
 /// Why a connection ended.
@@ -177,6 +181,9 @@ impl Client {
                     last_sent_ms: 0.0,
                     max_frame: DEFAULT_MAX_FRAME,
                     session_id: 0,
+                    outbox: Outbox::default(),
+                    flush_scheduled: false,
+                    reconnect_asked: false,
                 }),
             }),
         })
@@ -216,23 +223,11 @@ impl Client {
         });
     }
 
-    /// Leaves a room.
+    /// Leaves a room; its messages still waiting to go out fail.
     pub fn leave(&self, room: &str) {
         self.inner.state.borrow_mut().ledger.forget(room);
         self.inner.send(ClientMessage::Leave { room: room.to_owned() });
-    }
-
-    /// Sends a message to a room; returns whether it went out (false while
-    /// disconnected or before joining).
-    pub fn send(&self, room: &str, text: &str) -> bool {
-        if self.inner.state.borrow().ledger.room(room).is_none() {
-            return false;
-        }
-        self.inner.send(ClientMessage::Publish {
-            room: room.to_owned(),
-            body: text.to_owned(),
-            message_id: None,
-        })
+        self.inner.forget_sends(room);
     }
 
     /// Tells a room this user is typing (a datagram on WebTransport).
@@ -296,11 +291,16 @@ impl Client {
 }
 
 impl Inner {
-    fn encode(&self, message: ClientMessage) -> Vec<u8> {
+    pub(crate) fn encode(&self, message: ClientMessage) -> Vec<u8> {
+        self.encode_numbered(message).1
+    }
+
+    /// Encodes a request under the next request id; returns both.
+    pub(crate) fn encode_numbered(&self, message: ClientMessage) -> (u32, Vec<u8>) {
         let mut state = self.state.borrow_mut();
         let request_id = state.next_request;
         state.next_request = state.next_request.wrapping_add(1);
-        encode(&ClientFrame { request_id, message })
+        (request_id, encode(&ClientFrame { request_id, message }))
     }
 
     /// Sends on the current link; false while disconnected.
@@ -400,7 +400,7 @@ impl Inner {
     }
 
     /// Takes a new connection into use: announce it, then rejoin every room.
-    fn adopt(&self, link: Link, welcome: &Welcome, reason: String, other: Option<String>) {
+    fn adopt(self: &Rc<Self>, link: Link, welcome: &Welcome, reason: String, other: Option<String>) {
         let kind = link.kind();
         {
             let mut state = self.state.borrow_mut();
@@ -418,91 +418,10 @@ impl Inner {
         for (room, display_name, resume) in rejoins {
             self.send(ClientMessage::Join { room, display_name, resume });
         }
-    }
-
-    /// Handles one server message on an adopted connection.
-    fn dispatch(self: &Rc<Self>, message: ServerMessage) {
-        match message {
-            ServerMessage::TokenExpiring(notice) => self.token_expiring(&notice),
-            ServerMessage::TokenRefreshed(fresh) => self.token_refreshed(&fresh),
-            ServerMessage::Joined(joined) => {
-                let outcome = self.state.borrow_mut().ledger.joined(&joined);
-                let Some(outcome) = outcome else { return };
-                let members = joined.members.iter().map(ChatMember::from).collect();
-                self.emit(
-                    "joined",
-                    &JoinedEvent {
-                        room: joined.room.clone(),
-                        members,
-                        count: joined.member_count,
-                        more: (joined.members.len() as u32) < joined.member_count,
-                        rejoined: outcome.rejoined,
-                        gap: outcome.gap,
-                    },
-                );
-                if outcome.gap {
-                    self.emit("gap", &RoomEvent { room: joined.room });
-                }
-            }
-            ServerMessage::Message(message) => {
-                let delivery = self.state.borrow_mut().ledger.deliver(&message);
-                if delivery == Delivery::New {
-                    self.emit("message", &MessageEvent::from(&message));
-                }
-            }
-            ServerMessage::PresenceDiff(diff) => {
-                let members = self
-                    .state
-                    .borrow_mut()
-                    .ledger
-                    .presence(&diff)
-                    .map(|state| MembersEvent::of(&diff.room, state));
-                let Some(members) = members else { return };
-                let own = self.state.borrow().session_id;
-                for change in diff.changes.iter().filter(|c| c.member.session_id != own) {
-                    let name = match change.change {
-                        PresenceChange::Joined => "joined",
-                        PresenceChange::Left => "left",
-                        PresenceChange::Disconnected => "disconnected",
-                    };
-                    self.emit(
-                        "presence",
-                        &PresenceEvent {
-                            room: diff.room.clone(),
-                            change: name,
-                            member: ChatMember::from(&change.member),
-                        },
-                    );
-                }
-                self.emit("members", &members);
-            }
-            ServerMessage::Members(page) => {
-                let members = self
-                    .state
-                    .borrow_mut()
-                    .ledger
-                    .page(&page)
-                    .map(|state| MembersEvent::of(&page.room, state));
-                if let Some(members) = members {
-                    self.emit("members", &members);
-                }
-            }
-            ServerMessage::Typing(typing) => {
-                self.emit(
-                    "typing",
-                    &TypingEvent { room: typing.room, member: ChatMember::from(&typing.member) },
-                );
-            }
-            ServerMessage::Left(left) => self.emit("left", &RoomEvent { room: left.room }),
-            ServerMessage::Error(error) => {
-                let code = error.code.name().map_or_else(|| error.code.0.to_string(), str::to_owned);
-                self.error(&code, error.text, error.request_id);
-            }
-            ServerMessage::Welcome(_)
-            | ServerMessage::Pong(_)
-            | ServerMessage::Closing(_)
-            | ServerMessage::Published(_) => {}
-        }
+        // After the joins, which the server takes first.
+        let limits = welcome.limits;
+        self.state.borrow_mut().outbox.limits(limits.publish_rate_per_sec, limits.publish_burst, now_ms());
+        self.flush();
     }
 }
 
@@ -564,7 +483,11 @@ async fn drive(inner: Rc<Inner>) {
                 attempt = 0;
                 inner.adopt(established.link, &established.welcome, established.reason, established.other);
                 let end = run_connection(&inner, established.events, &established.welcome).await;
-                let link = inner.state.borrow_mut().link.take();
+                let link = {
+                    let mut state = inner.state.borrow_mut();
+                    state.outbox.connection_lost();
+                    state.link.take()
+                };
                 if let Some(link) = link {
                     link.close();
                 }
@@ -695,6 +618,9 @@ impl Heard {
 fn ended(inner: &Inner, notice: Option<Closing>, end: LinkEnd) -> End {
     if inner.closed_by_user() {
         return End::UserClosed;
+    }
+    if std::mem::take(&mut inner.state.borrow_mut().reconnect_asked) {
+        return End::Lost("the page asked for a new connection".into());
     }
     // The notice frame says most (it has the retry hint); a close whose
     // code is the server's stands for it when the frame did not arrive.

@@ -18,7 +18,8 @@ export interface TransportEvent { transport: "webtransport" | "websocket"; reaso
 export interface StateEvent { state: "connecting" | "connected" | "reconnecting" | "closed"; retryInMs?: number; reason?: string; closeCode?: number }
 export interface GapEvent { room: string }
 export interface TokenEvent { event: "expiring" | "refreshed"; expiresInMs: number }
-export type EventName = "message" | "presence" | "members" | "joined" | "left" | "typing" | "error" | "transport" | "state" | "gap" | "token";
+export interface SendEvent { id: string; room: string; body: string; state: "pending" | "sent" | "failed"; seq?: number; epoch?: number; repeated?: boolean; code?: string; reason?: string }
+export type EventName = "message" | "presence" | "members" | "joined" | "left" | "typing" | "error" | "transport" | "state" | "gap" | "token" | "send";
 "#;
 
 /// A member as the page sees it.
@@ -166,4 +167,51 @@ pub struct TokenEvent {
     pub event: &'static str,
     /// How long the token (the new one, once refreshed) has left.
     pub expires_in_ms: f64,
+}
+
+/// What became of one of the page's messages: waiting to go out (or for
+/// its answer), sent with its number in the room, or failed with the
+/// server's code and reason.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendEvent {
+    pub id: String,
+    pub room: String,
+    pub body: String,
+    /// "pending", "sent" or "failed".
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// Set when the answer repeated an earlier send's: the message was
+    /// already in the room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl SendEvent {
+    /// A message in a state with nothing more to say.
+    pub fn of(waiting: &crate::outbox::Waiting, state: &'static str) -> Self {
+        Self {
+            id: waiting.id.clone(),
+            room: waiting.room.clone(),
+            body: waiting.body.clone(),
+            state,
+            seq: None,
+            epoch: None,
+            repeated: None,
+            code: None,
+            reason: None,
+        }
+    }
+
+    /// A message that failed.
+    pub fn failed(waiting: &crate::outbox::Waiting, code: &str, reason: String) -> Self {
+        Self { code: Some(code.to_owned()), reason: Some(reason), ..Self::of(waiting, "failed") }
+    }
 }

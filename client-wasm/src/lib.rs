@@ -14,15 +14,20 @@
 pub mod backoff;
 pub mod framing;
 pub mod ledger;
+pub mod outbox;
 
 #[cfg(target_arch = "wasm32")]
 pub mod client;
 #[cfg(target_arch = "wasm32")]
 pub mod discovery;
 #[cfg(target_arch = "wasm32")]
+pub mod dispatch;
+#[cfg(target_arch = "wasm32")]
 pub mod events;
 #[cfg(target_arch = "wasm32")]
 pub mod link;
+#[cfg(target_arch = "wasm32")]
+pub mod sending;
 #[cfg(target_arch = "wasm32")]
 pub mod time;
 #[cfg(target_arch = "wasm32")]

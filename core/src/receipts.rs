@@ -11,7 +11,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::broker::Sequenced;
+use crate::room_event::Sequenced;
 
 /// How long a backend's idempotency key is kept: longer than any sane
 /// retry loop.
