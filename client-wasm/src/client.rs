@@ -574,7 +574,7 @@ async fn run_connection(
                     }
                 }
                 if !overslept && now - heard.last_heard > timeout {
-                    return End::Lost(format!("the server was silent for {timeout} ms"));
+                    return End::Lost(format!("the server was silent for {} ms", timeout as u64));
                 }
                 let quiet = now - inner.state.borrow().last_sent_ms;
                 if quiet >= interval * 0.8 {

@@ -117,7 +117,7 @@ pub async fn establish(
                     }
                     () = sleep(timeout).fuse() => Err((
                         FallbackReason::TIMEOUT,
-                        AttemptError::Failed(format!("WebTransport was not ready within {timeout} ms")),
+                        AttemptError::Failed(format!("WebTransport was not ready within {} ms", timeout as u64)),
                     )),
                 }
             }
@@ -141,7 +141,7 @@ pub async fn establish(
                     let other = if websocket_started {
                         "WebTransport answered first".to_owned()
                     } else {
-                        format!("WebTransport answered within its {head_start} ms head start")
+                        format!("WebTransport answered within its {} ms head start", head_start as u64)
                     };
                     return Ok(Established {
                         link,
@@ -181,7 +181,7 @@ pub async fn establish(
                                     late.close();
                                 }
                             });
-                            format!("WebSocket answered first (WebTransport not ready after a {head_start} ms head start)")
+                            format!("WebSocket answered first (WebTransport not ready after a {} ms head start)", head_start as u64)
                         }
                     };
                     return Ok(Established { link, events, welcome, reason: why.clone(), other: Some(why) });

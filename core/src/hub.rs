@@ -16,7 +16,7 @@ use wtchat_protocol::Closing;
 
 use crate::admission::{Admission, Refusal, Ticket};
 use crate::announcer::Announcer;
-use crate::arrival::Arrival;
+use crate::arrival::{Arrival, TransportKind};
 use crate::authenticator::Authenticator;
 use crate::broker::{Broker, BrokerHost, BrokerStatus, Disconnect, RoomHandle};
 use crate::budgets::KeptBudgets;
@@ -68,7 +68,7 @@ pub struct Hub {
     /// The outbox of every live session, so that shutdown can reach them. A
     /// std mutex, taken once when a session opens and once when it ends,
     /// never on the message path.
-    sessions: Mutex<HashMap<u64, Arc<Outbox>>>,
+    sessions: Mutex<HashMap<u64, (Arc<Outbox>, TransportKind)>>,
     /// Who each authenticated session's user is, so that the application's
     /// backend can disconnect a user; empty without authentication, so that
     /// anonymous sessions pay nothing for it.
@@ -198,18 +198,18 @@ impl Hub {
         self.rooms.flush_presence();
     }
 
-    fn sessions(&self) -> MutexGuard<'_, HashMap<u64, Arc<Outbox>>> {
+    fn sessions(&self) -> MutexGuard<'_, HashMap<u64, (Arc<Outbox>, TransportKind)>> {
         // Insert and remove leave the map consistent if they panic.
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Gives a new session its id and its outbox, and lists it among the
     /// live sessions (see [`Session::open`](crate::session::Session::open)).
-    pub(crate) fn enrol(&self, transport: crate::arrival::TransportKind) -> (u64, Arc<Outbox>) {
+    pub(crate) fn enrol(&self, transport: TransportKind) -> (u64, Arc<Outbox>) {
         let base = self.broker.as_ref().map_or(0, |broker| broker.session_id_base());
         let id = base + self.next_session_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(self.config.session.outbound_queue_bytes));
-        self.sessions().insert(id, outbox.clone());
+        self.sessions().insert(id, (outbox.clone(), transport));
         self.metrics.session_opened(transport);
         (id, outbox)
     }
@@ -348,7 +348,7 @@ impl Hub {
 
     /// Every live session's outbox figures, for the metrics.
     pub fn outbox_stats(&self) -> Vec<OutboxStats> {
-        let outboxes: Vec<Arc<Outbox>> = self.sessions().values().cloned().collect();
+        let outboxes: Vec<Arc<Outbox>> = self.sessions().values().map(|(outbox, _)| outbox.clone()).collect();
         outboxes.iter().map(|outbox| outbox.stats()).collect()
     }
 
@@ -378,12 +378,17 @@ impl Hub {
         };
         let outboxes: Vec<Arc<Outbox>> = {
             let sessions = self.sessions();
-            ids.iter().filter_map(|id| sessions.get(id).cloned()).collect()
+            ids.iter().filter_map(|id| sessions.get(id).map(|(outbox, _)| outbox.clone())).collect()
         };
         for outbox in &outboxes {
             outbox.close(closing::disconnected(reason));
         }
         outboxes.len()
+    }
+
+    /// The transport of a session live on this server, for operators.
+    pub fn transport_of(&self, session_id: u64) -> Option<TransportKind> {
+        self.sessions().get(&session_id).map(|(_, transport)| *transport)
     }
 
     /// How many sessions are live.
@@ -400,7 +405,7 @@ impl Hub {
     }
 
     fn close_all(&self, notice: impl Fn() -> Closing) {
-        let outboxes: Vec<Arc<Outbox>> = self.sessions().values().cloned().collect();
+        let outboxes: Vec<Arc<Outbox>> = self.sessions().values().map(|(outbox, _)| outbox.clone()).collect();
         for outbox in outboxes {
             outbox.close(notice());
         }

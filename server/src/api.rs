@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use wtchat_core::arrival::TransportKind;
 use wtchat_core::backend::{Backend, BackendError, Post};
 use wtchat_core::broker::{Disconnect, Sequenced};
 use wtchat_core::presence::PAGE_MAX;
@@ -96,7 +97,8 @@ struct DisconnectBody {
 
 impl Api {
     /// The API with these keys (it is off when there are none), over the
-    /// core's backend door.
+    /// core's backend door. The server passes the admin token among them,
+    /// for the operator's console.
     pub fn new(keys: Vec<String>, backend: Backend) -> Self {
         let max_message_bytes = backend.hub().config().session.max_message_bytes;
         // JSON escapes a character in at most six bytes.
@@ -241,8 +243,15 @@ impl Api {
         let after = number(query, "after")?.unwrap_or(0);
         let limit = page_limit(query)?;
         let page = self.backend.members(room, after, limit).await?;
-        let members: Vec<Value> =
-            page.members.iter().map(|m| json!({ "session_id": m.session_id, "name": m.name })).collect();
+        let hub = self.backend.hub();
+        let members: Vec<Value> = page
+            .members
+            .iter()
+            .map(|m| {
+                let transport = hub.transport_of(m.session_id).map(TransportKind::name);
+                json!({ "session_id": m.session_id, "name": m.name, "transport": transport })
+            })
+            .collect();
         Ok(json!({
             "room": room,
             "member_count": page.member_count,

@@ -3,8 +3,9 @@
 //! `GET /ws` hands over to the WebSocket adapter, `GET /healthz` answers
 //! whether the server takes sessions, `GET /metrics` and `GET /status` are
 //! for operators, `POST /admin/drain` starts a graceful shutdown (with the
-//! admin token), `/api/` is the server API (`api.rs`), and every other GET
-//! is a static file.
+//! admin token), `GET /console` is the operator's console (`console.rs`),
+//! `/api/` is the server API (`api.rs`), and every other GET is a static
+//! file.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -28,6 +29,7 @@ use wtchat_core::metrics::family;
 
 use crate::api::Api;
 use crate::bearer::{constant_time_eq, presented_bearer};
+use crate::console;
 use crate::options::Config;
 use crate::origin::OriginPolicy;
 use crate::response::text;
@@ -84,7 +86,7 @@ impl HttpState {
             listen: config.listen,
             admin_token: config.admin_token.clone(),
             api: Api::new(
-                config.api_keys.clone(),
+                config.api_keys.iter().chain(&config.admin_token).cloned().collect(),
                 Backend::new(hub.clone(), config.api_publish_rate_per_sec),
             ),
             hub,
@@ -120,6 +122,7 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &HttpState) 
         (Method::GET, "/metrics") => metrics(state),
         (Method::GET, "/status") => status(state),
         (Method::POST, "/admin/drain") => admin_drain(&request, state),
+        (Method::GET, "/console") => console::page(state.admin_token.as_deref()),
         (_, path) if path.starts_with("/api/") => state.api.handle(request).await,
         (Method::GET, "/cert-hashes") => cert_hashes(&state.certificates),
         (Method::GET, "/transports") => transports(&request, state),

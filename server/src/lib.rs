@@ -9,6 +9,7 @@
 
 pub mod api;
 mod bearer;
+pub mod console;
 pub mod encoding;
 pub mod handshakes;
 pub mod http;

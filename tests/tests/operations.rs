@@ -1,5 +1,6 @@
 //! What makes the server safe to expose and easy to run: tokens, admission
-//! limits, metrics, status and the admin drain, over real connections.
+//! limits, metrics, status, the admin drain and the console, over real
+//! connections.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,6 +8,7 @@ use anyhow::{Context, Result};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use wtchat_protocol::{ClientMessage, ErrorCode, ReasonCode, ServerMessage};
+use wtchat_tests::http::http_get_raw;
 use wtchat_tests::webtransport::published_hashes;
 use wtchat_tests::{TestServer, WsClient, WtClient, http_get, http_post, metric, scrape_metrics};
 
@@ -221,4 +223,53 @@ async fn the_admin_endpoint_drains_the_server_for_its_token_only() -> Result<()>
     assert!(notice.retry_after_ms.is_some());
     assert_eq!(code, Some(ReasonCode::SERVER_SHUTDOWN.0));
     server.exited().await
+}
+
+#[tokio::test]
+async fn the_console_is_served_only_with_an_admin_token_which_also_opens_the_api() -> Result<()> {
+    let plain = TestServer::start().await;
+    let (status, _) = http_get(plain.address, "/console", &[]).await?;
+    assert_eq!(status, 404, "without an admin token there is no console");
+    plain.stop().await?;
+
+    let admin = "an admin token of some length";
+    let server = TestServer::start_with(|c| c.admin_token = Some(admin.into())).await;
+    let page = http_get_raw(server.address, "/console", &[]).await?;
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("wtchat console"));
+    let policy = page.header("content-security-policy").unwrap_or_default();
+    assert!(policy.contains("frame-ancestors 'none'") && policy.contains("connect-src 'self'"), "{policy}");
+
+    // The console reads rooms and members through the server API, which the
+    // admin token opens although no API key is set; each member here says
+    // which transport it is on.
+    let mut ws = WsClient::connect(&server).await?;
+    ws.join("hall", "on websocket").await?;
+    let hashes = published_hashes(&server).await?;
+    let mut wt = WtClient::open(&server.wt_url(), &hashes, None).await?;
+    wt.hello().await?;
+    wt.join("hall", "on webtransport").await?;
+    let bearer = format!("Bearer {admin}");
+    let (status, _) = http_get(server.address, "/api/rooms", &[("Authorization", "Bearer wrong")]).await?;
+    assert_eq!(status, 401);
+    let (status, body) =
+        http_get(server.address, "/api/rooms/hall/members", &[("Authorization", &bearer)]).await?;
+    assert_eq!(status, 200, "{body}");
+    let members: serde_json::Value = serde_json::from_str(&body)?;
+    let transports: Vec<(String, String)> = members["members"]
+        .as_array()
+        .context("members")?
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().into(),
+                m["transport"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        transports,
+        [("on websocket".into(), "websocket".into()), ("on webtransport".into(), "webtransport".into())]
+    );
+    server.stop().await
 }

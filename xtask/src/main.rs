@@ -330,7 +330,7 @@ fn test() -> Result {
 
 /// End-to-end test files that the quick tier leaves out: they need
 /// browsers, or run for minutes (10,000 session lives).
-const SLOW_TEST_FILES: [&str; 3] = ["browser", "browser_sends", "churn"];
+const SLOW_TEST_FILES: [&str; 4] = ["browser", "browser_console", "browser_sends", "churn"];
 
 /// The quick tier, for the edit-run loop: formatting, clippy and every
 /// native test but the slow files, with Redis (a few seconds of tests need

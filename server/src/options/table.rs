@@ -147,8 +147,9 @@ super::options! {
     /// send a fresh one (`TokenExpiring`), in ms; at most half the token's
     /// remaining life, so that a short-lived token is told in time too.
     token_refresh_notice_ms: u64, env "WTCHAT_TOKEN_REFRESH_NOTICE_MS", default (60_000);
-    /// Bearer token (at least 16 characters) for `POST /admin/drain`; the
-    /// endpoint is off without it.
+    /// Bearer token (at least 16 characters) for `POST /admin/drain` and
+    /// the operator's console at `/console` (which also opens the server
+    /// API for it); both are off without it.
     admin_token: String, env "WTCHAT_ADMIN_TOKEN", default (none), secret (true),
         check (|token: &Option<String>| match token {
             Some(token) if token.len() < 16 => Err("must be at least 16 characters long".into()),
