@@ -17,6 +17,7 @@
 
 mod bench;
 mod capacity;
+mod client;
 mod large_rooms;
 mod redis_deployment;
 mod results;
@@ -45,7 +46,11 @@ fn main() -> ExitCode {
         }
         Some("build-client") => {
             let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from);
-            build_client(out.as_deref())
+            client::build(out.as_deref())
+        }
+        Some("package") => {
+            let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+            client::package(out.as_deref()).map(|_| ())
         }
         _ => {
             eprintln!(
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
                  test                       run every check: formatting, clippy, the wasm build, all tests (browser ones too)\n  \
                  test --quick               the edit-run loop: formatting, clippy and the native tests, without browsers, churn or fuzzing\n  \
                  build-client [--out DIR]   build the wasm client into web/pkg, or into DIR with a copy of the page\n  \
+                 package [--out DIR]        build the client's npm package and pack it (into target/npm, or DIR)\n  \
                  bench [--quick]            run every benchmark against a release server and write BENCHMARKS.md\n  \
                  fuzz [SECONDS]             run every fuzz target for SECONDS (default 60) each, growing fuzz/corpus"
             );
@@ -180,38 +186,6 @@ fn ensure_wasm_bindgen_cli() -> Result {
     )
 }
 
-/// Builds the wasm client (release) and generates its JavaScript glue and
-/// TypeScript types into `web/pkg`, or into `out/pkg` beside a copy of the
-/// page's files.
-fn build_client(out: Option<&Path>) -> Result {
-    ensure_toolchain()?;
-    ensure_wasm_bindgen_cli()?;
-    step(
-        "build the wasm client",
-        cargo().args(["build", "--release", "--package", "wtchat-client-wasm", "--target", WASM_TARGET]),
-    )?;
-    let web = root().join("web");
-    let site = match out {
-        Some(out) => {
-            std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-            for entry in std::fs::read_dir(&web).map_err(|e| format!("{}: {e}", web.display()))? {
-                let path = entry.map_err(|e| e.to_string())?.path();
-                if path.is_file() {
-                    let name = path.file_name().unwrap_or_default();
-                    std::fs::copy(&path, out.join(name)).map_err(|e| format!("{}: {e}", path.display()))?;
-                }
-            }
-            out.to_path_buf()
-        }
-        None => web,
-    };
-    let wasm = target_dir().join(WASM_TARGET).join("release").join("wtchat_client.wasm");
-    step(
-        "generate the client's JavaScript bindings",
-        wasm_bindgen_command().args(["--target", "web", "--out-dir"]).arg(site.join("pkg")).arg(wasm),
-    )
-}
-
 /// Makes sure Debian's Chromium and chromedriver are installed, for the
 /// browser tests.
 fn ensure_chromium() -> Result {
@@ -280,7 +254,7 @@ fn ensure_debian_packages(what: &str, files: &[&str], packages: &[&str]) -> Resu
 }
 
 fn run(args: &[String]) -> Result {
-    build_client(None)?;
+    client::build(None)?;
     let args = args.strip_prefix(&["--".to_string()]).unwrap_or(args);
     step(
         "build and start wtchat",
@@ -302,7 +276,7 @@ fn test() -> Result {
     // its library does, and that is what the browser runs.
     clippy_for_wasm("clippy for the browser", "wtchat-protocol", "--lib")?;
     clippy_for_wasm("clippy for the browser client and its tests", "wtchat-client-wasm", "--all-targets")?;
-    build_client(None)?;
+    client::build(None)?;
     let mut totals = Totals::default();
     let native = run_tests("tests", cargo().args(["test", "--workspace"]), &mut totals);
     // wasm-bindgen-test picks the browser from the driver variable it is
@@ -330,7 +304,8 @@ fn test() -> Result {
 
 /// End-to-end test files that the quick tier leaves out: they need
 /// browsers, or run for minutes (10,000 session lives).
-const SLOW_TEST_FILES: [&str; 4] = ["browser", "browser_console", "browser_sends", "churn"];
+const SLOW_TEST_FILES: [&str; 5] =
+    ["browser", "browser_console", "browser_package", "browser_sends", "churn"];
 
 /// The quick tier, for the edit-run loop: formatting, clippy and every
 /// native test but the slow files, with Redis (a few seconds of tests need
