@@ -94,6 +94,7 @@ client.on("transport", (event) => {
 client.on("joined", (event) => {
   demo.events.push({ type: "joined", ...event });
   if (event.room !== room) return;
+  loadingOlder = false;
   renderMembers(event);
   if (event.gap) system("Some earlier messages are no longer available.");
   demo.ready = true;
@@ -117,13 +118,19 @@ client.on("message", (event) => {
   if (event.room !== room) return;
   typists.delete(event.sender.id);
   renderTyping();
-  const item = document.createElement("li");
-  item.dataset.seq = event.seq;
+  const item = messageItem(event);
   const own = sentBySeq.get(event.seq);
   if (own) {
     sentBySeq.delete(event.seq);
     settle(own, item);
   }
+  append(item);
+  showOlder();
+});
+
+function messageItem(event) {
+  const item = document.createElement("li");
+  item.dataset.seq = event.seq;
   const time = document.createElement("time");
   time.dateTime = new Date(event.sentAt).toISOString();
   time.textContent = new Date(event.sentAt).toLocaleTimeString();
@@ -131,8 +138,48 @@ client.on("message", (event) => {
   who.className = "who";
   who.textContent = event.sender.name;
   item.append(time, who, document.createTextNode(event.body));
-  append(item);
+  return item;
+}
+
+// Older messages: scrolled to the top (or the button there), the page asks
+// for those below the oldest it shows, and puts them above, keeping what
+// the reader looks at in place.
+let olderMayExist = true;
+let loadingOlder = false;
+
+function oldestShown() {
+  const first = $("messages").querySelector("li[data-seq]");
+  return first ? Number(first.dataset.seq) : null;
+}
+
+function loadOlder() {
+  const oldest = oldestShown();
+  if (loadingOlder || !olderMayExist || oldest === null || oldest <= 1) return;
+  loadingOlder = client.history(room, oldest);
+}
+
+client.on("history", (event) => {
+  demo.events.push({ type: "history", room: event.room, count: event.messages.length, more: event.more });
+  if (event.room !== room) return;
+  loadingOlder = false;
+  olderMayExist = event.more;
+  const list = $("messages");
+  const oldest = oldestShown() ?? Infinity;
+  const older = event.messages.filter((m) => m.seq < oldest).map(messageItem);
+  const height = list.scrollHeight;
+  list.prepend(...older);
+  list.scrollTop += list.scrollHeight - height;
+  showOlder();
 });
+
+function showOlder() {
+  $("older").hidden = !(olderMayExist && (oldestShown() ?? 1) > 1);
+}
+
+$("messages").addEventListener("scroll", () => {
+  if ($("messages").scrollTop < 8) loadOlder();
+});
+$("older").addEventListener("click", loadOlder);
 
 // The page's own messages: each waits below the conversation, "sending…"
 // until the server answers; once its number is known and the message is

@@ -88,6 +88,7 @@ impl Inner {
             }
             ServerMessage::Left(left) => self.emit("left", &RoomEvent { room: left.room }),
             ServerMessage::Published(published) => self.published(&published),
+            ServerMessage::History(page) => self.history_page(&page),
             ServerMessage::Error(error) => {
                 if self.send_refused(&error) {
                     return;

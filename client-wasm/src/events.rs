@@ -18,8 +18,9 @@ export interface TransportEvent { transport: "webtransport" | "websocket"; reaso
 export interface StateEvent { state: "connecting" | "connected" | "reconnecting" | "closed"; retryInMs?: number; reason?: string; closeCode?: number }
 export interface GapEvent { room: string }
 export interface TokenEvent { event: "expiring" | "refreshed"; expiresInMs: number }
+export interface HistoryEvent { room: string; epoch: number; messages: MessageEvent[]; more: boolean }
 export interface SendEvent { id: string; room: string; body: string; state: "pending" | "sent" | "failed"; seq?: number; epoch?: number; repeated?: boolean; code?: string; reason?: string }
-export type EventName = "message" | "presence" | "members" | "joined" | "left" | "typing" | "error" | "transport" | "state" | "gap" | "token" | "send";
+export type EventName = "message" | "presence" | "members" | "joined" | "left" | "typing" | "error" | "transport" | "state" | "gap" | "token" | "send" | "history";
 "#;
 
 /// A member as the page sees it.
@@ -214,4 +215,14 @@ impl SendEvent {
     pub fn failed(waiting: &crate::outbox::Waiting, code: &str, reason: String) -> Self {
         Self { code: Some(code.to_owned()), reason: Some(reason), ..Self::of(waiting, "failed") }
     }
+}
+
+/// A page of a room's older messages, oldest first, and whether the server
+/// keeps older ones still.
+#[derive(Debug, Serialize)]
+pub struct HistoryEvent {
+    pub room: String,
+    pub epoch: u64,
+    pub messages: Vec<MessageEvent>,
+    pub more: bool,
 }

@@ -25,6 +25,8 @@ pub mod dispatch;
 #[cfg(target_arch = "wasm32")]
 pub mod events;
 #[cfg(target_arch = "wasm32")]
+pub mod history;
+#[cfg(target_arch = "wasm32")]
 pub mod link;
 #[cfg(target_arch = "wasm32")]
 pub mod sending;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use wtchat_protocol::{ChatMessage, Member, ServerMessage};
+use wtchat_protocol::{ChatMessage, Member};
 
 use crate::announcer::Sent;
 use crate::broker::{BrokerUnavailable, Disconnect, Publish, PublishReply, Sequenced};
@@ -299,14 +299,7 @@ impl Backend {
     ) -> Result<RecentMessages, BackendError> {
         if let Some(open) = self.hub.rooms().get(room) {
             let page = open.history_before(before, limit);
-            let messages = page
-                .messages
-                .iter()
-                .filter_map(|(_, frame)| match wtchat_protocol::decode(frame.body_slice(), usize::MAX) {
-                    Ok(ServerMessage::Message(message)) => Some(message),
-                    _ => None,
-                })
-                .collect();
+            let messages = page.chat_messages();
             return Ok(RecentMessages { epoch: page.epoch, next_seq: page.next_seq, messages });
         }
         let snapshot = self.peek(room).await?;

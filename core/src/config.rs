@@ -26,6 +26,9 @@ pub struct HubConfig {
     pub max_rooms_per_user: usize,
     /// How many recent messages each room keeps for joiners.
     pub history_len: usize,
+    /// How many of those a fresh join replays; members page back through
+    /// the rest.
+    pub history_replay: usize,
     /// How often clients must send something.
     pub heartbeat_interval: Duration,
     /// How long the server waits for a silent client before closing it.
@@ -111,6 +114,7 @@ impl HubConfig {
             max_rooms: 100_000,
             max_rooms_per_user: 2_000,
             history_len: 100,
+            history_replay: 100,
             heartbeat_interval: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(25),
             retry_hints: RetryHints {

@@ -15,6 +15,25 @@ pub struct History {
     entries: VecDeque<(u64, Frame)>,
     /// The most entries kept.
     capacity: usize,
+    /// How many of the newest a fresh joiner is sent; it asks for older
+    /// ones by page.
+    replay: usize,
+}
+
+/// How much a room keeps, and how much of it a fresh joiner gets at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryPolicy {
+    /// The most messages kept.
+    pub keep: usize,
+    /// The most of them a join replays (a resume gets all it missed).
+    pub replay: usize,
+}
+
+impl HistoryPolicy {
+    /// Keeps `keep` messages and replays them all.
+    pub fn keeping(keep: usize) -> Self {
+        Self { keep, replay: keep }
+    }
 }
 
 /// What a joiner receives from the history.
@@ -31,8 +50,8 @@ impl History {
     /// An empty history keeping at most `capacity` messages. Nothing is
     /// reserved up front: a room that holds no messages costs no slots, and
     /// a server may hold many such rooms.
-    pub fn new(capacity: usize) -> Self {
-        Self { entries: VecDeque::new(), capacity }
+    pub fn new(policy: HistoryPolicy) -> Self {
+        Self { entries: VecDeque::new(), capacity: policy.keep, replay: policy.replay }
     }
 
     /// Appends the message with sequence number `seq`, dropping the oldest
@@ -53,9 +72,16 @@ impl History {
         self.entries.clear();
     }
 
-    /// Everything kept: for a joiner that has seen nothing.
-    pub fn all(&self) -> Replay<'_> {
-        Replay { frames: self.entries.iter().map(|(_, frame)| frame).collect(), gap: false }
+    /// The newest messages, up to the replay: for a joiner that has seen
+    /// nothing.
+    pub fn latest(&self) -> Replay<'_> {
+        let skip = self.entries.len().saturating_sub(self.replay);
+        Replay { frames: self.entries.iter().skip(skip).map(|(_, frame)| frame).collect(), gap: false }
+    }
+
+    /// Whether anything kept is numbered below `seq`.
+    pub fn has_before(&self, seq: u64) -> bool {
+        self.entries.front().is_some_and(|(oldest, _)| *oldest < seq)
     }
 
     /// The newest `limit` messages numbered below `before`, oldest first,
@@ -95,7 +121,7 @@ mod tests {
 
     /// A history of `capacity` that was given messages 1 to `published`.
     fn history(capacity: usize, published: u64) -> History {
-        let mut history = History::new(capacity);
+        let mut history = History::new(HistoryPolicy::keeping(capacity));
         for seq in 1..=published {
             history.push(
                 seq,
@@ -115,6 +141,16 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_joiner_gets_the_newest_up_to_the_replay_and_pages_the_rest() {
+        let mut history = history(10, 20);
+        history.replay = 4;
+        let replay = history.latest();
+        assert_eq!(replay.frames.len(), 4);
+        assert!(std::ptr::eq(replay.frames[0], &history.entries[6].1), "the newest four: 17 to 20");
+        assert!(history.has_before(17) && !history.has_before(11), "11 to 16 are left to page");
+    }
+
+    #[test]
     fn a_page_before_a_number_is_the_newest_below_it_oldest_first() {
         let history = history(5, 20);
         let numbers = |page: Vec<(u64, Frame)>| page.into_iter().map(|(seq, _)| seq).collect::<Vec<_>>();
@@ -125,7 +161,7 @@ mod tests {
 
     #[test]
     fn an_empty_room_reserves_nothing() {
-        assert_eq!(History::new(100).entries.capacity(), 0);
+        assert_eq!(History::new(HistoryPolicy::keeping(100)).entries.capacity(), 0);
     }
 
     proptest! {

@@ -24,6 +24,7 @@ pub use crate::clock::unix_millis;
 use crate::closing;
 use crate::config::HubConfig;
 use crate::cool_down::CoolDowns;
+use crate::history::HistoryPolicy;
 use crate::log_limit::LogLimit;
 use crate::metrics::{Metrics, family};
 use crate::moderation::Moderator;
@@ -119,7 +120,7 @@ impl Hub {
             rooms: RoomRegistry::new(
                 config.max_rooms,
                 config.max_rooms_per_user,
-                config.history_len,
+                HistoryPolicy { keep: config.history_len, replay: config.history_replay },
                 broker.clone(),
                 config.presence,
                 announcer.clone(),

@@ -31,7 +31,7 @@ use wtchat_protocol::{
 use crate::broker::{RoomHandle, Sequenced};
 use crate::closing;
 use crate::frame::Frame;
-use crate::history::{History, Replay};
+use crate::history::{History, HistoryPolicy, Replay};
 use crate::outbox::Outbox;
 use crate::presence::{PAGE_MAX, PendingPresence, PresencePolicy, Rotation};
 use crate::receipts::Receipts;
@@ -219,12 +219,12 @@ impl RoomState {
     /// (the newest kept), with `gap` set when that is not all it missed.
     fn replay(&self, resume: Option<Resume>, budget: usize) -> Replay<'_> {
         let mut replay = match resume {
-            None => self.history.all(),
+            None => self.history.latest(),
             Some(resume) if resume.epoch == self.epoch => self.history.after(resume.last_seq, self.next_seq),
             Some(_) => {
-                let mut all = self.history.all();
-                all.gap = true;
-                all
+                let mut latest = self.history.latest();
+                latest.gap = true;
+                latest
             }
         };
         let mut kept_bytes = 0;
@@ -245,8 +245,8 @@ impl RoomState {
 }
 
 impl Room {
-    /// An empty room keeping `history_len` messages.
-    pub fn new(name: Arc<str>, incarnation: u64, history_len: usize, sequencing: Sequencing) -> Self {
+    /// An empty room keeping messages as `history` says.
+    pub fn new(name: Arc<str>, incarnation: u64, history: HistoryPolicy, sequencing: Sequencing) -> Self {
         Self {
             name,
             incarnation,
@@ -260,7 +260,7 @@ impl Room {
                 pending: PendingPresence::default(),
                 typing_open_at: None,
                 rotation: Rotation::default(),
-                history: History::new(history_len),
+                history: History::new(history),
                 removed: false,
                 sequencing,
                 receipts: None,

@@ -17,6 +17,7 @@ use wtchat_protocol::{PresenceChange, Resume};
 
 use crate::announcer::Announcer;
 use crate::broker::Broker;
+use crate::history::HistoryPolicy;
 use crate::party::Party;
 use crate::presence::PresencePolicy;
 use crate::room::{Departure, Room, RoomMember, RoomRemoved, Sequencing};
@@ -58,8 +59,8 @@ pub struct RoomRegistry {
     max_rooms: usize,
     /// The rooms each party opened, so that no one party fills `max_rooms`.
     quota: RoomQuota,
-    /// History length of new rooms.
-    history_len: usize,
+    /// What new rooms keep of their messages.
+    history: HistoryPolicy,
     /// The incarnation the next room gets.
     next_incarnation: AtomicU64,
     /// Orders the rooms' messages across servers, if they span servers; told
@@ -80,7 +81,7 @@ impl RoomRegistry {
     pub fn new(
         max_rooms: usize,
         max_rooms_per_party: usize,
-        history_len: usize,
+        history: HistoryPolicy,
         broker: Option<Arc<dyn Broker>>,
         presence: PresencePolicy,
         announcer: Option<Announcer>,
@@ -96,7 +97,7 @@ impl RoomRegistry {
             count: AtomicUsize::new(0),
             max_rooms,
             quota: RoomQuota::new(max_rooms_per_party),
-            history_len,
+            history,
         }
     }
 
@@ -153,7 +154,7 @@ impl RoomRegistry {
             None => Sequencing::Own,
         };
         let incarnation = self.next_incarnation.fetch_add(1, Ordering::Relaxed);
-        let room = Arc::new(Room::new(name.clone(), incarnation, self.history_len, sequencing));
+        let room = Arc::new(Room::new(name.clone(), incarnation, self.history, sequencing));
         shard.insert(name.clone(), Entry { room: room.clone(), opener: opener.cloned() });
         // Under the shard lock, so that the broker hears of this room after
         // it heard that an earlier room of the same name closed (and the

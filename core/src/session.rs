@@ -268,6 +268,9 @@ impl Session {
             ClientMessage::Members { room, after, limit } => {
                 self.members(request_id, &room, after, limit, now)
             }
+            ClientMessage::History { room, before, limit } => {
+                self.history(request_id, &room, before, limit, now)
+            }
             ClientMessage::RefreshToken { token } => self.refresh_token(request_id, &token, now),
             ClientMessage::Ping { nonce } => {
                 self.send(&ServerMessage::Pong(Pong { request_id, nonce, server_time_ms: unix_millis() }));
@@ -512,23 +515,28 @@ impl Session {
             Ok(index) => index,
             Err(flow) => return flow,
         };
-        if !self.budgets.pages.try_take(now) {
-            self.send_error(
-                Some(request_id),
-                ErrorCode::RATE_LIMITED,
-                "members pages are asked for too fast; this one was refused".into(),
-            );
-            if !self.budgets.flood.try_take(now) {
-                return Flow::Close(closing::flooding(
-                    "kept asking for members pages over the rate limit",
-                    &self.hub.config().retry_hints,
-                ));
-            }
-            return Flow::Continue;
+        if let Some(flow) = self.page_rate_limited(request_id, "members", now) {
+            return flow;
         }
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         self.outbox.push(&self.memberships[index].room.members_page(request_id, after, limit));
         Flow::Continue
+    }
+
+    /// The answer to a page (of members, of history) over the pages rate,
+    /// if it is: refused, and charged to the flood budget, which closes a
+    /// session that keeps at it.
+    fn page_rate_limited(&mut self, request_id: u32, what: &str, now: Instant) -> Option<Flow> {
+        if self.budgets.pages.try_take(now) {
+            return None;
+        }
+        let text = format!("{what} pages are asked for too fast; this one was refused");
+        self.send_error(Some(request_id), ErrorCode::RATE_LIMITED, text);
+        if self.budgets.flood.try_take(now) {
+            return Some(Flow::Continue);
+        }
+        let why = format!("kept asking for {what} pages over the rate limit");
+        Some(Flow::Close(closing::flooding(&why, &self.hub.config().retry_hints)))
     }
 
     /// The answer to a join or leave over the membership rate, if it is:
@@ -600,6 +608,7 @@ impl Drop for Session {
     }
 }
 
+mod history;
 mod outgoing;
 mod review;
 mod token;

@@ -91,6 +91,19 @@ pub enum ClientMessage {
         /// How many members the page may hold.
         limit: u32,
     },
+    /// Ask for older messages of a room the session is in: the newest the
+    /// server keeps numbered below `before` (in the room's current epoch),
+    /// at most `limit` of them (the server caps it at 100). A client pages
+    /// back from the oldest number it holds. The answer is a
+    /// [`HistoryPage`](crate::HistoryPage).
+    History {
+        /// The room, which the session must be in.
+        room: String,
+        /// The page ends below this number.
+        before: u64,
+        /// How many messages the page may hold.
+        limit: u32,
+    },
     /// Replace the session's token with a fresh one for the same user,
     /// typically after a [`TokenExpiring`](crate::TokenExpiring) notice. The
     /// server checks it like the first: its expiry and grants apply at once

@@ -31,9 +31,9 @@ pub use error_code::ErrorCode;
 pub use fallback::FallbackReason;
 pub use reason::ReasonCode;
 pub use server::{
-    ChatMessage, Closing, ErrorNotice, HistoryReplay, Joined, Left, Limits, Member, MemberChange,
-    MembersPage, Pong, PresenceChange, PresenceDiff, Published, ServerMessage, TokenExpiring, TokenRefreshed,
-    Typing, Welcome,
+    ChatMessage, Closing, ErrorNotice, HistoryPage, HistoryReplay, Joined, Left, Limits, Member,
+    MemberChange, MembersPage, Pong, PresenceChange, PresenceDiff, Published, ServerMessage, TokenExpiring,
+    TokenRefreshed, Typing, Welcome,
 };
 
 /// The protocol version this crate speaks.

@@ -44,6 +44,25 @@ pub enum ServerMessage {
     /// The answer to a publish that carried a message id: the number the
     /// message got.
     Published(Published),
+    /// The answer to a history request: a page of older messages.
+    History(HistoryPage),
+}
+
+/// A page of a room's older messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct HistoryPage {
+    /// Answers the history request's id.
+    pub request_id: u32,
+    /// The room.
+    pub room: String,
+    /// The room's epoch; a page of another epoch than the client holds
+    /// does not continue what it holds.
+    pub epoch: u64,
+    /// The messages, oldest first, each as members received it.
+    pub messages: Vec<ChatMessage>,
+    /// Whether the server keeps older messages than these.
+    pub more: bool,
 }
 
 /// The answer to a publish with a message id.

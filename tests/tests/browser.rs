@@ -403,3 +403,43 @@ async fn pages_keep_their_sessions_across_token_expiry_through_the_page_callback
     bob.close().await?;
     server.stop().await
 }
+
+#[tokio::test]
+async fn a_page_loads_older_messages_when_scrolled_to_the_top() -> Result<()> {
+    let root = web_root().to_path_buf();
+    let server = TestServer::start_with(move |c| {
+        c.web_root = root;
+        c.history_len = 100;
+        c.history_replay = 10;
+        c.publish_rate_per_sec = 1_000;
+        c.publish_burst = 1_000;
+    })
+    .await;
+    let mut writer = WsClient::connect(&server).await?;
+    writer.join("annals", "writer").await?;
+    let sent: Vec<String> = (1..=70).map(|n| format!("entry {n}")).collect();
+    for body in &sent {
+        writer.publish("annals", body).await?;
+    }
+    let driver = Chromedriver::start().await?;
+    let page = driver.open(&format!("http://{}/?name=Hal&room=annals", server.address)).await?;
+    page.wait_for("window.wtchatDemo.messages.length === 10").await?;
+    assert_eq!(page.shown_messages().await?, sent[60..], "a join shows the newest ten");
+    page.wait_for("!document.getElementById('older').hidden").await?;
+
+    // Scrolled to the top, the page fetches a page of fifty, then the rest.
+    let scroll_up = "(() => { const list = document.getElementById('messages'); list.scrollTop = 0; \
+                     list.dispatchEvent(new Event('scroll')); return true; })()";
+    page.eval(scroll_up).await?;
+    page.wait_for("document.querySelectorAll('#messages li[data-seq]').length === 60").await?;
+    page.eval(scroll_up).await?;
+    page.wait_for("document.querySelectorAll('#messages li[data-seq]').length === 70").await?;
+    assert_eq!(page.shown_messages().await?, sent, "every message once, in order");
+    page.wait_for("document.getElementById('older').hidden").await?;
+    let pages = page
+        .eval("window.wtchatDemo.events.filter(e => e.type === 'history').map(e => [e.count, e.more])")
+        .await?;
+    assert_eq!(pages, serde_json::json!([[50, true], [10, false]]));
+    page.close().await?;
+    server.stop().await
+}

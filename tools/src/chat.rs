@@ -175,9 +175,8 @@ fn describe(message: &ServerMessage) -> Option<String> {
                 names.join(", ")
             )
         }
-        ServerMessage::Message(m) => {
-            format!("[{} #{}] {}: {}", p(&m.room), m.seq, p(&m.sender.name), p(&m.body))
-        }
+        ServerMessage::Message(m) => line(m),
+        ServerMessage::History(page) => page.messages.iter().map(line).collect::<Vec<_>>().join("\n"),
         ServerMessage::PresenceDiff(diff) if diff.changes.is_empty() => format!(
             "* {} joined and {} left {} ({} members)",
             diff.joins,
@@ -221,6 +220,12 @@ fn describe(message: &ServerMessage) -> Option<String> {
         }
         ServerMessage::Welcome(_) | ServerMessage::Pong(_) | ServerMessage::Published(_) => return None,
     })
+}
+
+/// A chat message as one line.
+fn line(m: &wtchat_protocol::ChatMessage) -> String {
+    let p = printable;
+    format!("[{} #{}] {}: {}", p(&m.room), m.seq, p(&m.sender.name), p(&m.body))
 }
 
 /// Text from others, safe for a terminal: control characters (which can

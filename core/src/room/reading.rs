@@ -4,7 +4,7 @@
 //! so that a large room costs a reader what the page holds, not what the
 //! room holds.
 
-use wtchat_protocol::Member;
+use wtchat_protocol::{ChatMessage, Member, ServerMessage};
 
 use super::Room;
 use crate::frame::Frame;
@@ -30,6 +30,22 @@ pub struct HistoryPage {
     pub next_seq: u64,
     /// `(seq, frame)`, oldest first.
     pub messages: Vec<(u64, Frame)>,
+    /// Whether the room keeps older messages than these.
+    pub older: bool,
+}
+
+impl HistoryPage {
+    /// The messages as the protocol writes them, decoded from the frames
+    /// members received.
+    pub fn chat_messages(&self) -> Vec<ChatMessage> {
+        self.messages
+            .iter()
+            .filter_map(|(_, frame)| match wtchat_protocol::decode(frame.body_slice(), usize::MAX) {
+                Ok(ServerMessage::Message(message)) => Some(message),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl Room {
@@ -46,6 +62,8 @@ impl Room {
     pub fn history_before(&self, before: u64, limit: usize) -> HistoryPage {
         let state = self.lock();
         let messages = state.history.before(before, limit);
-        HistoryPage { epoch: state.epoch, next_seq: state.next_seq, messages }
+        let oldest = messages.first().map_or(before, |(seq, _)| *seq);
+        let older = state.history.has_before(oldest);
+        HistoryPage { epoch: state.epoch, next_seq: state.next_seq, messages, older }
     }
 }

@@ -6,7 +6,7 @@ use wtchat_protocol::ReasonCode;
 use crate::outbox::Next;
 
 fn follower(name: &str) -> Room {
-    Room::new(name.into(), 1, 10, Sequencing::follower())
+    Room::new(name.into(), 1, HistoryPolicy::keeping(10), Sequencing::follower())
 }
 
 fn member(session_id: u64, name: &str) -> RoomMember {
@@ -188,7 +188,7 @@ async fn pages_merge_this_servers_members_with_the_others_by_session_id() {
 
 #[tokio::test]
 async fn a_room_told_counts_tells_one_slice_of_its_members_each_interval() {
-    let room = Room::new("big".into(), 1, 10, Sequencing::Own);
+    let room = Room::new("big".into(), 1, HistoryPolicy::keeping(10), Sequencing::Own);
     let policy = PresencePolicy { interval: std::time::Duration::from_millis(100), names_max: 2 };
     let members: Vec<RoomMember> = (1..=6).map(|id| member(id, "m")).collect();
     for m in &members {

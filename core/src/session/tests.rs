@@ -600,3 +600,51 @@ fn a_message_sent_again_with_its_id_is_answered_with_its_number_and_published_on
     }
     assert_eq!(bob.chat().iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3]);
 }
+
+#[test]
+fn a_join_replays_the_newest_and_a_member_pages_back_through_the_rest() {
+    let hub = hub_with(|config| {
+        config.history_len = 10;
+        config.history_replay = 4;
+    });
+    let mut writer = Client::connect(&hub);
+    writer.join("hall", "writer");
+    for n in 1..=12 {
+        assert_eq!(writer.publish("hall", &format!("m{n}")), Flow::Continue);
+    }
+    let mut reader = Client::connect(&hub);
+    let replayed: Vec<u64> = reader
+        .join("hall", "reader")
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMessage::Message(chat) => Some(chat.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replayed, [9, 10, 11, 12], "a fresh join gets the newest four");
+    let mut page = |before: u64, limit: u32| {
+        assert_eq!(
+            reader.send(ClientMessage::History { room: "hall".into(), before, limit }),
+            Flow::Continue
+        );
+        match &reader.messages()[..] {
+            [ServerMessage::History(page)] => {
+                (page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), page.more, page.epoch)
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let (older, more, _) = page(9, 3);
+    assert_eq!((older, more), (vec![6, 7, 8], true));
+    let (oldest, more, _) = page(6, 100);
+    assert_eq!((oldest, more), (vec![3, 4, 5], false), "the room keeps ten: 3 to 12");
+    let (nothing, more, _) = page(3, 100);
+    assert!(nothing.is_empty() && !more);
+    // Only a member reads a room's history.
+    let mut stranger = Client::connect(&hub);
+    assert_eq!(
+        stranger.send(ClientMessage::History { room: "hall".into(), before: 99, limit: 5 }),
+        Flow::Continue
+    );
+    assert_eq!(error_code(&stranger.messages()), Some(ErrorCode::NOT_IN_ROOM));
+}

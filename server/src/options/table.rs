@@ -94,8 +94,12 @@ super::options! {
     /// exist is not limited by it; over it a join gets
     /// `ROOM_LIMIT_REACHED`; 0 is no limit.
     max_rooms_per_user: usize, env "WTCHAT_MAX_ROOMS_PER_USER", default (2_000);
-    /// Recent messages per room, replayed on join.
+    /// Recent messages each room keeps, for joiners and for members paging
+    /// back (`History`).
     history_len: usize, env "WTCHAT_HISTORY_LEN", default (100);
+    /// How many of the kept messages a fresh join replays; older ones are
+    /// paged on request, and a resume gets everything it missed.
+    history_replay: usize, env "WTCHAT_HISTORY_REPLAY", default (50);
     /// How often a room tells its members who joined and left, in one
     /// shared `PresenceDiff` frame, in ms.
     presence_interval_ms: u64, env "WTCHAT_PRESENCE_INTERVAL_MS", default (200),
@@ -462,6 +466,7 @@ impl Config {
             max_rooms: self.max_rooms,
             max_rooms_per_user: self.max_rooms_per_user,
             history_len: self.history_len,
+            history_replay: self.history_replay,
             heartbeat_interval: ms(self.heartbeat_interval_ms),
             heartbeat_timeout: ms(self.heartbeat_timeout_ms),
             retry_hints: RetryHints {
