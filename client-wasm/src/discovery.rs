@@ -89,11 +89,13 @@ pub fn parse_hex_hashes(hashes: &[String]) -> Result<Vec<Vec<u8>>, String> {
         .map(|hash| {
             let hash = hash.trim();
             if hash.len() % 2 != 0 {
-                return Err(format!("{hash:?} is not hex"));
+                return Err(format!("\"{hash}\" is not hex"));
             }
             (0..hash.len())
                 .step_by(2)
-                .map(|i| u8::from_str_radix(&hash[i..i + 2], 16).map_err(|_| format!("{hash:?} is not hex")))
+                .map(|i| {
+                    u8::from_str_radix(&hash[i..i + 2], 16).map_err(|_| format!("\"{hash}\" is not hex"))
+                })
                 .collect()
         })
         .collect()

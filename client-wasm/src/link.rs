@@ -131,7 +131,10 @@ pub fn describe(error: &JsValue) -> String {
     if let Some(error) = error.dyn_ref::<js_sys::Error>() {
         return String::from(error.message());
     }
-    error.as_string().unwrap_or_else(|| format!("{error:?}"))
+    error
+        .as_string()
+        .or_else(|| js_sys::JSON::stringify(error).ok().map(String::from))
+        .unwrap_or_else(|| "an error".into())
 }
 
 use wasm_bindgen::JsCast;

@@ -152,7 +152,7 @@ impl Inner {
     pub(crate) fn forget_sends(&self, room: &str) {
         let gone = self.state.borrow_mut().outbox.forget_room(room);
         for waiting in gone {
-            let reason = format!("the page left {room:?} before it went out");
+            let reason = format!("the page left \"{room}\" before it went out");
             self.emit("send", &SendEvent::failed(&waiting, "LEFT", reason));
         }
     }

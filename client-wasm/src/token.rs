@@ -66,7 +66,7 @@ impl Inner {
 
 /// What the page's provider gives: a string, or a promise of one.
 async fn fresh_token(provider: &js_sys::Function) -> Result<String, String> {
-    let describe = |error: JsValue| format!("the token provider failed: {error:?}");
+    let describe = |error: JsValue| format!("the token provider failed: {}", crate::link::describe(&error));
     let mut value = provider.call0(&JsValue::NULL).map_err(describe)?;
     if value.is_instance_of::<js_sys::Promise>() {
         value = JsFuture::from(js_sys::Promise::from(value)).await.map_err(describe)?;

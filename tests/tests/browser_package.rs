@@ -16,11 +16,13 @@ use wtchat_tests::cross_server::until_body;
 use wtchat_tests::server::temp_dir;
 use wtchat_tests::{TestServer, WsClient};
 
-/// The most bytes the client's wasm may take gzipped. The size build
-/// (`wasm-release`, names dropped) brought it from 111,606 bytes to about
-/// 83,800; the goal is half of the former (55,803), which needs the client
-/// itself trimmed, so for now the budget holds the line it reached.
-const WASM_GZIP_BUDGET: u64 = 86_000;
+/// The most bytes the client's wasm may take gzipped, as the server sends
+/// it. The size build (`wasm-release`, names dropped) and printing no
+/// protocol type with `Debug` brought it from 113,000 to 82,743; the goal
+/// is half of the 111,606 bytes (`gzip -9`) it took before, which needs
+/// the client itself trimmed further, so for now the budget holds the line
+/// it reached.
+const WASM_GZIP_BUDGET: u64 = 84_000;
 
 /// A folder where the packed package was installed with npm, once per
 /// test process.
