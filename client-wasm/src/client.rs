@@ -23,7 +23,6 @@ use std::rc::Rc;
 use futures::channel::mpsc::{TryRecvError, UnboundedReceiver};
 use futures::future::FutureExt;
 use futures::{StreamExt, select};
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use wtchat_protocol::{
@@ -33,9 +32,11 @@ use wtchat_protocol::{
 
 use crate::backoff::Backoff;
 use crate::discovery::{self, Plan, WebTransportPlan};
-use crate::events::{ChatMember, ErrorEvent, StateEvent, TransportEvent, to_js};
+use crate::events::{ChatMember, ErrorEvent, StateEvent, TransportEvent};
+use crate::js_object::{ToJs, array};
 use crate::ledger::{Ledger, RoomState};
 use crate::link::{Link, LinkEnd, LinkEvent, TransportKind};
+use crate::options::Options;
 use crate::outbox::Outbox;
 use crate::time::{now_ms, sleep};
 use crate::transport_choice::{AttemptError, Choice, establish};
@@ -46,52 +47,6 @@ const REMEMBERED_TRANSPORT_KEY: &str = "wtchat.transport";
 /// The largest frame the client accepts from the server before the welcome
 /// says otherwise: the server's default limit with room for names.
 const DEFAULT_MAX_FRAME: usize = 128 * 1024;
-
-/// How the page configures the client. Every field is optional.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct Options {
-    /// The server's base URL, such as `http://127.0.0.1:8080`; the page's
-    /// origin by default.
-    pub server: Option<String>,
-    /// Use WebSocket only.
-    #[serde(rename = "forceWebSocket")]
-    pub force_websocket: bool,
-    /// How long WebTransport runs alone before WebSocket starts too.
-    pub head_start_ms: f64,
-    /// How long WebTransport may take to answer before it counts as failed.
-    pub webtransport_timeout_ms: f64,
-    /// Certificate hashes (hex) to trust instead of the server's, for pages
-    /// that pin them.
-    pub certificate_hashes: Option<Vec<String>>,
-    /// A WebTransport URL to use instead of the server's.
-    pub webtransport_url: Option<String>,
-    /// How the client names itself to the server.
-    pub client_name: String,
-    /// Whether to remember which transport won, for the next visit.
-    pub remember_transport: bool,
-    /// A token (JWT) for servers that require one. It names the user.
-    /// Before it expires the server asks for a fresh one, which the page
-    /// gives through `onTokenExpiring` (or `refreshToken`); without one the
-    /// session is closed when the token expires.
-    pub token: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            server: None,
-            force_websocket: false,
-            head_start_ms: 400.0,
-            webtransport_timeout_ms: 5_000.0,
-            certificate_hashes: None,
-            webtransport_url: None,
-            client_name: concat!("wtchat-web/", env!("CARGO_PKG_VERSION")).into(),
-            remember_transport: true,
-            token: None,
-        }
-    }
-}
 
 /// A chat client.
 #[wasm_bindgen]
@@ -157,12 +112,8 @@ impl Client {
     /// Creates a client; `options` may be omitted.
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<Client, JsValue> {
-        let options: Options = if options.is_undefined() || options.is_null() {
-            Options::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|e| JsValue::from_str(&format!("bad options: {e}")))?
-        };
+        let options =
+            Options::from_js(&options).map_err(|why| JsValue::from_str(&format!("bad options: {why}")))?;
         let token = options.token.clone().filter(|t| !t.is_empty());
         Ok(Self {
             inner: Rc::new(Inner {
@@ -286,7 +237,7 @@ impl Client {
             .room(room)
             .map(|r| r.members.iter().map(ChatMember::from).collect())
             .unwrap_or_default();
-        to_js(&members)
+        array(&members)
     }
 }
 
@@ -314,7 +265,7 @@ impl Inner {
         sent
     }
 
-    pub(crate) fn emit<T: Serialize>(&self, event: &str, payload: &T) {
+    pub(crate) fn emit<T: ToJs>(&self, event: &str, payload: &T) {
         // Handlers may call back into the client, so none may run while the
         // state is borrowed.
         let handlers: Vec<js_sys::Function> = self
@@ -328,7 +279,7 @@ impl Inner {
         if handlers.is_empty() {
             return;
         }
-        let payload = to_js(payload);
+        let payload = payload.to_js();
         for handler in handlers {
             if let Err(error) = handler.call1(&JsValue::NULL, &payload) {
                 web_sys::console::error_2(&JsValue::from_str("wtchat: an event handler threw"), &error);

@@ -1,15 +1,14 @@
 //! Finding the server's transports: `GET /transports` says where WebSocket
 //! and WebTransport are and which certificate hashes to trust.
 
-use serde::Deserialize;
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::Response;
 
+use crate::js_object::{field, list, string};
 use crate::link::describe;
 
 /// Where each transport is.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     /// WebTransport, if the server offers it.
     pub webtransport: Option<WebTransportPlan>,
@@ -36,20 +35,17 @@ impl Plan {
 }
 
 /// Where WebTransport is.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WebTransportPlan {
     /// The session URL.
     pub url: String,
     /// SHA-256 hashes of self-signed certificates to trust; empty when the
     /// certificate is CA-issued.
-    #[serde(default)]
     pub certificate_hashes: Vec<Vec<u8>>,
 }
 
 /// Where WebSocket is.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WebSocketPlan {
     /// The socket URL.
     pub url: String,
@@ -67,7 +63,26 @@ pub async fn discover(base: &str) -> Result<Plan, String> {
     }
     let json = response.json().map_err(|e| describe(&e))?;
     let json = wasm_bindgen_futures::JsFuture::from(json).await.map_err(|e| describe(&e))?;
-    serde_wasm_bindgen::from_value(json).map_err(|e| format!("{url}: {e}"))
+    read_plan(&json).map_err(|why| format!("{url}: {why}"))
+}
+
+/// The plan from the server's answer: `{websocket: {url}, webtransport?:
+/// {url, certificateHashes?: [[byte, ...], ...]}}`.
+fn read_plan(json: &JsValue) -> Result<Plan, String> {
+    let websocket = field(json, "websocket").ok_or("no websocket")?;
+    let url = |object: &JsValue| string(object, "url")?.ok_or_else(|| "no url".to_owned());
+    let webtransport = match field(json, "webtransport") {
+        None => None,
+        Some(wt) => {
+            let hash = |value: JsValue| {
+                let bytes = value.dyn_into::<js_sys::Array>().ok()?;
+                bytes.iter().map(|byte| byte.as_f64().map(|b| b as u8)).collect()
+            };
+            let hashes = list(&wt, "certificateHashes", hash, "an array of byte arrays")?;
+            Some(WebTransportPlan { url: url(&wt)?, certificate_hashes: hashes.unwrap_or_default() })
+        }
+    };
+    Ok(Plan { webtransport, websocket: WebSocketPlan { url: url(&websocket)? } })
 }
 
 /// The plan when discovery is impossible: WebSocket at `/ws` of the same

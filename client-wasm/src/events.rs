@@ -1,8 +1,9 @@
 //! What the page is told: event payloads as plain JavaScript objects.
 
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wtchat_protocol::{ChatMessage, Member};
+
+use crate::js_object::{Obj, ToJs, array, number};
 
 /// TypeScript types of the event payloads, for pages written in TypeScript.
 #[wasm_bindgen(typescript_custom_section)]
@@ -24,7 +25,7 @@ export type EventName = "message" | "presence" | "members" | "joined" | "left" |
 "#;
 
 /// A member as the page sees it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChatMember {
     /// The member's session id.
     pub id: u64,
@@ -39,8 +40,7 @@ impl From<&Member> for ChatMember {
 }
 
 /// A chat message.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct MessageEvent {
     pub room: String,
     pub seq: u64,
@@ -62,7 +62,7 @@ impl From<&ChatMessage> for MessageEvent {
 }
 
 /// Someone joined or left.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct PresenceEvent {
     pub room: String,
     pub change: &'static str,
@@ -72,7 +72,7 @@ pub struct PresenceEvent {
 /// A room's members, after any change: those known (everyone in a small
 /// room, the pages fetched in a large one), how many there are, and
 /// whether more can be fetched (`Client.moreMembers`).
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct MembersEvent {
     pub room: String,
     pub members: Vec<ChatMember>,
@@ -93,7 +93,7 @@ impl MembersEvent {
 }
 
 /// A join (or rejoin after a reconnect) completed.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct JoinedEvent {
     pub room: String,
     pub members: Vec<ChatMember>,
@@ -104,65 +104,49 @@ pub struct JoinedEvent {
 }
 
 /// A room name alone.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct RoomEvent {
     pub room: String,
 }
 
 /// Someone is typing.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct TypingEvent {
     pub room: String,
     pub member: ChatMember,
 }
 
 /// Something was refused or failed.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct ErrorEvent {
     pub code: String,
     pub text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<u32>,
     /// The code the transport's own close carried (WebSocket close frame,
     /// WebTransport session close), when the server ended the connection.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub close_code: Option<u32>,
 }
 
 /// The transport in use, and why.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct TransportEvent {
     pub transport: &'static str,
     pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
 }
 
 /// The connection state.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct StateEvent {
     pub state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_in_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// As for [`ErrorEvent::close_code`], when the server closed for good.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub close_code: Option<u32>,
 }
 
-/// Converts a payload for the page.
-pub fn to_js<T: Serialize>(payload: &T) -> JsValue {
-    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-    payload.serialize(&serializer).unwrap_or(JsValue::NULL)
-}
-
 /// The session's token is about to expire, or was refreshed.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct TokenEvent {
     /// "expiring" or "refreshed".
     pub event: &'static str,
@@ -173,25 +157,19 @@ pub struct TokenEvent {
 /// What became of one of the page's messages: waiting to go out (or for
 /// its answer), sent with its number in the room, or failed with the
 /// server's code and reason.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct SendEvent {
     pub id: String,
     pub room: String,
     pub body: String,
     /// "pending", "sent" or "failed".
     pub state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
     /// Set when the answer repeated an earlier send's: the message was
     /// already in the room.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub repeated: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -219,10 +197,139 @@ impl SendEvent {
 
 /// A page of a room's older messages, oldest first, and whether the server
 /// keeps older ones still.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct HistoryEvent {
     pub room: String,
     pub epoch: u64,
     pub messages: Vec<MessageEvent>,
     pub more: bool,
+}
+
+impl ToJs for ChatMember {
+    fn to_js(&self) -> JsValue {
+        Obj::new().set("id", number(self.id)).set("name", self.name.as_str()).done()
+    }
+}
+
+impl ToJs for MessageEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("room", self.room.as_str())
+            .set("seq", number(self.seq))
+            .set("sender", self.sender.to_js())
+            .set("sentAt", number(self.sent_at))
+            .set("body", self.body.as_str())
+            .done()
+    }
+}
+
+impl ToJs for PresenceEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("room", self.room.as_str())
+            .set("change", self.change)
+            .set("member", self.member.to_js())
+            .done()
+    }
+}
+
+impl ToJs for MembersEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("room", self.room.as_str())
+            .set("members", array(&self.members))
+            .set("count", self.count)
+            .set("more", self.more)
+            .done()
+    }
+}
+
+impl ToJs for JoinedEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("room", self.room.as_str())
+            .set("members", array(&self.members))
+            .set("count", self.count)
+            .set("more", self.more)
+            .set("rejoined", self.rejoined)
+            .set("gap", self.gap)
+            .done()
+    }
+}
+
+impl ToJs for RoomEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new().set("room", self.room.as_str()).done()
+    }
+}
+
+impl ToJs for TypingEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new().set("room", self.room.as_str()).set("member", self.member.to_js()).done()
+    }
+}
+
+impl ToJs for ErrorEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("code", self.code.as_str())
+            .set("text", self.text.as_str())
+            .maybe("requestId", self.request_id)
+            .maybe("closeCode", self.close_code)
+            .done()
+    }
+}
+
+impl ToJs for TransportEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("transport", self.transport)
+            .set("reason", self.reason.as_str())
+            .maybe("fallbackReason", self.fallback_reason.as_deref())
+            .done()
+    }
+}
+
+impl ToJs for StateEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("state", self.state)
+            .maybe("retryInMs", self.retry_in_ms)
+            .maybe("reason", self.reason.as_deref())
+            .maybe("closeCode", self.close_code)
+            .done()
+    }
+}
+
+impl ToJs for TokenEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new().set("event", self.event).set("expiresInMs", self.expires_in_ms).done()
+    }
+}
+
+impl ToJs for SendEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("id", self.id.as_str())
+            .set("room", self.room.as_str())
+            .set("body", self.body.as_str())
+            .set("state", self.state)
+            .maybe("seq", self.seq.map(number))
+            .maybe("epoch", self.epoch.map(number))
+            .maybe("repeated", self.repeated)
+            .maybe("code", self.code.as_deref())
+            .maybe("reason", self.reason.as_deref())
+            .done()
+    }
+}
+
+impl ToJs for HistoryEvent {
+    fn to_js(&self) -> JsValue {
+        Obj::new()
+            .set("room", self.room.as_str())
+            .set("epoch", number(self.epoch))
+            .set("messages", array(&self.messages))
+            .set("more", self.more)
+            .done()
+    }
 }

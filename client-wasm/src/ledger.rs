@@ -7,8 +7,6 @@
 //! page sees every message exactly once, and reports a gap when the server
 //! says its history no longer reaches back far enough.
 
-use std::collections::BTreeMap;
-
 use wtchat_protocol::{ChatMessage, Joined, Member, MembersPage, PresenceChange, PresenceDiff, Resume};
 
 /// One room's state.
@@ -59,32 +57,39 @@ pub struct JoinOutcome {
     pub rejoined: bool,
 }
 
-/// Every room the client is in.
+/// Every room the client is in, in the order it joined them (a session
+/// is in a few, so a list costs less than a map, in time and in wasm).
 #[derive(Debug, Default, Clone)]
 pub struct Ledger {
-    rooms: BTreeMap<String, RoomState>,
+    rooms: Vec<(String, RoomState)>,
 }
 
 impl Ledger {
     /// Records the wish to be in a room; it is joined now and rejoined after
     /// every reconnect until left.
     pub fn want(&mut self, room: &str, display_name: &str) {
-        self.rooms
-            .entry(room.to_owned())
-            .and_modify(|state| state.display_name = display_name.to_owned())
-            .or_insert_with(|| RoomState {
-                display_name: display_name.to_owned(),
-                epoch: None,
-                last_seq: 0,
-                members: Vec::new(),
-                member_count: 0,
-                next_after: None,
-            });
+        if let Some(state) = self.room_mut(room) {
+            state.display_name = display_name.to_owned();
+            return;
+        }
+        let state = RoomState {
+            display_name: display_name.to_owned(),
+            epoch: None,
+            last_seq: 0,
+            members: Vec::new(),
+            member_count: 0,
+            next_after: None,
+        };
+        self.rooms.push((room.to_owned(), state));
     }
 
     /// Forgets a room.
     pub fn forget(&mut self, room: &str) {
-        self.rooms.remove(room);
+        self.rooms.retain(|(name, _)| name != room);
+    }
+
+    fn room_mut(&mut self, room: &str) -> Option<&mut RoomState> {
+        self.rooms.iter_mut().find(|(name, _)| name == room).map(|(_, state)| state)
     }
 
     /// The rooms to join after connecting, with where to resume each.
@@ -97,12 +102,12 @@ impl Ledger {
 
     /// A room's state.
     pub fn room(&self, room: &str) -> Option<&RoomState> {
-        self.rooms.get(room)
+        self.rooms.iter().find(|(name, _)| name == room).map(|(_, state)| state)
     }
 
     /// Takes in a joined answer.
     pub fn joined(&mut self, joined: &Joined) -> Option<JoinOutcome> {
-        let state = self.rooms.get_mut(&joined.room)?;
+        let state = self.room_mut(&joined.room)?;
         let rejoined = state.epoch.is_some();
         let mut gap = joined.history.gap && rejoined;
         if state.epoch != Some(joined.epoch) {
@@ -123,7 +128,7 @@ impl Ledger {
 
     /// Decides whether a chat message is new, and records it if it is.
     pub fn deliver(&mut self, message: &ChatMessage) -> Delivery {
-        let Some(state) = self.rooms.get_mut(&message.room) else { return Delivery::Unknown };
+        let Some(state) = self.room_mut(&message.room) else { return Delivery::Unknown };
         if message.seq <= state.last_seq {
             return Delivery::Duplicate;
         }
@@ -134,7 +139,7 @@ impl Ledger {
     /// Takes in a presence diff: its named changes, and the count; returns
     /// the room's state afterwards.
     pub fn presence(&mut self, diff: &PresenceDiff) -> Option<&RoomState> {
-        let state = self.rooms.get_mut(&diff.room)?;
+        let state = self.room_mut(&diff.room)?;
         for change in &diff.changes {
             let at = state.members.binary_search_by_key(&change.member.session_id, |m| m.session_id);
             match (change.change, at) {
@@ -151,7 +156,7 @@ impl Ledger {
 
     /// Takes in a page of members; returns the room's state afterwards.
     pub fn page(&mut self, page: &MembersPage) -> Option<&RoomState> {
-        let state = self.rooms.get_mut(&page.room)?;
+        let state = self.room_mut(&page.room)?;
         for member in &page.members {
             if let Err(index) = state.members.binary_search_by_key(&member.session_id, |m| m.session_id) {
                 state.members.insert(index, member.clone());

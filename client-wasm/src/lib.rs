@@ -27,7 +27,11 @@ pub mod events;
 #[cfg(target_arch = "wasm32")]
 pub mod history;
 #[cfg(target_arch = "wasm32")]
+pub mod js_object;
+#[cfg(target_arch = "wasm32")]
 pub mod link;
+#[cfg(target_arch = "wasm32")]
+pub mod options;
 #[cfg(target_arch = "wasm32")]
 pub mod sending;
 #[cfg(target_arch = "wasm32")]

@@ -10,7 +10,8 @@ use wasm_bindgen_futures::spawn_local;
 use wtchat_protocol::{ClientMessage, ErrorCode, ErrorNotice, Published};
 
 use crate::client::{Client, Inner};
-use crate::events::{SendEvent, to_js};
+use crate::events::SendEvent;
+use crate::js_object::array;
 use crate::outbox::{Full, MAX_WAITING, Next, Waiting};
 use crate::time::{now_ms, sleep};
 
@@ -49,7 +50,7 @@ impl Client {
     pub fn pending(&self) -> JsValue {
         let state = self.inner.state.borrow();
         let waiting: Vec<SendEvent> = state.outbox.waiting().map(|w| SendEvent::of(w, "pending")).collect();
-        to_js(&waiting)
+        array(&waiting)
     }
 
     /// Drops the current connection and makes a new one at once, as after
