@@ -17,7 +17,10 @@ fn object(source: &str) -> JsValue {
 #[test]
 fn nothing_given_is_every_default() {
     let options = Options::from_js(&JsValue::UNDEFINED).unwrap();
-    assert_eq!((options.head_start_ms, options.remember_transport, options.force_websocket), (400.0, true, false));
+    assert_eq!(
+        (options.head_start_ms, options.remember_transport, options.force_websocket),
+        (400.0, true, false)
+    );
     assert!(options.server.is_none() && options.token.is_none());
 }
 
