@@ -114,6 +114,18 @@ impl Browser {
     }
 }
 
+/// The demo server started again on the ports it had (TCP, and UDP for
+/// WebTransport), as after a restart: pages reconnect to the same URLs.
+pub async fn demo_server_again(tcp: std::net::SocketAddr, quic: std::net::SocketAddr) -> crate::TestServer {
+    let root = web_root().to_path_buf();
+    crate::TestServer::start_with(move |c| {
+        c.listen = tcp;
+        c.quic_listen = Some(quic);
+        c.web_root = root;
+    })
+    .await
+}
+
 /// A web root holding the demo page and a wasm client built from the
 /// current sources, built once per test process through
 /// `cargo xtask build-client`, so the tests never run a stale client.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wtchat_protocol::ReasonCode;
-use wtchat_tests::browser::{Browser, Chromedriver, Driver, Page, web_root};
+use wtchat_tests::browser::{Browser, Chromedriver, Driver, Page, demo_server_again, web_root};
 use wtchat_tests::{TestServer, WsClient, metric, scrape_metrics};
 
 async fn demo_server() -> TestServer {
@@ -158,13 +158,7 @@ async fn a_page_reconnects_after_a_server_restart_with_no_gap_or_duplicate() -> 
     // The server restarts on the same ports.
     server.stop().await?;
     page.wait_for("document.getElementById('state').dataset.state === 'reconnecting'").await?;
-    let root = web_root().to_path_buf();
-    let server = TestServer::start_with(move |c| {
-        c.listen = tcp;
-        c.quic_listen = Some(quic);
-        c.web_root = root;
-    })
-    .await;
+    let server = demo_server_again(tcp, quic).await;
     page.wait_for("document.getElementById('state').dataset.state === 'connected'").await?;
     let mut writer = WsClient::connect(&server).await?;
     writer.join("lobby", "writer").await?;

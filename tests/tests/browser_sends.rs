@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Result, ensure};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
-use wtchat_tests::browser::{Browser, Chromedriver, Driver, Page, web_root};
+use wtchat_tests::browser::{Browser, Chromedriver, Driver, Page, demo_server_again, web_root};
 use wtchat_tests::cross_server::until_body;
 use wtchat_tests::{TestServer, WsClient, metric, scrape_metrics};
 
@@ -55,13 +55,7 @@ async fn a_message_typed_while_the_server_is_down_is_delivered_once_when_it_is_b
     ensure!(status == "pending", "the page shows the message waiting: {status}");
     ensure!(page.eval("document.getElementById('text').value").await? == "", "the composer is free again");
 
-    let root = web_root().to_path_buf();
-    let server = TestServer::start_with(move |c| {
-        c.listen = tcp;
-        c.quic_listen = Some(quic);
-        c.web_root = root;
-    })
-    .await;
+    let server = demo_server_again(tcp, quic).await;
     let sent = send_of(&page, "typed in the dark", "sent").await?;
     ensure!(sent["id"] == waiting["id"] && sent["seq"].as_u64().is_some(), "{sent}");
     page.wait_for(&format!("!!document.querySelector('#messages li.mine[data-id=\"{id}\"]')")).await?;
