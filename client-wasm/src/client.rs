@@ -20,9 +20,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use futures::channel::mpsc::{TryRecvError, UnboundedReceiver};
+use crate::channel::{Receiver, TryRecvError};
 use futures::future::FutureExt;
-use futures::{StreamExt, select};
+use futures::{StreamExt, select_biased};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use wtchat_protocol::{
@@ -265,7 +265,11 @@ impl Inner {
         sent
     }
 
-    pub(crate) fn emit<T: ToJs>(&self, event: &str, payload: &T) {
+    /// Tells the page's handlers of `event`. The payload is a trait object,
+    /// so that one body serves every event (a generic one was copied into
+    /// the wasm once per event type), and it is written only when someone
+    /// listens.
+    pub(crate) fn emit(&self, event: &str, payload: &dyn ToJs) {
         // Handlers may call back into the client, so none may run while the
         // state is borrowed.
         let handlers: Vec<js_sys::Function> = self
@@ -485,11 +489,7 @@ async fn sleep_unless_closed(inner: &Inner, delay_ms: f64) {
 /// Runs an adopted connection: dispatches what arrives, pings when the
 /// client has been quiet for a heartbeat interval, and gives up when the
 /// server has been silent past the heartbeat timeout.
-async fn run_connection(
-    inner: &Rc<Inner>,
-    mut events: UnboundedReceiver<LinkEvent>,
-    welcome: &Welcome,
-) -> End {
+async fn run_connection(inner: &Rc<Inner>, mut events: Receiver<LinkEvent>, welcome: &Welcome) -> End {
     let interval = f64::from(welcome.heartbeat_interval_ms.max(100));
     let timeout = f64::from(welcome.heartbeat_timeout_ms.max(200));
     let tick = interval / 4.0;
@@ -500,7 +500,7 @@ async fn run_connection(
         if inner.closed_by_user() {
             return End::UserClosed;
         }
-        select! {
+        select_biased! {
             event = events.next() => {
                 if let Some(end) = heard.handle(inner, event) {
                     return end;

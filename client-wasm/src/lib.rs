@@ -12,6 +12,7 @@
 //! the rest needs a browser and builds for wasm32 only.
 
 pub mod backoff;
+pub mod channel;
 pub mod framing;
 pub mod ledger;
 pub mod outbox;
@@ -46,3 +47,9 @@ pub mod websocket;
 pub mod webtransport;
 
 pub use wtchat_protocol as protocol;
+
+/// The allocator: TLSF (constant time per call, so a long-lived page does
+/// not slow down as its heap fragments), in its build for small code.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: rlsf::SmallGlobalTlsf = rlsf::SmallGlobalTlsf::new();

@@ -1,7 +1,7 @@
 //! A live connection to the server over one transport, as the client sees it:
 //! frame bodies out, frame bodies in, and an end.
 
-use futures::channel::mpsc::UnboundedSender;
+use crate::channel::Sender;
 use wasm_bindgen::JsValue;
 use wtchat_protocol::{Closing, ReasonCode};
 
@@ -80,7 +80,7 @@ impl LinkEnd {
 }
 
 /// Where a link reports to.
-pub type Events = UnboundedSender<LinkEvent>;
+pub type Events = Sender<LinkEvent>;
 
 /// A connection over either transport.
 #[derive(Debug)]

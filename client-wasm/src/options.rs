@@ -71,7 +71,7 @@ impl Options {
             return Ok(options);
         }
         if let Some(key) = unknown_keys(given, &FIELDS).first() {
-            return Err(format!("unknown field {key}; the fields are {}", FIELDS.join(", ")));
+            return Err(format!("unknown field {key}; see the fields of Options"));
         }
         options.server = string(given, "server")?;
         options.force_websocket = boolean(given, "forceWebSocket")?.unwrap_or(options.force_websocket);

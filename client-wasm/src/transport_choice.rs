@@ -8,10 +8,11 @@
 //! remembered: a browser where WebSocket won last time gives WebTransport no
 //! head start, so its next visit is not slower for having tried.
 
-use futures::channel::mpsc::UnboundedReceiver;
 use futures::future::{Fuse, FutureExt};
-use futures::{StreamExt, pin_mut, select};
+use futures::{StreamExt, pin_mut, select_biased};
 use wasm_bindgen_futures::spawn_local;
+
+use crate::channel::Receiver;
 use wtchat_protocol::{Closing, FallbackReason, ServerMessage, Welcome, decode};
 
 use crate::discovery::Plan;
@@ -40,7 +41,7 @@ pub struct Established {
     /// The connection.
     pub link: Link,
     /// Its events, after the welcome.
-    pub events: UnboundedReceiver<LinkEvent>,
+    pub events: Receiver<LinkEvent>,
     /// The server's welcome.
     pub welcome: Welcome,
     /// Why this transport, and why not the other.
@@ -72,7 +73,7 @@ impl From<&str> for AttemptError {
     }
 }
 
-type Attempt = Result<(Link, UnboundedReceiver<LinkEvent>, Welcome), AttemptError>;
+type Attempt = Result<(Link, Receiver<LinkEvent>, Welcome), AttemptError>;
 
 /// Connects over the best transport that works, sending the hello frame
 /// that `hello` makes and waiting for the welcome. A WebSocket attempt's
@@ -111,7 +112,7 @@ pub async fn establish(
             let hello = hello(None);
             let max_frame = choice.max_frame;
             async move {
-                select! {
+                select_biased! {
                     result = attempt_webtransport(wt.url, wt.certificate_hashes, max_frame, hello).fuse() => {
                         result.map_err(|error| (FallbackReason::FAILED, error))
                     }
@@ -135,7 +136,7 @@ pub async fn establish(
     // if it wins, WebTransport was too slow (or its packets are dropped).
     let racing_reason = if remembered_websocket { FallbackReason::REMEMBERED } else { FallbackReason::SLOW };
     loop {
-        select! {
+        select_biased! {
             result = wt_attempt => match result {
                 Ok((link, events, welcome)) => {
                     let other = if websocket_started {
@@ -223,12 +224,7 @@ async fn attempt_websocket(url: String, hello: Vec<u8>) -> Attempt {
 }
 
 /// Says hello on an open link and waits for the welcome.
-async fn greet(
-    link: Link,
-    mut events: UnboundedReceiver<LinkEvent>,
-    hello: &[u8],
-    max_frame: usize,
-) -> Attempt {
+async fn greet(link: Link, mut events: Receiver<LinkEvent>, hello: &[u8], max_frame: usize) -> Attempt {
     link.send(hello).map_err(|e| crate::link::describe(&e))?;
     loop {
         match events.next().await {

@@ -1,6 +1,6 @@
 //! The WebSocket link: one binary message per frame.
 
-use futures::channel::mpsc;
+use crate::channel::{self, Receiver};
 use js_sys::{ArrayBuffer, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -19,10 +19,10 @@ pub struct WebSocketLink {
 impl WebSocketLink {
     /// Starts opening a WebSocket; its events arrive on the returned channel,
     /// [`LinkEvent::Opened`] first.
-    pub fn open(url: &str) -> Result<(Self, mpsc::UnboundedReceiver<LinkEvent>), String> {
+    pub fn open(url: &str) -> Result<(Self, Receiver<LinkEvent>), String> {
         let socket = WebSocket::new(url).map_err(|e| describe(&e))?;
         socket.set_binary_type(BinaryType::Arraybuffer);
-        let (events, receiver) = mpsc::unbounded();
+        let (events, receiver) = channel::unbounded();
         let handler =
             |events: Events, f: fn(&Events, JsValue)| Closure::new(move |event: JsValue| f(&events, event));
         let on_open = handler(events.clone(), |events, _| {

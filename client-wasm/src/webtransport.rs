@@ -1,7 +1,7 @@
 //! The WebTransport link: frames on one bidirectional stream with a length
 //! prefix, ephemeral frames as datagrams.
 
-use futures::channel::mpsc;
+use crate::channel::{self, Receiver};
 use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -38,7 +38,7 @@ impl WebTransportLink {
         url: &str,
         hashes: &[Vec<u8>],
         max_frame: usize,
-    ) -> Result<(Self, mpsc::UnboundedReceiver<LinkEvent>), String> {
+    ) -> Result<(Self, Receiver<LinkEvent>), String> {
         let options = WebTransportOptions::new();
         if !hashes.is_empty() {
             let hashes: Vec<WebTransportHash> = hashes
@@ -65,7 +65,7 @@ impl WebTransportLink {
         let bidi = transport.create_bidirectional_stream().await.map_err(|e| describe(&e))?;
         let stream = bidi.writable().get_writer().map_err(|e| describe(&e))?;
         let datagrams = transport.datagrams().writable().get_writer().map_err(|e| describe(&e))?;
-        let (events, receiver) = mpsc::unbounded();
+        let (events, receiver) = channel::unbounded();
 
         let reader: ReadableStreamDefaultReader = bidi.readable().get_reader().unchecked_into();
         spawn_local(read_stream(reader, events.clone(), max_frame));
