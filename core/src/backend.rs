@@ -21,8 +21,8 @@ use crate::hub::{Hub, unix_millis};
 use crate::message_id;
 use crate::name::{validate_display_name, validate_room_name};
 use crate::presence::PAGE_MAX;
-use crate::receipts::{Receipt, Receipts, WINDOW};
-use crate::room::RosterPage;
+use crate::receipts::{Receipt, WINDOW};
+use crate::room::{Keyed, RosterPage};
 use crate::room_event::{EventMember, RoomEvent, Snapshot};
 use crate::token_bucket::TokenBucket;
 
@@ -147,8 +147,6 @@ pub struct RoomsPage {
 #[derive(Debug)]
 pub struct Backend {
     hub: Arc<Hub>,
-    /// What keyed publishes got, for repeated calls.
-    receipts: Mutex<Receipts>,
     /// The publish rate of every backend caller together.
     budget: Mutex<TokenBucket>,
     /// That rate, for the error that says so.
@@ -162,7 +160,6 @@ impl Backend {
         let rate = rate_per_sec.max(1);
         Self {
             hub,
-            receipts: Mutex::new(Receipts::default()),
             budget: Mutex::new(TokenBucket::new(rate, f64::from(rate), Instant::now())),
             rate_per_sec: rate,
         }
@@ -192,32 +189,19 @@ impl Backend {
         if key.is_some_and(|key| key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX) {
             return Err(BackendError::InvalidIdempotencyKey);
         }
-        // A server alone keeps the receipts; with a broker, the broker keeps
-        // them where every server finds them.
-        let local_key = key.filter(|_| self.hub.broker().is_none()).map(|key| (room.clone(), key.to_owned()));
-        if let Some(key) = &local_key
-            && let Some(sequenced) = self.receipts().get(key)
-        {
-            return Ok(sequenced);
-        }
         if !self.budget.lock().unwrap_or_else(PoisonError::into_inner).try_take(Instant::now()) {
             return Err(BackendError::RateLimited { per_sec: self.rate_per_sec });
         }
-        let sequenced = self.sequence(&room, sender, post.body.clone(), key).await?;
-        if let Some(key) = local_key {
-            self.receipts().insert(key, sequenced);
-        }
-        Ok(sequenced)
+        // Kept where the message is numbered, beside members' message ids:
+        // in the room on a server alone, in the broker otherwise.
+        let receipt = key.map(|key| Receipt { key: message_id::backend_receipt_key(key), window: WINDOW });
+        self.sequence(&room, sender, post.body.clone(), receipt).await
     }
 
     /// A room name checked as a client's would be.
     fn room_name(&self, room: &str) -> Result<Arc<str>, BackendError> {
         validate_room_name(room, self.hub.config().session.max_room_name_bytes)
             .map_err(|why| BackendError::InvalidName(format!("room name: {why}")))
-    }
-
-    fn receipts(&self) -> std::sync::MutexGuard<'_, Receipts> {
-        self.receipts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Numbers and delivers a checked message: in the room when this
@@ -229,7 +213,7 @@ impl Backend {
         room: &Arc<str>,
         sender: Arc<str>,
         body: String,
-        receipt: Option<&str>,
+        receipt: Option<Receipt>,
     ) -> Result<Sequenced, BackendError> {
         let sent_at_ms = unix_millis();
         let announcer = self.hub.announcer();
@@ -247,9 +231,13 @@ impl Backend {
                     );
                 }
             };
-            let (sequenced, recipients) = open.publish(system.describe(), body, sent_at_ms, witness);
-            self.hub.metrics().published(recipients, started.elapsed());
-            return Ok(sequenced);
+            return Ok(match open.publish(receipt.as_ref(), system.describe(), body, sent_at_ms, witness) {
+                Keyed::Published(sequenced, recipients) => {
+                    self.hub.metrics().published(recipients, started.elapsed());
+                    sequenced
+                }
+                Keyed::Repeated(sequenced) => sequenced,
+            });
         };
         let (reply, answer) = oneshot::channel();
         let announce = announcer.map(|announcer| {
@@ -260,7 +248,7 @@ impl Backend {
             sender: system,
             sent_at_ms,
             body,
-            receipt: receipt.map(|key| Receipt { key: message_id::backend_receipt_key(key), window: WINDOW }),
+            receipt,
             reply: PublishReply::Backend(reply),
             announce,
         };

@@ -34,7 +34,7 @@ use crate::frame::Frame;
 use crate::history::{History, HistoryPolicy, Replay};
 use crate::outbox::Outbox;
 use crate::presence::{PAGE_MAX, PendingPresence, PresencePolicy, Rotation};
-use crate::receipts::Receipts;
+use crate::receipts::{Receipt, Receipts};
 use crate::room_event::{EventMember, RoomEvent, Snapshot};
 
 /// A session as a member of one room.
@@ -123,7 +123,7 @@ struct RoomState {
     sequencing: Sequencing,
     /// What its members' messages with ids got (a room that numbers its
     /// own), made on the first such message.
-    receipts: Option<Box<Receipts<String>>>,
+    receipts: Option<Box<Receipts>>,
 }
 
 /// A follower room's view of the shared feed.
@@ -431,35 +431,37 @@ impl Room {
 
     /// Publishes a message in a room that numbers its own: sequences it,
     /// encodes it once, queues that one frame for every member (the sender
-    /// too) and keeps it in the history. Returns the number it got and how
+    /// too) and keeps it in the history; answers the number it got and how
     /// many members it was queued for. The sender is a member, or a name
-    /// the application's backend posts under.
+    /// the application's backend posts under. With a receipt, a message
+    /// whose key was published within the receipt's window is answered with
+    /// that number and not published again; the check and the numbering
+    /// share the one lock, so two copies racing each other cannot both
+    /// pass (`room/receipts.rs`).
     /// `witness` sees the number and the text inside the critical
     /// section, so that what it records keeps the room's order.
     pub fn publish(
         &self,
+        receipt: Option<&Receipt>,
         sender: Member,
         body: String,
         sent_at_ms: u64,
         witness: impl FnOnce(Sequenced, &str),
-    ) -> (Sequenced, usize) {
-        self.publish_locked(&mut self.lock(), sender, body, sent_at_ms, witness)
-    }
-
-    fn publish_locked(
-        &self,
-        state: &mut RoomState,
-        sender: Member,
-        body: String,
-        sent_at_ms: u64,
-        witness: impl FnOnce(Sequenced, &str),
-    ) -> (Sequenced, usize) {
+    ) -> Keyed {
+        let mut state = self.lock();
         debug_assert!(matches!(state.sequencing, Sequencing::Own), "a follower's numbers come from its feed");
+        if let Some(sequenced) = receipt.and_then(|receipt| state.receipts().get(&receipt.key)) {
+            return Keyed::Repeated(sequenced);
+        }
         let seq = state.next_seq;
         let sequenced = Sequenced { seq, epoch: state.epoch };
         witness(sequenced, &body);
         let frame = self.message_frame(seq, sender, sent_at_ms, body);
-        (sequenced, Self::deliver(state, seq, frame))
+        let recipients = Self::deliver(&mut state, seq, frame);
+        if let Some(receipt) = receipt {
+            state.receipts().insert(receipt, sequenced);
+        }
+        Keyed::Published(sequenced, recipients)
     }
 
     /// Queues the message numbered `seq` (the room's next) for every member

@@ -58,20 +58,19 @@ pub(crate) fn deliver(hub: &Hub, room: &Arc<Room>, member: &RoomMember, submissi
                 announcer.message(room.name(), sequenced, &Sent { sender: &sender, user, sent_at_ms, body });
             }
         };
-        let Some(receipt) = receipt else {
-            let (_, recipients) = room.publish(member.describe(), body, sent_at_ms, witness);
-            hub.metrics().published(recipients, started.elapsed());
-            return;
-        };
         let (sequenced, repeated) =
-            match room.publish_once(&receipt, member.describe(), body, sent_at_ms, witness) {
+            match room.publish(receipt.as_ref(), member.describe(), body, sent_at_ms, witness) {
                 Keyed::Published(sequenced, recipients) => {
                     hub.metrics().published(recipients, started.elapsed());
                     (sequenced, false)
                 }
                 Keyed::Repeated(sequenced) => (sequenced, true),
             };
-        member.outbox.push(&Frame::encode(&published(request_id, room.name(), sequenced, repeated)));
+        // Only a message with an id is answered; the others see their own
+        // message arrive like everyone else's.
+        if receipt.is_some() {
+            member.outbox.push(&Frame::encode(&published(request_id, room.name(), sequenced, repeated)));
+        }
         return;
     };
     let sender = member.event_member();
