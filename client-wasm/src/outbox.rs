@@ -72,9 +72,15 @@ impl Default for Outbox {
     }
 }
 
-/// The outbox holds [`MAX_WAITING`] messages already.
+/// Why a message was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
+pub enum NotTaken {
+    /// The outbox holds [`MAX_WAITING`] messages already.
+    Full,
+    /// A message with this id waits already: it is the same message, on
+    /// its way.
+    AlreadyWaiting,
+}
 
 impl Outbox {
     /// Takes the server's publish limits. The first welcome fills the
@@ -90,9 +96,12 @@ impl Outbox {
     }
 
     /// Keeps a new message, last in line.
-    pub fn push(&mut self, id: String, room: String, body: String) -> Result<(), Full> {
+    pub fn push(&mut self, id: String, room: String, body: String) -> Result<(), NotTaken> {
+        if self.waiting.iter().any(|w| w.id == id) {
+            return Err(NotTaken::AlreadyWaiting);
+        }
         if self.waiting.len() >= MAX_WAITING {
-            return Err(Full);
+            return Err(NotTaken::Full);
         }
         self.waiting.push_back(Waiting { id, room, body, request_id: None, first_sent_ms: None });
         Ok(())

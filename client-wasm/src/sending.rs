@@ -12,7 +12,7 @@ use wtchat_protocol::{ClientMessage, ErrorCode, ErrorNotice, Published};
 use crate::client::{Client, Inner};
 use crate::events::SendEvent;
 use crate::js_object::array;
-use crate::outbox::{Full, MAX_WAITING, Next, Waiting};
+use crate::outbox::{MAX_WAITING, Next, NotTaken, Waiting};
 use crate::time::{now_ms, sleep};
 
 /// How long a message the server could not take for a reason of its own
@@ -38,7 +38,9 @@ impl Client {
                 self.inner.emit("send", &SendEvent::of(&waiting, "pending"));
                 self.inner.flush();
             }
-            Err(Full) => {
+            // Already on its way: its events come as they would have.
+            Err(NotTaken::AlreadyWaiting) => {}
+            Err(NotTaken::Full) => {
                 let reason = format!("{MAX_WAITING} messages are waiting to be sent already");
                 self.inner.emit("send", &SendEvent::failed(&waiting, "OUTBOX_FULL", reason));
             }

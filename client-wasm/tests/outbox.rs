@@ -9,7 +9,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
-use wtchat_client::outbox::{Full, MAX_WAITING, Next, Outbox};
+use wtchat_client::outbox::{MAX_WAITING, Next, NotTaken, Outbox};
 use wtchat_protocol::MESSAGE_ID_WINDOW_MS;
 
 fn outbox(now: f64) -> Outbox {
@@ -87,8 +87,18 @@ fn the_outbox_is_bounded_and_a_left_room_takes_its_messages_along() {
     for n in 0..MAX_WAITING {
         push(&mut outbox, &n.to_string());
     }
-    assert_eq!(outbox.push("one more".into(), "hall".into(), "x".into()), Err(Full));
+    assert_eq!(outbox.push("one more".into(), "hall".into(), "x".into()), Err(NotTaken::Full));
     outbox.push("elsewhere".into(), "other".into(), "x".into()).unwrap_err();
     assert_eq!(outbox.forget_room("hall").len(), MAX_WAITING);
     assert_eq!(outbox.waiting().count(), 0);
+}
+
+#[test]
+fn an_id_already_waiting_is_the_same_message_and_is_not_taken_twice() {
+    let mut outbox = outbox(1_000.0);
+    push(&mut outbox, "a");
+    assert_eq!(outbox.push("a".into(), "hall".into(), "again".into()), Err(NotTaken::AlreadyWaiting));
+    let mut request = 1;
+    assert_eq!(flush(&mut outbox, 1_000.0, &mut request), ["a"]);
+    assert_eq!(outbox.next(1_000.0), Next::Idle, "one copy went out, and nothing waits");
 }
