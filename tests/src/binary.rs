@@ -57,6 +57,22 @@ pub fn without_package_variables(command: &mut Command) {
     }
 }
 
+/// Runs `cargo xtask <command> --out <out>` from the workspace (building
+/// the client, packing its package), panicking with `what` if it fails.
+pub fn xtask_into(command: &str, out: &Path, what: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    without_package_variables(&mut cargo);
+    let status = cargo
+        .current_dir(&root)
+        .args(["run", "--quiet", "--package", "xtask", "--", command, "--out"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "{what} failed");
+}
+
 /// A running `wtchat serve`.
 pub struct Binary {
     /// The process.

@@ -132,18 +132,8 @@ pub async fn demo_server_again(tcp: std::net::SocketAddr, quic: std::net::Socket
 pub fn web_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let out = root.join("target").join("wtchat-browser-web");
-        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        crate::binary::without_package_variables(&mut command);
-        let status = command
-            .current_dir(&root)
-            .args(["run", "--quiet", "--package", "xtask", "--", "build-client", "--out"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the wasm client failed");
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wtchat-browser-web");
+        crate::binary::xtask_into("build-client", &out, "building the wasm client");
         out
     })
 }

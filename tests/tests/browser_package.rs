@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, ensure};
 use wtchat_server::encoding::{Coding, compress};
-use wtchat_tests::binary::without_package_variables;
+use wtchat_tests::binary::xtask_into;
 use wtchat_tests::browser::Chromedriver;
 use wtchat_tests::cross_server::until_body;
 use wtchat_tests::server::temp_dir;
@@ -26,18 +26,8 @@ const WASM_GZIP_BUDGET: u64 = 55_803;
 fn installed() -> &'static Path {
     static APP: OnceLock<PathBuf> = OnceLock::new();
     APP.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let packed = temp_dir("npm-pack");
-        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        without_package_variables(&mut command);
-        let status = command
-            .current_dir(&root)
-            .args(["run", "--quiet", "--package", "xtask", "--", "package", "--out"])
-            .arg(&packed)
-            .stdout(Stdio::null())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "cargo xtask package failed");
+        xtask_into("package", &packed, "cargo xtask package");
         let tarball = std::fs::read_dir(&packed)
             .expect("the package folder")
             .filter_map(|entry| Some(entry.ok()?.path()))
