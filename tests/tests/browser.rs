@@ -192,7 +192,19 @@ async fn wait_for_members(page: &Page, names: &[&str]) -> Result<()> {
 
 /// Opens a page in `driver`'s browser and waits until it is on `transport`.
 async fn page_on(driver: &Driver, url: &str, transport: &str) -> Result<Page> {
-    let page = driver.open(url).await?;
+    page_on_once_launched(driver, || url.to_owned(), transport).await
+}
+
+/// As [`page_on`], with the URL made once the browser runs: a URL holding
+/// a short-lived token must not spend its life on the browser's start,
+/// which takes seconds for a fresh Firefox on a loaded machine.
+async fn page_on_once_launched(
+    driver: &Driver,
+    url: impl FnOnce() -> String,
+    transport: &str,
+) -> Result<Page> {
+    let page = driver.open("about:blank").await?;
+    page.client.goto(&url()).await?;
     page.wait_for(&format!("document.getElementById('badge').dataset.transport === '{transport}'"))
         .await
         .with_context(|| format!("{} did not get onto {transport}", driver.browser().name()))?;
@@ -372,8 +384,8 @@ async fn pages_keep_their_sessions_across_token_expiry_through_the_page_callback
             issuer.url()
         )
     };
-    let ada = page_on(&chromium, &page("reader", ""), "webtransport").await?;
-    let bob = page_on(&firefox, &page("reader", "&transport=websocket"), "websocket").await?;
+    let ada = page_on_once_launched(&chromium, || page("reader", ""), "webtransport").await?;
+    let bob = page_on_once_launched(&firefox, || page("reader", "&transport=websocket"), "websocket").await?;
     let refreshed = "window.wtchatDemo.events.some(e => e.type === 'token' && e.event === 'refreshed' && e.expiresInMs > 500000)";
     for page in [&ada, &bob] {
         page.wait_for_within(refreshed, Duration::from_secs(15)).await?;
